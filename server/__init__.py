@@ -1,0 +1,1 @@
+"""Member-engagement game server."""

@@ -1,0 +1,192 @@
+"""Who is calling: members (JWT bearer tokens from the brand) and the brand's systems (API keys)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import jwt
+import sqlalchemy as sa
+from litestar.connection import ASGIConnection
+from sqlmodel import Column, Field, SQLModel
+
+from server import ratelimit
+from server.db import UTCDateTime, utcnow
+from server.errors import ProblemError
+from server.members.service import MEMBER_ID_RE, ensure_member
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.context import Context
+
+
+# ---------------------------------------------------------------- member tokens
+
+
+def verify_member_token(settings: Settings, token: str) -> str:
+    """The member id (`sub`) of a valid token; 401 `invalid_token` otherwise."""
+    options: dict[str, Any] = {"require": ["sub", "exp"]}
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_verify_key,
+            algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience or None,
+            issuer=settings.jwt_issuer or None,
+            options=options,
+            leeway=30,
+        )
+    except jwt.ExpiredSignatureError:
+        raise ProblemError(401, "token_expired", "The member token has expired; get a new one.") from None
+    except jwt.PyJWTError:
+        raise ProblemError(401, "invalid_token", "The member token is not valid.") from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not MEMBER_ID_RE.match(sub):
+        raise ProblemError(401, "invalid_token", "The member token's subject is not a valid member id.")
+    return sub
+
+
+def issue_member_token(settings: Settings, member_id: str, ttl: timedelta = timedelta(days=30)) -> str:
+    """A member token signed with the configured key (what the brand's backend does in production)."""
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {"sub": member_id, "iat": now, "exp": now + ttl}
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, settings.jwt_signing_key, algorithm=settings.jwt_algorithm)
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+# ---------------------------------------------------------------- API keys
+
+
+class ApiKey(SQLModel, table=True):
+    """A brand system's key. Only a hash is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=16)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+def _hash_key(secret: str) -> str:
+    # Keys are 32 random bytes, so a fast hash is enough (no dictionary to guess from).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_api_key(ctx: Context, name: str) -> tuple[ApiKey, str]:
+    if not name.strip() or len(name) > 100:
+        raise ProblemError(400, "invalid_name", "An API key name is 1 to 100 characters.")
+    key_id = secrets.token_hex(6)
+    full = f"ek_{key_id}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(id=key_id, name=name.strip(), key_hash=_hash_key(full), created_at=utcnow())
+    async with ctx.db.transaction() as session:
+        session.add(row)
+    return row, full
+
+
+async def list_api_keys(ctx: Context) -> list[ApiKey]:
+    async with ctx.db.session() as session:
+        return list((await session.execute(sa.select(ApiKey).order_by(ApiKey.created_at))).scalars())
+
+
+async def revoke_api_key(ctx: Context, key_id: str) -> bool:
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            sa.update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())  # type: ignore[union-attr]
+        )
+        return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    key_id: str
+    name: str
+
+
+# A verified key is remembered briefly so that the hot path does not read SQL on every request;
+# a revocation takes effect within this many seconds on every instance.
+_KEY_CACHE_SECONDS = 10.0
+
+
+async def verify_api_key(ctx: Context, presented: str) -> ApiClient:
+    cache: dict[str, tuple[float, ApiClient]] = ctx.extras.setdefault("api_key_cache", {})
+    digest = _hash_key(presented)
+    hit = cache.get(digest)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    parts = presented.split("_")
+    if len(parts) != 3 or parts[0] != "ek":
+        raise ProblemError(401, "invalid_api_key", "The API key is not valid.")
+    async with ctx.db.session() as session:
+        row = await session.get(ApiKey, parts[1])
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
+        raise ProblemError(401, "invalid_api_key", "The API key is not valid or was revoked.")
+    client = ApiClient(row.id, row.name)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[digest] = (time.monotonic() + _KEY_CACHE_SECONDS, client)
+    return client
+
+
+# ---------------------------------------------------------------- guards as dependencies
+
+
+def _ctx(connection: ASGIConnection[Any, Any, Any, Any]) -> Context:
+    return connection.app.state.ctx  # type: ignore[no-any-return]
+
+
+async def _known_member(ctx: Context, member_id: str) -> None:
+    """A valid token for an unknown member creates a bare member (remembered per process)."""
+    known: set[str] = ctx.extras.setdefault("known_members", set())
+    if member_id in known:
+        return
+    async with ctx.db.transaction() as session:
+        await ensure_member(session, member_id)
+    if len(known) > 100_000:
+        known.clear()
+    known.add(member_id)
+
+
+async def member_from_token(ctx: Context, token: str | None) -> str:
+    if not token:
+        raise ProblemError(
+            401, "missing_token", "This needs a member token: `Authorization: Bearer <token>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    member_id = verify_member_token(ctx.settings, token)
+    await ratelimit.hit(ctx, "member", member_id, ctx.settings.rate_limit_member_per_minute)
+    await _known_member(ctx, member_id)
+    return member_id
+
+
+async def provide_member_id(request: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """Dependency `member_id`: the member calling with a bearer token."""
+    return await member_from_token(_ctx(request), bearer_token(request))
+
+
+async def provide_api_client(request: ASGIConnection[Any, Any, Any, Any]) -> ApiClient:
+    """Dependency `api_client`: the brand system calling with `X-Api-Key`."""
+    ctx = _ctx(request)
+    presented = request.headers.get("x-api-key")
+    if not presented:
+        raise ProblemError(401, "missing_api_key", "This needs an API key in the `X-Api-Key` header.")
+    client = await verify_api_key(ctx, presented)
+    await ratelimit.hit(ctx, "api_key", client.key_id, ctx.settings.rate_limit_api_key_per_minute)
+    return client

@@ -1,0 +1,210 @@
+"""`engage`: serve, migrate, and the operator's tools."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from server.config import Settings, get_settings
+
+app = typer.Typer(help="Member-engagement game server.", no_args_is_help=True, add_completion=False)
+apikey_app = typer.Typer(help="API keys for the brand's systems.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The points and growth ledger.", no_args_is_help=True)
+content_app = typer.Typer(help="The game's content (YAML under content/).", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(content_app, name="content")
+
+T = TypeVar("T")
+
+
+def _with_context(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, redis: bool = False) -> T:
+    """Run `fn(ctx)` with SQL (and Redis if asked) outside the web server."""
+    from server import domains
+    from server.context import Context
+    from server.db import Database
+    from server.logs import configure
+    from server.outbox import Outbox
+    from server.redis import RedisHandle
+
+    configure("ERROR", settings.log_json)
+    domains.load()
+
+    async def main() -> T:
+        handle = RedisHandle(settings)
+        if redis:
+            handle.start()
+        ctx = Context(settings=settings, db=Database(settings), redis=handle)
+        ctx.outbox = Outbox(ctx)
+        try:
+            return await fn(ctx)
+        finally:
+            await ctx.db.dispose()
+            await handle.close()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="default ENGAGE_HOST or 127.0.0.1"),
+    port: int = typer.Option(None, help="default ENGAGE_PORT or 8000"),
+    workers: int = typer.Option(1, help="processes (needs ENGAGE_REDIS_URL when more than one)"),
+) -> None:
+    """Serve the API and live messages (run `engage migrate` first)."""
+    import uvicorn
+
+    settings = get_settings()
+    if workers > 1 and not settings.redis_url:
+        typer.echo("several workers share one Redis: set ENGAGE_REDIS_URL", err=True)
+        raise typer.Exit(2)
+    from server.content.loader import ContentInvalid, load
+    from server import domains
+
+    domains.load()
+    try:
+        load(settings.content_dir)
+    except ContentInvalid as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(1) from None
+    uvicorn.run(
+        "server.app:app_factory",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head")) -> None:
+    """Bring the database schema up to date (its own step, never at start-up)."""
+    from server.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings, revision)
+    typer.echo(f"database at {revision}: {settings.resolved_database_url.split('@')[-1]}")
+
+
+@app.command()
+def token(
+    member_id: str,
+    ttl_days: float = typer.Option(30.0, help="days until the token expires"),
+) -> None:
+    """Print a member token for MEMBER_ID (its last line), signed with the configured key."""
+    from datetime import timedelta
+
+    from server.auth import issue_member_token
+    from server.members.service import MEMBER_ID_RE
+
+    if not MEMBER_ID_RE.match(member_id):
+        typer.echo("a member id is 1 to 64 letters, digits or . _ : @ -", err=True)
+        raise typer.Exit(2)
+    typer.echo(issue_member_token(get_settings(), member_id, timedelta(days=ttl_days)))
+
+
+@apikey_app.command("create")
+def apikey_create(name: str = typer.Option(..., "--name", help="who uses it, e.g. 'shop backend'")) -> None:
+    """Create an API key; the key is printed once, as the last line, and stored only hashed."""
+    from server.auth import create_api_key
+
+    row, key = _with_context(get_settings(), lambda ctx: create_api_key(ctx, name))
+    typer.echo(f"created API key {row.id} ({row.name}); store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """The API keys (ids and names, never the keys)."""
+    from server.auth import list_api_keys
+
+    for row in _with_context(get_settings(), list_api_keys):
+        state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+        typer.echo(f"{row.id}  {row.name}  created {row.created_at:%Y-%m-%d}  {state}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke an API key by id (takes effect on every instance within seconds)."""
+    from server.auth import revoke_api_key
+
+    if not _with_context(get_settings(), lambda ctx: revoke_api_key(ctx, key_id)):
+        typer.echo(f"no active API key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Recompute every member's hash chain and balances; exit 1 and list what was altered."""
+    from server.ledger.service import verify
+
+    report = _with_context(get_settings(), verify)
+    for problem in report.problems:
+        typer.echo(problem)
+    typer.echo(
+        f"checked {report.entries} entries of {report.members} members: "
+        + ("OK" if not report.problems else f"{len(report.problems)} problem(s)")
+    )
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@content_app.command("validate")
+def content_validate(path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)")) -> None:
+    """Check the content; print every problem with file, line and field; exit 1 if any."""
+    from server import domains
+    from server.content.loader import validate
+
+    domains.load()
+    root = path or get_settings().content_dir
+    _, issues = validate(root)
+    for issue in issues:
+        typer.echo(str(issue))
+    if issues:
+        typer.echo(f"{len(issues)} problem(s) in {root}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{root}: valid")
+
+
+@content_app.command("schema")
+def content_schema(out: Path = typer.Argument(Path("content/schemas"))) -> None:
+    """Write the JSON Schema of every content file, for editors."""
+    from server import domains
+    from server.content.loader import dump_schemas
+
+    domains.load()
+    for p in dump_schemas(out):
+        typer.echo(str(p))
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo members (idempotent): a few profiles with a welcome bonus."""
+    from server.demo import load_demo
+
+    # Without Redis here: the live messages wait in the outbox and the server delivers them.
+    lines = _with_context(get_settings(), load_demo)
+    for line in lines:
+        typer.echo(line)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Settings, read once from the environment (ENGAGE_*), with defaults that work on a laptop."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./var")
+    content_dir: Path = Path("./content")
+    # Empty means a SQLite file under data_dir.
+    database_url: str = ""
+    database_pool_size: int = 10
+    # Empty means an embedded redis-server started and stopped with the app (one process only).
+    redis_url: str = ""
+    # Every Redis key and channel starts with this, so deployments and tests can share one Redis.
+    redis_prefix: str = "engage:"
+
+    # Member tokens: HS256 with a shared secret, or RS256 with the brand's public key.
+    jwt_secret: str = ""
+    jwt_public_key: str = ""  # PEM text or a path to a PEM file
+    jwt_private_key: str = ""  # only for `engage token` when RS256 is used
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Requests per minute, counted in Redis so that every instance shares the budget.
+    rate_limit_member_per_minute: int = 600
+    rate_limit_api_key_per_minute: int = 60000
+    rate_limit_ip_per_minute: int = 1200
+
+    events_batch_max: int = 1000
+    realtime_history: int = 200  # live messages kept per member for `?since=` replay
+    realtime_history_ttl_seconds: int = 7 * 24 * 3600
+    realtime_send_queue: int = 256  # messages waiting for one socket before it is dropped as slow
+    outbox_drain_seconds: float = 2.0
+    outbox_claim_seconds: float = 30.0
+    scheduler_enabled: bool = True
+    ledger_audit_seconds: float = 86400.0  # how often one instance re-verifies every ledger chain
+    demo_welcome_points: int = 100
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'engage.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
+    def jwt_algorithm(self) -> str:
+        return "RS256" if self.jwt_public_key else "HS256"
+
+    def _pem(self, value: str) -> str:
+        if value.strip().startswith("-----BEGIN"):
+            return value
+        return Path(value).read_text()
+
+    @cached_property
+    def jwt_verify_key(self) -> str:
+        if self.jwt_public_key:
+            return self._pem(self.jwt_public_key)
+        return self.hs256_secret
+
+    @cached_property
+    def jwt_signing_key(self) -> str:
+        if self.jwt_public_key:
+            if not self.jwt_private_key:
+                raise RuntimeError("RS256 is configured: set ENGAGE_JWT_PRIVATE_KEY to sign tokens locally")
+            return self._pem(self.jwt_private_key)
+        return self.hs256_secret
+
+    @cached_property
+    def hs256_secret(self) -> str:
+        """The configured secret, or one generated once into the data dir and kept there."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race: use its secret
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+

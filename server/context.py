@@ -1,0 +1,31 @@
+"""What one process holds: settings, SQL, Redis and the spine's shared machinery."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from server.config import Settings
+from server.db import Database
+from server.redis import RedisHandle
+
+if TYPE_CHECKING:
+    from server.content.loader import ContentStore
+    from server.outbox import Outbox
+    from server.realtime.hub import Hub
+    from server.scheduler import Scheduler
+
+
+class Context:
+    """Passed to services and jobs; set up once by the app's lifespan (or by a CLI command)."""
+
+    outbox: Outbox
+    hub: Hub
+    content: ContentStore
+    scheduler: Scheduler
+
+    def __init__(self, settings: Settings, db: Database, redis: RedisHandle) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        # Small per-process caches and registered scripts, by name.
+        self.extras: dict[str, Any] = {}

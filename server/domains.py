@@ -1,0 +1,42 @@
+"""Every domain of the server: importing them registers their content kinds, handlers, effects and jobs."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+DOMAIN_MODULES = [
+    "server.outbox",
+    "server.realtime.hub",
+    "server.events.dispatch",
+    "server.ledger.earning",
+    "server.ledger.jobs",
+]
+
+
+def load() -> None:
+    for name in DOMAIN_MODULES:
+        importlib.import_module(name)
+
+
+def route_handlers() -> list[Any]:
+    from server.events.routes import EventsController
+    from server.ledger.routes import LedgerController
+    from server.members.routes import MembersController
+    from server.ops import health, metrics, ready
+    from server.realtime.routes import live
+
+    return [health, ready, metrics, MembersController, LedgerController, EventsController, live]
+
+
+def models() -> None:
+    """Import every table so that SQLModel's metadata knows them (for migrations)."""
+    for name in (
+        "server.members.models",
+        "server.ledger.models",
+        "server.events.models",
+        "server.outbox",
+        "server.auth",
+        "server.scheduler",
+    ):
+        importlib.import_module(name)

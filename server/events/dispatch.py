@@ -1,0 +1,87 @@
+"""The in-process registry through which domains react to member events.
+
+Events reach handlers through the outbox after the transaction that stored them commits, so a
+handler may run more than once for one event (after a crash or an outage): handlers must be
+idempotent, which awards are when their idempotency key names the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.outbox import effect
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    event_id: str
+    member_id: str
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+    source: str = "api"
+
+    def to_payload(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["occurred_at"] = self.occurred_at.isoformat()
+        return d
+
+    @classmethod
+    def from_payload(cls, d: dict[str, Any]) -> DomainEvent:
+        return cls(**{**d, "occurred_at": datetime.fromisoformat(d["occurred_at"])})
+
+
+Handler = Callable[["Context", DomainEvent], Awaitable[None]]
+PropertyCheck = Callable[[dict[str, Any]], str | None]
+
+_handlers: dict[str, list[Handler]] = {}
+_property_checks: dict[str, PropertyCheck] = {}
+
+
+def on(*event_types: str) -> Callable[[Handler], Handler]:
+    """Register a handler for these event types ('*' for every type)."""
+
+    def register(fn: Handler) -> Handler:
+        for t in event_types:
+            if fn not in _handlers.setdefault(t, []):
+                _handlers[t].append(fn)
+        return fn
+
+    return register
+
+
+def declare_properties(event_type: str, check: PropertyCheck) -> None:
+    """A domain states what properties an event type must carry; `check` returns a reason or None."""
+    _property_checks[event_type] = check
+
+
+def check_properties(event_type: str, properties: dict[str, Any]) -> str | None:
+    check = _property_checks.get(event_type)
+    return check(properties) if check else None
+
+
+def handlers_for(event_type: str) -> list[Handler]:
+    return [*_handlers.get(event_type, []), *_handlers.get("*", [])]
+
+
+def emit(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
+    """Hand an event to every domain after the caller's transaction commits."""
+    ctx.outbox.add(session, "dispatch", event.to_payload())
+
+
+@effect("dispatch")
+async def _apply_dispatch(ctx: Context, payload: dict[str, Any], row_id: int, retry: bool) -> None:
+    event = DomainEvent.from_payload(payload)
+    for handler in handlers_for(event.type):
+        await handler(ctx, event)

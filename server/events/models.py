@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from server.db import UTCDateTime
+
+
+class MemberEvent(SQLModel, table=True):
+    """Something a member did, stored once per event_id whatever the number of deliveries."""
+
+    __tablename__ = "member_events"
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    member_id: str = Field(max_length=64, index=True)
+    type: str = Field(max_length=64, index=True)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source: str = Field(max_length=64)
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

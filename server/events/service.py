@@ -1,0 +1,115 @@
+"""Ingestion of member events from the brand's systems: validated one by one, stored once, dispatched."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from server.db import insert_ignore, utcnow
+from server.errors import ProblemError
+from server.events.dispatch import DomainEvent, check_properties, emit
+from server.events.models import MemberEvent
+from server.events.schemas import EventsOut, RejectedEvent
+from server.members.service import MEMBER_ID_RE, ensure_member
+from server.metrics import EVENTS
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
+EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+FUTURE_SKEW = timedelta(minutes=5)
+FIELDS = {"event_id", "member_id", "type", "occurred_at", "properties"}
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        self.code, self.reason = code, reason
+
+
+def _parse(raw: Any, now: datetime) -> DomainEvent:
+    if not isinstance(raw, dict):
+        raise _Reject("invalid_event", "An event is a JSON object.")
+    unknown = set(raw) - FIELDS
+    if unknown:
+        raise _Reject("unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.")
+    for name in ("event_id", "member_id", "type", "occurred_at"):
+        if not isinstance(raw.get(name), str) or not raw[name]:
+            raise _Reject(f"invalid_{name}", f"`{name}` is required and must be a string.")
+    if not EVENT_ID_RE.match(raw["event_id"]):
+        raise _Reject("invalid_event_id", "event_id is 1 to 128 letters, digits or . _ : @ -.")
+    if not MEMBER_ID_RE.match(raw["member_id"]):
+        raise _Reject("invalid_member_id", "member_id is 1 to 64 letters, digits or . _ : @ -.")
+    if not EVENT_TYPE_RE.match(raw["type"]):
+        raise _Reject("invalid_type", "type is lower case letters, digits, '_' and '.', like `purchase`.")
+    try:
+        occurred_at = datetime.fromisoformat(raw["occurred_at"])
+    except ValueError:
+        raise _Reject("invalid_occurred_at", "occurred_at is an ISO 8601 time with an offset.") from None
+    if occurred_at.tzinfo is None:
+        raise _Reject("invalid_occurred_at", "occurred_at needs a UTC offset, like 2026-11-24T09:30:00+01:00.")
+    if occurred_at > now + FUTURE_SKEW:
+        raise _Reject("occurred_in_future", "occurred_at is in the future.")
+    properties = raw.get("properties", {})
+    if properties is None:
+        properties = {}
+    if not isinstance(properties, dict):
+        raise _Reject("invalid_properties", "properties is a JSON object.")
+    reason = check_properties(raw["type"], properties)
+    if reason:
+        raise _Reject("invalid_properties", reason)
+    return DomainEvent(
+        event_id=raw["event_id"],
+        member_id=raw["member_id"],
+        type=raw["type"],
+        occurred_at=occurred_at,
+        properties=properties,
+    )
+
+
+async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
+    """Store each valid event once and dispatch the new ones; report duplicates and rejects per event."""
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        raise ProblemError(400, "invalid_batch", 'The body is {"events": [ ... ]}.')
+    raw_events: list[Any] = body["events"]
+    limit = ctx.settings.events_batch_max
+    if len(raw_events) > limit:
+        raise ProblemError(413, "batch_too_large", f"A batch holds at most {limit} events; send several.")
+    now = utcnow()
+    rejected: list[RejectedEvent] = []
+    valid: list[DomainEvent] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            valid.append(_parse(raw, now))
+        except _Reject as r:
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            rejected.append(RejectedEvent(index, event_id if isinstance(event_id, str) else None, r.code, r.reason))
+    duplicates: list[str] = []
+    accepted = 0
+    if valid:
+        async with ctx.db.transaction() as session:
+            for event in valid:
+                await ensure_member(session, event.member_id)
+                result = await session.execute(
+                    insert_ignore(session, MemberEvent.__table__).values(
+                        event_id=event.event_id,
+                        member_id=event.member_id,
+                        type=event.type,
+                        occurred_at=event.occurred_at,
+                        properties=event.properties,
+                        source=source,
+                        received_at=now,
+                    )
+                )
+                if result.rowcount:
+                    accepted += 1
+                    emit(ctx, session, DomainEvent(**{**event.__dict__, "source": source}))
+                else:
+                    duplicates.append(event.event_id)
+    EVENTS.labels("accepted").inc(accepted)
+    EVENTS.labels("duplicate").inc(len(duplicates))
+    EVENTS.labels("rejected").inc(len(rejected))
+    return EventsOut(
+        accepted=accepted, duplicates=len(duplicates), rejected=rejected, duplicate_event_ids=duplicates
+    )

@@ -1,0 +1,82 @@
+"""Earning rules: how many points and growth a member event is worth (content/earning.yaml).
+
+Here, the purchase rule: points and growth per currency unit of a `purchase` event's amount.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.content.loader import ContentKind, register_kind
+from server.events.dispatch import DomainEvent, declare_properties, on
+from server.ledger import service as ledger
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+
+class PurchaseRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points_per_unit: Decimal = Field(default=Decimal(1), ge=0, le=10_000)
+    growth_per_unit: Decimal = Field(default=Decimal(1), ge=0, le=10_000)
+
+
+class EarningContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purchase: PurchaseRule = PurchaseRule()
+
+
+register_kind(ContentKind(name="earning", filename="earning.yaml", model=EarningContent))
+
+
+def _check_purchase(properties: dict[str, Any]) -> str | None:
+    amount = properties.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        return "a purchase carries a numeric `amount` (the spend in currency units)."
+    if not math.isfinite(amount) or amount < 0:
+        return "a purchase `amount` is a finite number, zero or more."
+    if amount > 1_000_000:
+        return "a purchase `amount` above 1,000,000 is refused."
+    return None
+
+
+declare_properties("purchase", _check_purchase)
+
+
+def purchase_amounts(rule: PurchaseRule, amount: float) -> dict[str, int]:
+    """Whole points and growth for a spend; fractions are rounded down."""
+    spend = Decimal(str(amount))
+    return {
+        "points": int(spend * rule.points_per_unit),
+        "growth": int(spend * rule.growth_per_unit),
+    }
+
+
+@on("purchase")
+async def earn_from_purchase(ctx: Context, event: DomainEvent) -> None:
+    rule: PurchaseRule = ctx.content.get("earning").purchase
+    amount = event.properties.get("amount")
+    if not isinstance(amount, int | float) or isinstance(amount, bool):
+        return
+    amounts = purchase_amounts(rule, amount)
+    await ledger.award(
+        ctx,
+        event.member_id,
+        amounts=amounts,
+        reason="purchase",
+        source="purchase",
+        idempotency_key=f"event:{event.event_id}",
+        details={
+            "rule": "earning.purchase",
+            "event_id": event.event_id,
+            "spend": amount,
+            "points_per_unit": str(rule.points_per_unit),
+            "growth_per_unit": str(rule.growth_per_unit),
+        },
+    )

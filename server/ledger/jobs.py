@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from server.ledger.service import verify
+from server.scheduler import job
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+
+@job("ledger.audit", lambda ctx: ctx.settings.ledger_audit_seconds)
+async def audit_ledger(ctx: Context, period: str) -> None:
+    """Once per period on one instance: recompute every chain and balance, and shout if one was altered."""
+    report = await verify(ctx)
+    if report.problems:
+        log.error("ledger_audit_failed", period=period, problems=len(report.problems), first=report.problems[:5])
+    else:
+        log.info("ledger_audit_ok", period=period, members=report.members, entries=report.entries)

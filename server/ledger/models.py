@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+
+from server.db import UTCDateTime
+
+CURRENCIES = ("points", "growth")
+
+
+class LedgerAccount(SQLModel, table=True):
+    """A member's balances and the head of their hash chain; the row is locked while posting."""
+
+    __tablename__ = "ledger_accounts"
+
+    member_id: str = Field(primary_key=True, max_length=64)
+    points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    growth: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    seq: int = 0
+    head_hash: str = Field(default="", max_length=64)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One append-only movement of one currency. Never updated; corrections are reversals."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        sa.UniqueConstraint("member_id", "currency", "idempotency_key", name="uq_ledger_idempotency"),
+        sa.UniqueConstraint("member_id", "seq", name="uq_ledger_member_seq"),
+        sa.CheckConstraint("balance_after >= 0", name="ck_ledger_balance_not_negative"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    member_id: str = Field(max_length=64, index=True)
+    seq: int
+    currency: str = Field(max_length=16)
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    balance_after: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reason: str = Field(max_length=200)
+    source: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=200)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reverses_entry_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)

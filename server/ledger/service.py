@@ -1,0 +1,354 @@
+"""The ledger: the only code that writes balances.
+
+Each posting locks the member's account row, so postings for one member are serialized on every
+database; an idempotency key already used returns the entry it produced, so retries and concurrent
+duplicates never award twice. Entries are chained by hash per member: altering any stored field of
+any entry breaks the chain, which `verify` reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import insert_ignore, utcnow
+from server.errors import ProblemError
+from server.ledger.models import CURRENCIES, LedgerAccount, LedgerEntry
+from server.ledger.schemas import EntryOut
+from server.metrics import LEDGER_ENTRIES, LEDGER_REPLAYS
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+MAX_AMOUNT = 10**12
+
+
+@dataclass
+class Posted:
+    entry: LedgerEntry
+    created: bool
+
+
+def entry_hash(e: LedgerEntry) -> str:
+    """sha256 over every stored field of the entry and the hash of the member's previous entry."""
+    canonical = json.dumps(
+        [
+            "v1",
+            e.member_id,
+            e.seq,
+            e.currency,
+            e.amount,
+            e.balance_after,
+            e.reason,
+            e.source,
+            e.idempotency_key,
+            e.details,
+            e.reverses_entry_id,
+            e.created_at.isoformat(timespec="microseconds"),
+            e.prev_hash,
+        ],
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def to_out(e: LedgerEntry) -> EntryOut:
+    assert e.id is not None
+    return EntryOut(
+        id=e.id,
+        member_id=e.member_id,
+        currency=e.currency,
+        amount=e.amount,
+        balance_after=e.balance_after,
+        reason=e.reason,
+        source=e.source,
+        idempotency_key=e.idempotency_key,
+        details=e.details,
+        reverses_entry_id=e.reverses_entry_id,
+        created_at=e.created_at,
+        hash=e.hash,
+    )
+
+
+async def _lock_account(session: AsyncSession, member_id: str) -> LedgerAccount:
+    await session.execute(insert_ignore(session, LedgerAccount.__table__).values(member_id=member_id))
+    account = await session.get(LedgerAccount, member_id, with_for_update=True, populate_existing=True)
+    assert account is not None
+    return account
+
+
+async def post(
+    ctx: Context,
+    session: AsyncSession,
+    member_id: str,
+    *,
+    currency: str,
+    amount: int,
+    reason: str,
+    source: str,
+    idempotency_key: str,
+    details: dict[str, Any] | None = None,
+    reverses_entry_id: int | None = None,
+) -> Posted:
+    """Post one movement in the caller's transaction; the live message goes out after commit.
+
+    Refuses (409 `insufficient_balance`) a movement that would take the balance below zero, and
+    (409 `idempotency_key_reused`) a key already used for a different movement.
+    """
+    if currency not in CURRENCIES:
+        raise ProblemError(400, "invalid_currency", f"Currency is one of {', '.join(CURRENCIES)}.")
+    if amount == 0 or abs(amount) > MAX_AMOUNT:
+        raise ProblemError(400, "invalid_amount", f"An amount is a non-zero whole number up to {MAX_AMOUNT}.")
+    if currency == "growth" and amount < 0 and reverses_entry_id is None and source != "adjustment":
+        raise ProblemError(400, "invalid_amount", "Growth is never spent; only adjustments lower it.")
+    if not reason.strip() or len(reason) > 200:
+        raise ProblemError(400, "invalid_reason", "A reason is 1 to 200 characters.")
+    if not idempotency_key.strip() or len(idempotency_key) > 200:
+        raise ProblemError(400, "invalid_idempotency_key", "An idempotency key is 1 to 200 characters.")
+    details = details or {}
+
+    account = await _lock_account(session, member_id)
+    existing = (
+        await session.execute(
+            sa.select(LedgerEntry).where(
+                LedgerEntry.member_id == member_id,
+                LedgerEntry.currency == currency,
+                LedgerEntry.idempotency_key == idempotency_key,
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing.amount != amount or existing.reverses_entry_id != reverses_entry_id:
+            raise ProblemError(
+                409,
+                "idempotency_key_reused",
+                f"Idempotency key '{idempotency_key}' was already used for a different movement.",
+                entry_id=existing.id,
+            )
+        LEDGER_REPLAYS.inc()
+        return Posted(existing, created=False)
+
+    balance = getattr(account, currency) + amount
+    if balance < 0:
+        raise ProblemError(
+            409,
+            "insufficient_balance",
+            f"This would take the {currency} balance below zero: it is {getattr(account, currency)}, "
+            f"the movement is {amount}.",
+            balance=getattr(account, currency),
+            currency=currency,
+        )
+    entry = LedgerEntry(
+        member_id=member_id,
+        seq=account.seq + 1,
+        currency=currency,
+        amount=amount,
+        balance_after=balance,
+        reason=reason,
+        source=source,
+        idempotency_key=idempotency_key,
+        details=details,
+        reverses_entry_id=reverses_entry_id,
+        created_at=utcnow(),
+        prev_hash=account.head_hash,
+        hash="",
+    )
+    entry.hash = entry_hash(entry)
+    setattr(account, currency, balance)
+    account.seq = entry.seq
+    account.head_hash = entry.hash
+    session.add(entry)
+    session.add(account)
+    await session.flush()
+    LEDGER_ENTRIES.labels(currency, source).inc()
+    verb = "awarded" if amount > 0 else "deducted"
+    ctx.outbox.add(
+        session,
+        "live",
+        {
+            "member_id": member_id,
+            "type": f"{currency}.{verb}",
+            "at": entry.created_at.isoformat(),
+            "data": {
+                "entry_id": entry.id,
+                "currency": currency,
+                "amount": amount,
+                "balance": balance,
+                "reason": reason,
+                "source": source,
+            },
+        },
+    )
+    return Posted(entry, created=True)
+
+
+async def award(
+    ctx: Context,
+    member_id: str,
+    *,
+    amounts: dict[str, int],
+    reason: str,
+    source: str,
+    idempotency_key: str,
+    details: dict[str, Any] | None = None,
+) -> list[Posted]:
+    """Credit one or both currencies in one transaction under one idempotency key."""
+    async with ctx.db.transaction() as session:
+        return [
+            await post(
+                ctx,
+                session,
+                member_id,
+                currency=currency,
+                amount=amount,
+                reason=reason,
+                source=source,
+                idempotency_key=idempotency_key,
+                details=details,
+            )
+            for currency, amount in amounts.items()
+            if amount
+        ]
+
+
+async def reverse(
+    ctx: Context, session: AsyncSession, member_id: str, entry_id: int, reason: str
+) -> Posted:
+    """A new entry cancelling `entry_id`; reversing twice returns the first reversal."""
+    original = await session.get(LedgerEntry, entry_id)
+    if original is None or original.member_id != member_id:
+        raise ProblemError(404, "entry_not_found", f"Member '{member_id}' has no ledger entry {entry_id}.")
+    if original.reverses_entry_id is not None:
+        raise ProblemError(409, "cannot_reverse_reversal", "A reversal cannot itself be reversed.")
+    return await post(
+        ctx,
+        session,
+        member_id,
+        currency=original.currency,
+        amount=-original.amount,
+        reason=reason,
+        source="reversal",
+        idempotency_key=f"reversal:{entry_id}",
+        details={"reversed_reason": original.reason},
+        reverses_entry_id=entry_id,
+    )
+
+
+async def balances(session: AsyncSession, member_id: str) -> dict[str, int]:
+    account = await session.get(LedgerAccount, member_id)
+    if account is None:
+        return {c: 0 for c in CURRENCIES}
+    return {c: getattr(account, c) for c in CURRENCIES}
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError
+        return int(raw[1:])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, "invalid_cursor", "The cursor is not one this server gave out.") from exc
+
+
+async def history(
+    session: AsyncSession, member_id: str, cursor: str | None, limit: int
+) -> tuple[list[LedgerEntry], str | None]:
+    """The member's entries, newest first, `limit` at a time."""
+    if not 1 <= limit <= 200:
+        raise ProblemError(400, "invalid_limit", "limit is between 1 and 200.")
+    q = sa.select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    if cursor:
+        q = q.where(LedgerEntry.seq < decode_cursor(cursor))
+    rows = list(
+        (await session.execute(q.order_by(LedgerEntry.seq.desc()).limit(limit + 1))).scalars().all()  # type: ignore[attr-defined]
+    )
+    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+@dataclass
+class VerifyReport:
+    members: int = 0
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+async def _entries_by_member(session: AsyncSession) -> AsyncIterator[LedgerEntry]:
+    result = await session.stream(
+        sa.select(LedgerEntry).order_by(LedgerEntry.member_id, LedgerEntry.seq).execution_options(yield_per=2000)
+    )
+    async for entry in result.scalars():
+        yield entry
+
+
+async def verify(ctx: Context) -> VerifyReport:
+    """Recompute every member's chain and balances from the entries and compare with what is stored."""
+    report = VerifyReport()
+    async with ctx.db.session() as session:
+        accounts = {a.member_id: a for a in (await session.execute(sa.select(LedgerAccount))).scalars()}
+        seen: set[str] = set()
+        current: str | None = None
+        prev_hash = ""
+        expected_seq = 0
+        running: dict[str, int] = {}
+
+        def close_member(member_id: str) -> None:
+            account = accounts.get(member_id)
+            if account is None:
+                report.problems.append(f"member {member_id}: entries but no account row")
+                return
+            for c in CURRENCIES:
+                if getattr(account, c) != running.get(c, 0):
+                    report.problems.append(
+                        f"member {member_id}: stored {c} balance {getattr(account, c)} "
+                        f"but entries sum to {running.get(c, 0)}"
+                    )
+            if account.head_hash != prev_hash or account.seq != expected_seq:
+                report.problems.append(f"member {member_id}: account head does not match the last entry")
+
+        async for e in _entries_by_member(session):
+            if e.member_id != current:
+                if current is not None:
+                    close_member(current)
+                current, prev_hash, expected_seq, running = e.member_id, "", 0, {}
+                seen.add(e.member_id)
+                report.members += 1
+            report.entries += 1
+            expected_seq += 1
+            where = f"member {e.member_id} entry {e.id} (seq {e.seq})"
+            if e.seq != expected_seq:
+                report.problems.append(f"{where}: sequence gap, expected seq {expected_seq}")
+                expected_seq = e.seq
+            if e.prev_hash != prev_hash:
+                report.problems.append(f"{where}: does not chain to the previous entry")
+            if entry_hash(e) != e.hash:
+                report.problems.append(f"{where}: content does not match its hash (altered)")
+            running[e.currency] = running.get(e.currency, 0) + e.amount
+            if running[e.currency] != e.balance_after:
+                report.problems.append(
+                    f"{where}: balance_after {e.balance_after} but the running {e.currency} total is "
+                    f"{running[e.currency]}"
+                )
+            if running[e.currency] < 0:
+                report.problems.append(f"{where}: {e.currency} balance below zero")
+            prev_hash = e.hash
+        if current is not None:
+            close_member(current)
+        for member_id, account in accounts.items():
+            if member_id not in seen and (account.points or account.growth or account.seq):
+                report.problems.append(f"member {member_id}: balances but no entries")
+    return report

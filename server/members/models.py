@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Column, Field, SQLModel
+
+from server.db import UTCDateTime, utcnow
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "members"
+
+    id: str = Field(primary_key=True, max_length=64)
+    display_name: str | None = Field(default=None, max_length=100)
+    timezone: str = Field(default="UTC", max_length=64)
+    birthday: date | None = None
+    signed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

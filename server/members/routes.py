@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from litestar import Controller, Response, get, put
+
+from server.auth import ApiClient
+from server.context import Context
+from server.errors import not_found
+from server.ledger.service import balances
+from server.members.schemas import MeOut, MemberIn, MemberOut
+from server.members.service import check_member_id, get_member, to_out, upsert_member
+
+
+class MembersController(Controller):
+    path = "/v1"
+    tags = ["members"]
+
+    @put("/members/{member_id:str}", operation_id="upsertMember", status_code=200)
+    async def upsert(
+        self, ctx: Context, api_client: ApiClient, member_id: str, data: MemberIn
+    ) -> Response[MemberOut]:
+        """Create or update a member's profile (brand systems)."""
+        async with ctx.db.transaction() as session:
+            member, created = await upsert_member(session, member_id, data)
+        return Response(to_out(member), status_code=201 if created else 200)
+
+    @get("/members/{member_id:str}", operation_id="getMember")
+    async def get_one(self, ctx: Context, api_client: ApiClient, member_id: str) -> MemberOut:
+        """A member's profile (brand systems)."""
+        check_member_id(member_id)
+        async with ctx.db.session() as session:
+            member = await get_member(session, member_id)
+        if member is None:
+            raise not_found("member", member_id)
+        return to_out(member)
+
+    @get("/me", operation_id="getMe")
+    async def me(self, ctx: Context, current_member: str) -> MeOut:
+        """The calling member: profile and balances."""
+        async with ctx.db.session() as session:
+            member = await get_member(session, current_member)
+            money = await balances(session, current_member)
+        assert member is not None
+        return MeOut(
+            member_id=member.id,
+            display_name=member.display_name,
+            timezone=member.timezone,
+            tier=None,
+            points=money["points"],
+            growth=money["growth"],
+            streak=0,
+            birthday=member.birthday,
+            signed_up_at=member.signed_up_at,
+        )

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import msgspec
+
+
+class MemberIn(msgspec.Struct, forbid_unknown_fields=True):
+    display_name: str | None = None
+    timezone: str | None = None
+    birthday: date | None = None
+    signed_up_at: datetime | None = None
+
+
+class MemberOut(msgspec.Struct):
+    member_id: str
+    display_name: str | None
+    timezone: str
+    birthday: date | None
+    signed_up_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MeOut(msgspec.Struct):
+    member_id: str
+    display_name: str | None
+    timezone: str
+    tier: str | None
+    points: int
+    growth: int
+    streak: int
+    birthday: date | None
+    signed_up_at: datetime | None

@@ -1,0 +1,108 @@
+"""Member profiles: created by the brand's systems, or bare on a member's first valid token."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import insert_ignore, utcnow
+from server.errors import ProblemError
+from server.members.models import Member
+from server.members.schemas import MemberIn, MemberOut
+
+MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
+_ZONES: set[str] | None = None
+
+
+def check_member_id(member_id: str) -> str:
+    if not MEMBER_ID_RE.match(member_id):
+        raise ProblemError(
+            400,
+            "invalid_member_id",
+            "A member id is 1 to 64 characters: letters, digits and . _ : @ - (not starting with a symbol).",
+        )
+    return member_id
+
+
+def check_timezone(name: str) -> str:
+    """An IANA zone name such as Europe/Paris; abbreviations and offsets are refused."""
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = available_timezones()
+    if name not in _ZONES:
+        raise ProblemError(
+            400, "invalid_timezone", f"'{name}' is not an IANA time zone (for example Europe/Paris)."
+        )
+    try:
+        ZoneInfo(name)
+    except ZoneInfoNotFoundError as exc:  # pragma: no cover - listed zones load
+        raise ProblemError(400, "invalid_timezone", f"'{name}' is not an IANA time zone.") from exc
+    return name
+
+
+def to_out(m: Member) -> MemberOut:
+    return MemberOut(
+        member_id=m.id,
+        display_name=m.display_name,
+        timezone=m.timezone,
+        birthday=m.birthday,
+        signed_up_at=m.signed_up_at,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+async def ensure_member(session: AsyncSession, member_id: str) -> bool:
+    """Create a bare member if none exists (a valid token or an event for an unknown member).
+
+    Returns True when this call created it.
+    """
+    check_member_id(member_id)
+    now = utcnow()
+    result = await session.execute(
+        insert_ignore(session, Member.__table__).values(
+            id=member_id, timezone="UTC", created_at=now, updated_at=now
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def get_member(session: AsyncSession, member_id: str) -> Member | None:
+    return await session.get(Member, member_id)
+
+
+async def upsert_member(session: AsyncSession, member_id: str, data: MemberIn) -> tuple[Member, bool]:
+    """Create or update a profile; fields not given keep their value. Returns (member, created)."""
+    check_member_id(member_id)
+    if data.timezone is not None:
+        check_timezone(data.timezone)
+    if data.display_name is not None and not (1 <= len(data.display_name.strip()) <= 100):
+        raise ProblemError(400, "invalid_display_name", "A display name is 1 to 100 characters.")
+    if data.signed_up_at is not None and data.signed_up_at.tzinfo is None:
+        raise ProblemError(400, "invalid_signed_up_at", "signed_up_at needs a UTC offset (ISO 8601).")
+    created = await ensure_member(session, member_id)
+    member = await session.get(Member, member_id, with_for_update=True, populate_existing=True)
+    assert member is not None
+    if data.display_name is not None:
+        member.display_name = data.display_name.strip()
+    if data.timezone is not None:
+        member.timezone = data.timezone
+    if data.birthday is not None:
+        member.birthday = data.birthday
+    if data.signed_up_at is not None:
+        member.signed_up_at = data.signed_up_at
+    member.updated_at = utcnow()
+    session.add(member)
+    await session.flush()
+    return member, created
+
+
+def member_zone(member: Member) -> ZoneInfo:
+    return ZoneInfo(member.timezone)
+
+
+def local_now(member: Member, now: datetime | None = None) -> datetime:
+    return (now or utcnow()).astimezone(member_zone(member))

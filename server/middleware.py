@@ -1,0 +1,42 @@
+"""Per-request metrics and a structured access log line (route template, never the query string)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger("access")
+
+
+def observe(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("path_template") or "unmatched"
+            elapsed = time.perf_counter() - start
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            if status >= 400 or logging.getLogger().isEnabledFor(logging.DEBUG):
+                log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
+
+    return middleware

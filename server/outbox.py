@@ -1,0 +1,156 @@
+"""The outbox: effects outside SQL (live messages, board writes, dispatch, webhooks).
+
+A domain writes outbox rows in the same transaction as its SQL changes. After commit the rows are
+applied at once by the process that wrote them (it holds a claim on them); if an effect fails (Redis
+down) the row stays, and the drain job on any instance applies it later. Every effect is idempotent,
+so applying a row twice after a crash harms nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+
+from server.db import UTCDateTime, after_commit, utcnow
+from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
+from server.scheduler import job
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+Effect = Callable[["Context", dict[str, Any], int, bool], Awaitable[None]]
+_effects: dict[str, Effect] = {}
+
+
+def effect(kind: str) -> Callable[[Effect], Effect]:
+    """Declare how rows of `kind` are applied: `async def f(ctx, payload, row_id, retry)`, idempotent.
+
+    `retry` is true when the row may have been applied before (a drain after a failure or a crash).
+    """
+
+    def register(fn: Effect) -> Effect:
+        _effects[kind] = fn
+        return fn
+
+    return register
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True))
+    kind: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # While in the future, one process owns the row; the drain takes rows whose claim has lapsed.
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), index=True))
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class Outbox:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.claim = timedelta(seconds=ctx.settings.outbox_claim_seconds)
+
+    def add(self, session: AsyncSession, kind: str, payload: dict[str, Any]) -> None:
+        """Queue an effect in the caller's transaction; it is applied right after commit."""
+        if kind not in _effects:
+            raise KeyError(f"no outbox effect '{kind}'")
+        now = utcnow()
+        row = OutboxRow(kind=kind, payload=payload, created_at=now, claimed_until=now + self.claim)
+        session.add(row)
+        pending: list[OutboxRow] | None = session.info.get("outbox_rows")
+        if pending is None:
+            pending = session.info["outbox_rows"] = []
+
+            async def apply_after_commit() -> None:
+                await self.apply(pending)
+
+            after_commit(session, apply_after_commit)
+        pending.append(row)
+
+    async def apply(self, rows: list[OutboxRow], retry: bool = False) -> None:
+        """Apply rows this process holds, in order; keep the ones that fail for the drain."""
+        done: list[int] = []
+        failed: list[tuple[int, int, str]] = []
+        for row in rows:
+            assert row.id is not None
+            try:
+                await _effects[row.kind](self.ctx, row.payload, row.id, retry)
+            except Exception as exc:
+                OUTBOX_FAILED.labels(row.kind).inc()
+                failed.append((row.id, row.attempts + 1, f"{type(exc).__name__}: {exc}"[:500]))
+                log.warning("outbox_effect_failed", kind=row.kind, row=row.id, error=type(exc).__name__)
+            else:
+                OUTBOX_APPLIED.labels(row.kind).inc()
+                done.append(row.id)
+        if not done and not failed:
+            return
+        async with self.ctx.db.transaction() as session:
+            if done:
+                await session.execute(sa.delete(OutboxRow).where(OutboxRow.id.in_(done)))  # type: ignore[union-attr]
+            now = utcnow()
+            for row_id, attempts, error in failed:
+                backoff = timedelta(seconds=min(2 ** min(attempts, 6), 60))
+                await session.execute(
+                    sa.update(OutboxRow)
+                    .where(OutboxRow.id == row_id)
+                    .values(attempts=attempts, last_error=error, claimed_until=now + backoff)
+                )
+
+    async def drain(self, limit: int = 200) -> int:
+        """Claim rows whose claim has lapsed (their writer died or their effect failed) and apply them."""
+        total = 0
+        while True:
+            now = utcnow()
+            async with self.ctx.db.transaction() as session:
+                ids = (
+                    await session.execute(
+                        sa.select(OutboxRow.id)
+                        .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
+                        .order_by(OutboxRow.id)
+                        .limit(limit)
+                    )
+                ).scalars().all()
+                if not ids:
+                    return total
+                # The conditional update is the claim: a row another instance took meanwhile is skipped.
+                claimed = (
+                    await session.execute(
+                        sa.update(OutboxRow)
+                        .where(OutboxRow.id.in_(ids))  # type: ignore[union-attr]
+                        .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
+                        .values(claimed_until=now + self.claim)
+                        .returning(OutboxRow.id)
+                    )
+                ).scalars().all()
+                rows = (
+                    await session.execute(
+                        sa.select(OutboxRow).where(OutboxRow.id.in_(claimed)).order_by(OutboxRow.id)  # type: ignore[union-attr]
+                    )
+                ).scalars().all()
+            await self.apply(list(rows), retry=True)
+            total += len(rows)
+            if len(ids) < limit:
+                return total
+
+    async def pending(self) -> int:
+        async with self.ctx.db.session() as session:
+            return int((await session.execute(sa.select(sa.func.count()).select_from(OutboxRow))).scalar_one())
+
+
+@job("outbox.drain", lambda ctx: ctx.settings.outbox_drain_seconds, once_per_period=False)
+async def drain_outbox(ctx: Context, _period: str) -> None:
+    """On every instance: apply what a failed effect or a dead process left behind."""
+    applied = await ctx.outbox.drain()
+    if applied:
+        log.info("outbox_drained", rows=applied)

@@ -1,0 +1,234 @@
+"""Live messages: one Redis pub/sub channel per member, a bounded history per member for replay.
+
+`publish()` appends the message to the member's history stream (the stream id is the message id)
+and publishes it on the member's channel, in one Lua script. Each instance subscribes to the
+channels of the members connected to it and fans messages out to their sockets. A socket that
+falls more than `realtime_send_queue` messages behind is closed rather than slowing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from litestar import WebSocket
+from redis.exceptions import RedisError
+
+from server.db import utcnow
+from server.metrics import WS_CONNECTIONS, WS_DROPPED, WS_MESSAGES
+from server.outbox import effect
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+# KEYS: the member's history stream. ARGV: channel, envelope tail, history length, ttl, origin, check.
+# `origin` names what produced the message (an outbox row); on a retry (`check` = 1) a message whose
+# origin is already in the recent history is not sent again.
+_PUBLISH = """
+if ARGV[6] == '1' and ARGV[5] ~= '' then
+  local recent = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+  for _, e in ipairs(recent) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'o' and f[i + 1] == ARGV[5] then return e[1] end
+    end
+  end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 't', ARGV[2], 'o', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '",' .. ARGV[2])
+return id
+"""
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Connection:
+    """One member socket; messages queue here and a short-lived task writes them out."""
+
+    __slots__ = ("closed", "held", "hub", "last_id", "member_id", "queue", "sender", "socket")
+
+    def __init__(self, hub: Hub, member_id: str, socket: WebSocket) -> None:
+        self.hub = hub
+        self.member_id = member_id
+        self.socket = socket
+        self.queue: deque[str] = deque()
+        self.sender: asyncio.Task[None] | None = None
+        self.closed = False
+        self.last_id: tuple[int, int] = (0, 0)
+        # While history is replayed, live messages wait here so that the order stays by id.
+        self.held: list[tuple[str, str]] | None = None
+
+    def hold(self) -> None:
+        self.held = []
+
+    def release(self, history: list[tuple[str, str]]) -> None:
+        """Send the replayed history, then what arrived live meanwhile, each message once."""
+        held, self.held = self.held or [], None
+        for message_id, message in [*history, *held]:
+            self.offer(message, message_id)
+
+    def offer(self, message: str, message_id: str) -> None:
+        if self.closed:
+            return
+        if self.held is not None:
+            self.held.append((message_id, message))
+            return
+        sid = _stream_id(message_id)
+        if sid <= self.last_id:  # already sent during history replay
+            return
+        self.last_id = sid
+        if len(self.queue) >= self.hub.max_queue:
+            WS_DROPPED.inc()
+            log.info("ws_slow_client_dropped", member_id=self.member_id)
+            self.closed = True
+            self.queue.clear()
+            asyncio.get_running_loop().create_task(self._close(4008, "too slow: reconnect with ?since="))
+            return
+        self.queue.append(message)
+        if self.sender is None:
+            self.sender = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self.queue and not self.closed:
+                await self.socket.send_text(self.queue.popleft())
+                WS_MESSAGES.inc()
+        except Exception:  # the peer went away; its handler cleans up
+            self.closed = True
+        finally:
+            self.sender = None
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=code, reason=reason)
+
+
+class Hub:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.redis = ctx.redis
+        self.max_queue = ctx.settings.realtime_send_queue
+        self.history_len = ctx.settings.realtime_history
+        self.history_ttl = ctx.settings.realtime_history_ttl_seconds
+        self.local: dict[str, set[Connection]] = {}
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._script: Any = None
+        self._sub_lock = asyncio.Lock()
+
+    # keys: the member id in braces keeps a member's keys in one Redis Cluster slot
+    def channel(self, member_id: str) -> str:
+        return self.redis.key("rt", member_id)
+
+    def history_key(self, member_id: str) -> str:
+        return self.redis.key("rt", "{" + member_id + "}", "history")
+
+    async def start(self) -> None:
+        self._script = self.redis.r.register_script(_PUBLISH)
+        self._pubsub = self.redis.r.pubsub(ignore_subscribe_messages=True)
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+
+    async def publish(
+        self, member_id: str, type_: str, data: dict[str, Any], *, at: datetime | None = None,
+        origin: str = "",
+        retry: bool = False,
+    ) -> str:
+        """Send a live message to every socket of the member, on any instance. Returns its id."""
+        tail = json.dumps(
+            {"type": type_, "at": (at or utcnow()).isoformat(), "data": data}, separators=(",", ":")
+        )[1:]
+        keys = [self.history_key(member_id)]
+        args = [self.channel(member_id), tail, self.history_len, self.history_ttl, origin, "1" if retry else "0"]
+        return str(await self._script(keys=keys, args=args))
+
+    async def history(self, member_id: str, since: str) -> list[tuple[str, str]]:
+        """Messages after `since`, oldest first, from the bounded history."""
+        entries = await self.redis.r.xrange(self.history_key(member_id), min=f"({since}", max="+")
+        return [(mid, '{"id":"' + mid + '",' + fields["t"]) for mid, fields in entries]
+
+    async def connect(self, conn: Connection) -> None:
+        async with self._sub_lock:
+            conns = self.local.setdefault(conn.member_id, set())
+            conns.add(conn)
+            if len(conns) == 1:
+                await self._pubsub.subscribe(self.channel(conn.member_id))
+        WS_CONNECTIONS.inc()
+
+    async def disconnect(self, conn: Connection) -> None:
+        conn.closed = True
+        WS_CONNECTIONS.dec()
+        async with self._sub_lock:
+            conns = self.local.get(conn.member_id)
+            if conns is None:
+                return
+            conns.discard(conn)
+            if not conns:
+                del self.local[conn.member_id]
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(self.channel(conn.member_id))
+
+    async def _listen(self) -> None:
+        prefix_len = len(self.redis.key("rt", ""))
+        # A channel of our own so that the pub/sub connection exists before any member connects.
+        await self._subscribe_self()
+        while True:
+            try:
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("realtime_redis_unavailable", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                await self._subscribe_self()
+                continue
+            if not msg or msg.get("type") != "message":
+                continue
+            member_id = msg["channel"][prefix_len:]
+            conns = self.local.get(member_id)
+            if not conns:
+                continue
+            payload: str = msg["data"]
+            message_id = payload[7 : payload.index('"', 7)]
+            for conn in list(conns):
+                conn.offer(payload, message_id)
+
+    async def _subscribe_self(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.subscribe(self.redis.key("rt-hub"))
+
+
+@effect("live")
+async def _apply_live(ctx: Context, payload: dict[str, Any], row_id: int, retry: bool) -> None:
+    await ctx.hub.publish(
+        payload["member_id"],
+        payload["type"],
+        payload["data"],
+        at=datetime.fromisoformat(payload["at"]),
+        origin=f"o{row_id}",
+        retry=retry,
+    )
+
+
+def send_live(ctx: Context, session: Any, member_id: str, type_: str, data: dict[str, Any]) -> None:
+    """Queue a live message in the caller's transaction (delivered after commit, even after a Redis outage)."""
+    ctx.outbox.add(session, "live", {"member_id": member_id, "type": type_, "at": utcnow().isoformat(), "data": data})

@@ -1,0 +1,198 @@
+"""Scheduled jobs. Domains declare them; each runs once per period however many instances run.
+
+Every instance ticks every job. A tick takes a Redis lock for the job's current period (so that two
+instances do not run it at the same moment), then claims the period in SQL (`scheduled_runs`,
+unique per job and period) so that it never runs twice, even after a lock expired or with Redis
+down. A run that failed, or whose owner died, may be claimed again within the same period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from redis.exceptions import RedisError
+from sqlmodel import Column, Field, SQLModel
+
+from server.db import UTCDateTime, insert_ignore, utcnow
+from server.metrics import JOB_RUNS
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+JobFunc = Callable[["Context", str], Awaitable[None]]
+
+
+class ScheduledRun(SQLModel, table=True):
+    __tablename__ = "scheduled_runs"
+
+    job: str = Field(primary_key=True, max_length=100)
+    period: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=16)  # running | done | failed
+    owner: str = Field(max_length=100)
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+@dataclass
+class Job:
+    name: str
+    func: JobFunc
+    every: Callable[[Context], float]  # seconds, read from settings at start
+    once_per_period: bool = True
+    stale_after: timedelta = timedelta(minutes=10)
+
+
+_jobs: dict[str, Job] = {}
+
+
+def job(
+    name: str, every: float | Callable[[Context], float], *, once_per_period: bool = True
+) -> Callable[[JobFunc], JobFunc]:
+    """Declare a job: `async def f(ctx, period)`; `every` in seconds (or read from the context).
+
+    With `once_per_period` the period is the start of the `every`-long slot (UTC); without it the
+    job runs on every instance at each tick (for work that is itself claimed row by row).
+    """
+
+    def register(fn: JobFunc) -> JobFunc:
+        interval = every if callable(every) else (lambda _ctx, s=float(every): s)
+        _jobs[name] = Job(name, fn, interval, once_per_period)
+        return fn
+
+    return register
+
+
+def jobs() -> dict[str, Job]:
+    return dict(_jobs)
+
+
+def period_of(now: datetime, seconds: float) -> str:
+    """The start of the slot containing `now`, as an ISO time: the period's name."""
+    start = int(now.timestamp() // seconds * seconds)
+    return datetime.fromtimestamp(start, UTC).isoformat()
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Scheduler:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._aps = AsyncIOScheduler(timezone=UTC)
+
+    def start(self) -> None:
+        for j in _jobs.values():
+            seconds = j.every(self.ctx)
+            if seconds <= 0:
+                continue
+            self._aps.add_job(
+                self.tick,
+                IntervalTrigger(seconds=seconds),
+                args=[j.name],
+                id=j.name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(max(seconds, 1)),
+            )
+        self._aps.start()
+
+    async def stop(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+        await asyncio.sleep(0)
+
+    async def tick(self, name: str) -> bool:
+        """Run job `name` for the current period unless some instance already did. True if it ran."""
+        j = _jobs[name]
+        if not j.once_per_period:
+            try:
+                await j.func(self.ctx, "")
+                JOB_RUNS.labels(name, "ok").inc()
+            except Exception:
+                JOB_RUNS.labels(name, "error").inc()
+                log.exception("job_failed", job=name)
+            return True
+        period = period_of(utcnow(), j.every(self.ctx))
+        return await self.run_once(j, period)
+
+    async def run_once(self, j: Job, period: str) -> bool:
+        lock_key = self.ctx.redis.key("sched", j.name, period)
+        token = uuid.uuid4().hex
+        locked = True
+        try:
+            got = await self.ctx.redis.r.set(lock_key, token, nx=True, px=int(j.stale_after.total_seconds() * 1000))
+            if not got:
+                JOB_RUNS.labels(j.name, "skipped").inc()
+                return False
+        except (RedisError, OSError):
+            locked = False  # Redis down: the SQL claim alone keeps the run single
+        try:
+            if not await self._claim(j, period):
+                JOB_RUNS.labels(j.name, "skipped").inc()
+                return False
+            log.info("job_run", job=j.name, period=period, owner=self.owner)
+            try:
+                await j.func(self.ctx, period)
+            except Exception:
+                JOB_RUNS.labels(j.name, "error").inc()
+                log.exception("job_failed", job=j.name, period=period)
+                await self._finish(j, period, "failed")
+                return True
+            await self._finish(j, period, "done")
+            JOB_RUNS.labels(j.name, "ok").inc()
+            return True
+        finally:
+            if locked:
+                try:
+                    await self.ctx.redis.r.eval(_RELEASE, 1, lock_key, token)
+                except (RedisError, OSError):
+                    pass
+
+    async def _claim(self, j: Job, period: str) -> bool:
+        now = utcnow()
+        async with self.ctx.db.transaction() as session:
+            created = await session.execute(
+                insert_ignore(session, ScheduledRun.__table__).values(
+                    job=j.name, period=period, status="running", owner=self.owner, started_at=now
+                )
+            )
+            if created.rowcount:
+                return True
+            # Taken already: claim it again only if that run failed or its owner vanished mid-run.
+            retaken = await session.execute(
+                sa.update(ScheduledRun)
+                .where(ScheduledRun.job == j.name, ScheduledRun.period == period)
+                .where(
+                    sa.or_(
+                        ScheduledRun.status == "failed",
+                        sa.and_(ScheduledRun.status == "running", ScheduledRun.started_at < now - j.stale_after),
+                    )
+                )
+                .values(status="running", owner=self.owner, started_at=now, finished_at=None)
+            )
+            return bool(retaken.rowcount)
+
+    async def _finish(self, j: Job, period: str, status: str) -> None:
+        async with self.ctx.db.transaction() as session:
+            await session.execute(
+                sa.update(ScheduledRun)
+                .where(ScheduledRun.job == j.name, ScheduledRun.period == period, ScheduledRun.owner == self.owner)
+                .values(status=status, finished_at=utcnow())
+            )
