@@ -1,0 +1,200 @@
+"""Every test runs on real SQL and a real Redis.
+
+- SQL: a SQLite file by default; with ENGAGE_TEST_DATABASE_URL (a PostgreSQL server URL) a fresh
+  database is created for the run, migrated, and dropped at the end.
+- Redis: a redis-server of the run's own on a free port by default; with ENGAGE_TEST_REDIS_URL that
+  server is used under a key prefix of the run's own, whose keys are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from server.app import create_app
+from server.auth import create_api_key, issue_member_token
+from server.config import Settings
+from server.context import Context
+from server.migrate import upgrade
+from tests.support import ROOT, RedisServer, cleanup_prefix, free_port, unique
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="engage-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(data_dir: Path) -> Iterator[str]:
+    admin_url = os.environ.get("ENGAGE_TEST_DATABASE_URL")
+    if not admin_url:
+        yield f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
+        return
+    import asyncpg
+
+    name = f"engage_test_{RUN_ID}"
+    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(plain)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = plain.rsplit("/", 1)[0]
+    yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    shared = os.environ.get("ENGAGE_TEST_REDIS_URL")
+    if shared:
+        yield shared
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"engage-test-{RUN_ID}:"
+    yield prefix
+    cleanup_prefix(redis_url, prefix)
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, database_url: str, redis_url: str, redis_prefix: str) -> Settings:
+    s = Settings(
+        data_dir=data_dir,
+        content_dir=ROOT / "content",
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        jwt_secret="test-secret-" + RUN_ID,
+        log_json=True,
+        log_level="WARNING",
+        outbox_drain_seconds=0.5,
+    )
+    upgrade(s)
+    return s
+
+
+def server_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes `engage serve` use the test run's SQL, Redis and secret."""
+    env = {
+        "ENGAGE_DATA_DIR": str(settings.data_dir),
+        "ENGAGE_CONTENT_DIR": str(settings.content_dir),
+        "ENGAGE_DATABASE_URL": settings.resolved_database_url,
+        "ENGAGE_REDIS_URL": settings.redis_url,
+        "ENGAGE_REDIS_PREFIX": settings.redis_prefix,
+        "ENGAGE_JWT_SECRET": settings.jwt_secret,
+        "ENGAGE_OUTBOX_DRAIN_SECONDS": "0.5",
+        "ENGAGE_LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
+
+
+class Served:
+    """The app served in this test process by uvicorn, on the tests' event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on")
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def ctx(self) -> Context:
+        return self.app.state.ctx  # type: ignore[no-any-return]
+
+    async def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task:
+            await self.task
+
+
+@pytest.fixture(scope="session")
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    s = Served(settings)
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture(scope="session")
+async def ctx(served: Served) -> Context:
+    return served.ctx
+
+
+@pytest.fixture(scope="session")
+async def api_key(ctx: Context) -> str:
+    _, key = await create_api_key(ctx, "tests")
+    return key
+
+
+@pytest.fixture
+async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def member_id() -> str:
+    return unique("m")
+
+
+@pytest.fixture
+def token_for(settings: Settings):  # type: ignore[no-untyped-def]
+    def make(member_id: str) -> str:
+        return issue_member_token(settings, member_id)
+
+    return make
+
+
+@pytest.fixture
+def as_member(token_for):  # type: ignore[no-untyped-def]
+    def headers(member_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token_for(member_id)}"}
+
+    return headers
+
+
+@pytest.fixture
+def as_brand(api_key: str) -> dict[str, str]:
+    return {"X-Api-Key": api_key}
