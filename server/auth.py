@@ -131,7 +131,7 @@ async def verify_api_key(ctx: Context, presented: str) -> ApiClient:
     hit = cache.get(digest)
     if hit and hit[0] > time.monotonic():
         return hit[1]
-    parts = presented.split("_")
+    parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "ek":
         raise ProblemError(401, "invalid_api_key", "The API key is not valid.")
     async with ctx.db.session() as session:

@@ -87,7 +87,7 @@ def settings(data_dir: Path, database_url: str, redis_url: str, redis_prefix: st
         database_url=database_url,
         redis_url=redis_url,
         redis_prefix=redis_prefix,
-        jwt_secret="test-secret-" + RUN_ID,
+        jwt_secret="test-secret-" + RUN_ID * 4,
         log_json=True,
         log_level="WARNING",
         outbox_drain_seconds=0.5,
