@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,7 +93,7 @@ async def upsert_member(session: AsyncSession, member_id: str, data: MemberIn) -
     if data.birthday is not None:
         member.birthday = data.birthday
     if data.signed_up_at is not None:
-        member.signed_up_at = data.signed_up_at
+        member.signed_up_at = data.signed_up_at.astimezone(UTC)
     member.updated_at = utcnow()
     session.add(member)
     await session.flush()

@@ -1,0 +1,353 @@
+"""What both benchmarks need around the load: Redis, a SQL database, server processes, results.
+
+Everything here cleans up after itself: an own redis-server is stopped, an own PostgreSQL database
+is dropped, keys under an own prefix on a shared Redis are deleted, server processes are stopped.
+The shared services on this machine are only ever used under names of the run's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from server.redis import redis_server_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOOPBACK = "127.0.0.1"
+
+
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that every `finally` (and ExitStack) still cleans up."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+# ---------------------------------------------------------------- Redis
+
+
+class OwnRedis:
+    """A redis-server of the benchmark's own on a free loopback port, without persistence."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="engage-bench-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def start(self) -> OwnRedis:
+        self.proc = subprocess.Popen(
+            [
+                redis_server_binary(), "--port", str(self.port), "--bind", LOOPBACK,
+                "--save", "", "--appendonly", "no", "--dir", self.dir, "--maxclients", "10000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited at start")
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer within 10 s")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def delete_prefix(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (on a shared Redis nothing else is touched)."""
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += int(client.delete(*batch))
+                batch = []
+        if batch:
+            deleted += int(client.delete(*batch))
+    finally:
+        client.close()
+    return deleted
+
+
+@contextlib.contextmanager
+def redis_for_run(shared_url: str | None, prefix: str) -> Iterator[str]:
+    """An own redis-server (default), or a shared one whose keys under `prefix` are deleted after."""
+    if shared_url:
+        try:
+            yield shared_url
+        finally:
+            delete_prefix(shared_url, prefix)
+        return
+    own = OwnRedis()
+    try:
+        own.start()
+        yield own.url
+    finally:
+        own.stop()
+
+
+# ---------------------------------------------------------------- SQL
+
+
+def postgres_reachable(admin_url: str) -> bool:
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(admin_url, timeout=2)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
+        return False
+    return True
+
+
+def _postgres_admin(admin_url: str, sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(admin_url, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@dataclass
+class SqlDatabase:
+    kind: str  # "postgres" | "sqlite"
+    url: str  # what ENGAGE_DATABASE_URL gets
+    label: str  # for the report, without credentials
+
+
+@contextlib.contextmanager
+def database_for_run(choice: str, admin_url: str, data_dir: Path, rid: str) -> Iterator[SqlDatabase]:
+    """`choice` is auto|postgres|sqlite. PostgreSQL gets a database of the run's own, dropped after."""
+    if choice == "auto":
+        choice = "postgres" if postgres_reachable(admin_url) else "sqlite"
+    if choice == "sqlite":
+        path = data_dir / "bench.db"
+        yield SqlDatabase("sqlite", f"sqlite+aiosqlite:///{path}", f"SQLite {path.name} (WAL)")
+        return
+    if not postgres_reachable(admin_url):
+        raise SystemExit(f"PostgreSQL is not reachable at {admin_url.split('@')[-1]}")
+    name = f"engage_bench_{rid}"
+    _postgres_admin(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        base = admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+        yield SqlDatabase("postgres", f"postgresql+asyncpg://{base}/{name}", f"PostgreSQL {name}")
+    finally:
+        _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------- processes
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` s. Only ever our own child."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class ServerProcess:
+    """An HTTP server in a process of its own, on loopback, ready once `ready_path` answers 200."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], port: int, ready_path: str) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.port = port
+        self.ready_path = ready_path
+        self.log_path = Path(tempfile.mkstemp(prefix=f"engage-bench-{name}-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        with self.log_path.open("ab") as log:
+            # Its own session: a Ctrl-C reaches only the benchmark, which then stops it in order.
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        url = f"http://{LOOPBACK}:{self.port}{self.ready_path}"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready within {timeout} s:\n{self.log_tail()}")
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+        with contextlib.suppress(OSError):
+            self.log_path.unlink()
+
+
+def engage_env(
+    db: SqlDatabase, redis_url: str, prefix: str, data_dir: Path, jwt_secret: str, **extra: str
+) -> dict[str, str]:
+    """The environment of `python -m server.cli …` for this run."""
+    env = {
+        **os.environ,
+        "ENGAGE_DATABASE_URL": db.url,
+        "ENGAGE_REDIS_URL": redis_url,
+        "ENGAGE_REDIS_PREFIX": prefix,
+        "ENGAGE_DATA_DIR": str(data_dir),
+        "ENGAGE_CONTENT_DIR": str(ROOT / "content"),
+        "ENGAGE_JWT_SECRET": jwt_secret,
+        "ENGAGE_LOG_LEVEL": "WARNING",
+        # The benchmark is one API key sending far more than the production default allows.
+        "ENGAGE_RATE_LIMIT_API_KEY_PER_MINUTE": "100000000",
+    }
+    env.update(extra)
+    return env
+
+
+def engage_cli(env: dict[str, str], *args: str) -> str:
+    """Run `python -m server.cli ARGS` to completion; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"server.cli {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def engage_server(name: str, env: dict[str, str], port: int) -> ServerProcess:
+    argv = [sys.executable, "-m", "server.cli", "serve", "--host", LOOPBACK, "--port", str(port)]
+    return ServerProcess(name, argv, env, port, "/ready")
+
+
+def create_api_key(env: dict[str, str]) -> str:
+    lines = [line for line in engage_cli(env, "apikey", "create", "--name", "bench").splitlines() if line.strip()]
+    return lines[-1].strip()
+
+
+# ---------------------------------------------------------------- figures
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (q in 0..100); NaN when there are none."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return float(sorted_values[rank - 1])
+
+
+def latency_summary(values_s: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max in milliseconds."""
+    ordered = sorted(values_s)
+    return {
+        "p50_ms": round(percentile(ordered, 50) * 1000, 3),
+        "p90_ms": round(percentile(ordered, 90) * 1000, 3),
+        "p99_ms": round(percentile(ordered, 99) * 1000, 3),
+        "max_ms": round((ordered[-1] if ordered else float("nan")) * 1000, 3),
+    }
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in header], *[[_fmt(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return path

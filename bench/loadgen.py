@@ -1,0 +1,330 @@
+"""A small, fast HTTP/1.1 load generator for the award request, run as a process of its own.
+
+Raw asyncio sockets (on uvloop when installed), keep-alive, one request in flight per connection.
+Two modes:
+
+- closed loop (default): N connections send back to back for a fixed time after a warm-up;
+- open loop (`--rate R`): awards are due at R per second in total, taken in turn by the N
+  connections; when every connection is busy an award goes out late, and that lateness is reported.
+
+Only requests completed inside the measured window (after the warm-up) count; the total number of
+requests is bounded by `--max-requests` and the whole run by a hard deadline.
+
+Every award is the request the real server takes: `POST /v1/members/{id}/points` with
+`{amount, reason, idempotency_key}` and `X-Api-Key`, to a random member of `--members`, with an
+idempotency key used once. Prints one JSON object (the figures) on stdout.
+
+Times are `time.monotonic()`, which on Linux is CLOCK_MONOTONIC: one clock for every process of
+the host, so a send time recorded here can be compared with a receive time in another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.infra import LOOPBACK, latency_summary
+
+NOW = time.monotonic
+_ENTRY_ID = re.compile(rb'"id":(\d+)')
+
+
+def check_clock() -> None:
+    """Cross-process latencies need a host-wide clock."""
+    implementation = time.get_clock_info("monotonic").implementation
+    if "CLOCK_MONOTONIC" not in implementation:
+        raise SystemExit(f"time.monotonic() is {implementation}, not CLOCK_MONOTONIC: cannot compare processes")
+
+
+class HttpError(Exception):
+    """The peer sent something this client does not understand, or closed the connection."""
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection; responses must carry Content-Length (as uvicorn's do)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> HttpConnection:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Send one request (already encoded) and read its response: (status, body)."""
+        if self.writer is None or self.reader is None:
+            await self.open()
+        assert self.writer is not None and self.reader is not None
+        self.writer.write(raw)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            self.close()
+            raise HttpError("connection closed by the server") from exc
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at < 0:
+            self.close()
+            raise HttpError("response without Content-Length")
+        length = int(lower[at + 17 : lower.index(b"\r\n", at + 2)])
+        body = await self.reader.readexactly(length) if length else b""
+        if b"\r\nconnection: close" in lower:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def award_request(port: int, api_key: str, member_id: str, idempotency_key: str, amount: int = 1) -> bytes:
+    body = b'{"amount":%d,"reason":"bench","idempotency_key":"%s"}' % (amount, idempotency_key.encode())
+    return (
+        b"POST /v1/members/%s/points HTTP/1.1\r\nHost: %s:%d\r\nX-Api-Key: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (member_id.encode(), LOOPBACK.encode(), port, api_key.encode(), len(body), body)
+
+
+def put_member_request(port: int, api_key: str, member_id: str, display_name: str) -> bytes:
+    body = json.dumps({"display_name": display_name}).encode()
+    return (
+        b"PUT /v1/members/%s HTTP/1.1\r\nHost: %s:%d\r\nX-Api-Key: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (member_id.encode(), LOOPBACK.encode(), port, api_key.encode(), len(body), body)
+
+
+async def create_members(ports: list[int], api_key: str, member_ids: list[str], connections: int = 32) -> None:
+    """PUT every member (spread over `ports`); raises if any is refused."""
+    pending = list(reversed(member_ids))
+
+    async def worker(i: int) -> None:
+        port = ports[i % len(ports)]
+        conn = await HttpConnection(LOOPBACK, port).open()
+        try:
+            while pending:
+                member_id = pending.pop()
+                status, body = await conn.request(put_member_request(port, api_key, member_id, f"Bench {member_id}"))
+                if status not in (200, 201):
+                    raise RuntimeError(f"PUT member {member_id}: {status} {body[:300]!r}")
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(worker(i) for i in range(min(connections, len(member_ids)))))
+
+
+@dataclass
+class LoadConfig:
+    ports: list[int]
+    api_key: str
+    members: int
+    member_prefix: str
+    connections: int = 64
+    seconds: float = 10.0
+    warmup: float = 2.0
+    max_requests: int = 2_000_000
+    rate: float = 0.0  # awards per second in total; 0 = closed loop, as fast as the server answers
+    run_id: str = "load"
+    record: bool = False  # keep (member, send, done, status, entry id) of every measured request
+    watch_pids: list[int] = field(default_factory=list)
+    seed: int = 1
+
+
+@dataclass
+class _State:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    records: list[tuple[int, float, float, int, int]] = field(default_factory=list)
+    lag: list[float] = field(default_factory=list)  # open loop: how late each measured send went out
+    errors: Counter[str] = field(default_factory=Counter)
+    issued: int = 0
+    completed_total: int = 0
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+
+def _cpu_sample(pids: list[int]) -> dict[str, Any]:
+    procs: dict[int, float] = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            procs[pid] = t.user + t.system
+        except psutil.Error:
+            continue
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    system = psutil.cpu_times()
+    busy = system.user + system.system + system.nice + getattr(system, "irq", 0.0) + getattr(system, "softirq", 0.0)
+    return {"t": NOW(), "procs": procs, "self": own.ru_utime + own.ru_stime, "busy": busy, "all": sum(system)}
+
+
+def _cpu_use(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """CPU used in the window: per process in % of one core, the machine's in % of all cores."""
+    wall = after["t"] - before["t"]
+    if wall <= 0:
+        return {}
+    all_delta = after["all"] - before["all"]
+    return {
+        "client_pct_of_one_core": round(100 * (after["self"] - before["self"]) / wall, 1),
+        "machine_busy_pct_of_all_cores": round(100 * (after["busy"] - before["busy"]) / all_delta, 1)
+        if all_delta
+        else None,
+        "watched_pct_of_one_core": {
+            str(pid): round(100 * (after["procs"][pid] - before["procs"][pid]) / wall, 1)
+            for pid in before["procs"]
+            if pid in after["procs"]
+        },
+    }
+
+
+async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, float, float, int, int]]]:
+    """Run the load; the figures, and the per-request records when `cfg.record`."""
+    st = _State()
+    start = NOW()
+    window_start = start + cfg.warmup
+    end = window_start + cfg.seconds
+    next_due = 0  # open loop: index of the next award to send
+
+    async def monitor() -> None:
+        await asyncio.sleep(max(0.0, window_start - NOW()))
+        before = _cpu_sample(cfg.watch_pids)
+        await asyncio.sleep(max(0.0, end - NOW()))
+        st.cpu = _cpu_use(before, _cpu_sample(cfg.watch_pids))
+
+    async def worker(i: int) -> None:
+        nonlocal next_due
+        port = cfg.ports[i % len(cfg.ports)]
+        conn = HttpConnection(LOOPBACK, port)
+        rng = random.Random(cfg.seed * 1_000_003 + i)
+        seq = 0
+        try:
+            while True:
+                due = 0.0
+                if cfg.rate > 0:
+                    n, next_due = next_due, next_due + 1
+                    due = start + n / cfg.rate
+                    if due >= end or n >= cfg.max_requests:
+                        return
+                    delay = due - NOW()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif st.issued >= cfg.max_requests or NOW() >= end:
+                    return
+                st.issued += 1
+                seq += 1
+                member = rng.randrange(cfg.members)
+                raw = award_request(port, cfg.api_key, f"{cfg.member_prefix}{member}", f"{cfg.run_id}-{i}-{seq}")
+                sent = NOW()
+                try:
+                    status, body = await conn.request(raw)
+                except (OSError, HttpError, asyncio.IncompleteReadError, ValueError) as exc:
+                    st.errors[type(exc).__name__] += 1
+                    conn.close()
+                    await asyncio.sleep(0.05)
+                    continue
+                done = NOW()
+                st.completed_total += 1
+                if window_start <= done < end:
+                    st.latencies.append(done - sent)
+                    st.statuses[status] += 1
+                    if cfg.rate > 0:
+                        st.lag.append(max(0.0, sent - due))
+                    if cfg.record:
+                        m = _ENTRY_ID.search(body) if status == 200 else None
+                        st.records.append((member, sent, done, status, int(m.group(1)) if m else -1))
+        finally:
+            conn.close()
+
+    tasks: list[Coroutine[Any, Any, None]] = [worker(i) for i in range(cfg.connections)]
+    hard_deadline = cfg.warmup + cfg.seconds + 30
+    try:
+        await asyncio.wait_for(asyncio.gather(monitor(), *tasks), hard_deadline)
+    except TimeoutError:
+        st.errors["hard_deadline"] += 1
+    ok = sum(n for s, n in st.statuses.items() if 200 <= s < 300)
+    figures: dict[str, Any] = {
+        "mode": f"open loop at {cfg.rate:g}/s" if cfg.rate > 0 else "closed loop",
+        "connections": cfg.connections,
+        "warmup_s": cfg.warmup,
+        "seconds": cfg.seconds,
+        "requests": len(st.latencies),
+        "ok": ok,
+        "rps": round(len(st.latencies) / cfg.seconds, 1),
+        "ok_rps": round(ok / cfg.seconds, 1),
+        "latency": latency_summary(st.latencies),
+        "statuses": {str(k): v for k, v in sorted(st.statuses.items())},
+        "errors": dict(st.errors),
+        "issued_total": st.issued,
+        "completed_total": st.completed_total,
+        "cpu": st.cpu,
+    }
+    if cfg.rate > 0:
+        figures["send_lag"] = latency_summary(st.lag)
+    return figures, st.records
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, action="append", required=True, help="repeat to spread connections")
+    p.add_argument("--api-key", default="", help="X-Api-Key (default: $BENCH_API_KEY)")
+    p.add_argument("--members", type=int, required=True)
+    p.add_argument("--member-prefix", required=True)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--max-requests", type=int, default=2_000_000)
+    p.add_argument("--rate", type=float, default=0.0, help="awards/s in total (open loop); 0 = closed loop")
+    p.add_argument("--run-id", default="load")
+    p.add_argument("--record", type=Path, help="write every measured request here (JSON)")
+    p.add_argument("--watch-pid", type=int, action="append", default=[], help="report this process's CPU")
+    args = p.parse_args(argv)
+    check_clock()
+    import os
+
+    cfg = LoadConfig(
+        ports=args.port,
+        api_key=args.api_key or os.environ.get("BENCH_API_KEY", ""),
+        members=args.members,
+        member_prefix=args.member_prefix,
+        connections=args.connections,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        max_requests=args.max_requests,
+        rate=args.rate,
+        run_id=args.run_id,
+        record=args.record is not None,
+        watch_pids=args.watch_pid,
+    )
+    figures, records = _run(run_load(cfg))
+    if args.record is not None:
+        args.record.write_text(json.dumps(records))
+    json.dump(figures, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Member events: batches stored once per event_id, rejected one by one, dispatched to the earning rule."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from server.events.models import MemberEvent
+from tests.support import unique
+
+NOW = datetime.now(UTC).isoformat()
+
+
+def purchase(member_id: str, amount: float, event_id: str | None = None) -> dict:
+    return {
+        "event_id": event_id or unique("ev"),
+        "member_id": member_id,
+        "type": "purchase",
+        "occurred_at": NOW,
+        "properties": {"amount": amount, "category": "shoes"},
+    }
+
+
+async def test_purchase_earns_points_and_growth(http, as_brand, as_member, member_id):
+    r = await http.post("/v1/events", json={"events": [purchase(member_id, 42.9)]}, headers=as_brand)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "duplicate_event_ids": []}
+    me = (await http.get("/v1/me", headers=as_member(member_id))).json()
+    assert (me["points"], me["growth"]) == (42, 42)  # one per currency unit, fractions round down
+    entries = (await http.get("/v1/ledger", headers=as_member(member_id))).json()["entries"]
+    assert {e["details"]["rule"] for e in entries} == {"earning.purchase"}
+
+
+async def test_repeated_event_id_is_a_duplicate_not_an_error(http, as_brand, as_member, member_id):
+    event = purchase(member_id, 10)
+    first = await http.post("/v1/events", json={"events": [event, event]}, headers=as_brand)
+    assert first.json()["accepted"] == 1 and first.json()["duplicates"] == 1
+    again = await http.post("/v1/events", json={"events": [event]}, headers=as_brand)
+    assert again.status_code == 200
+    assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "duplicate_event_ids": [event["event_id"]]}
+    me = (await http.get("/v1/me", headers=as_member(member_id))).json()
+    assert me["points"] == 10
+
+
+async def test_concurrent_deliveries_of_one_event_award_once(http, as_brand, as_member, member_id):
+    event = purchase(member_id, 25)
+    results = await asyncio.gather(
+        *(http.post("/v1/events", json={"events": [event]}, headers=as_brand) for _ in range(20))
+    )
+    assert sum(r.json()["accepted"] for r in results) == 1
+    me = (await http.get("/v1/me", headers=as_member(member_id))).json()
+    assert me["points"] == 25
+
+
+async def test_malformed_events_are_rejected_one_by_one(http, as_brand, as_member, member_id, ctx):
+    good = purchase(member_id, 5)
+    bad = [
+        "not an object",
+        {**purchase(member_id, 1), "event_id": ""},
+        {**purchase(member_id, 1), "member_id": "bad id with spaces"},
+        {**purchase(member_id, 1), "type": "Not A Type"},
+        {**purchase(member_id, 1), "occurred_at": "yesterday"},
+        {**purchase(member_id, 1), "occurred_at": "2026-11-24T10:00:00"},
+        {**purchase(member_id, 1), "occurred_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        {**purchase(member_id, 1), "properties": [1, 2]},
+        {**purchase(member_id, 1), "properties": {"amount": "12"}},
+        {**purchase(member_id, 1), "properties": {"amount": -3}},
+        {**purchase(member_id, 1), "surprise": True},
+    ]
+    r = await http.post("/v1/events", json={"events": [good, *bad]}, headers=as_brand)
+    assert r.status_code == 200
+    out = r.json()
+    assert out["accepted"] == 1
+    codes = [(x["index"], x["code"]) for x in out["rejected"]]
+    assert codes == [
+        (1, "invalid_event"),
+        (2, "invalid_event_id"),
+        (3, "invalid_member_id"),
+        (4, "invalid_type"),
+        (5, "invalid_occurred_at"),
+        (6, "invalid_occurred_at"),
+        (7, "occurred_in_future"),
+        (8, "invalid_properties"),
+        (9, "invalid_properties"),
+        (10, "invalid_properties"),
+        (11, "unknown_field"),
+    ]
+    assert all(x["reason"] for x in out["rejected"])
+    async with ctx.db.session() as session:
+        stored = (
+            await session.execute(sa.select(MemberEvent.event_id).where(MemberEvent.member_id == member_id))
+        ).scalars().all()
+    assert stored == [good["event_id"]]
+
+
+async def test_batch_shape_and_size(http, as_brand, settings):
+    for body in ([], {"events": "x"}, {"nope": []}):
+        r = await http.post("/v1/events", json=body, headers=as_brand)
+        assert r.status_code == 400 and r.json()["code"] == "invalid_batch"
+    r = await http.post("/v1/events", content=b"{not json", headers={**as_brand, "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_json"
+    too_many = {"events": [purchase("m-x", 1) for _ in range(settings.events_batch_max + 1)]}
+    r = await http.post("/v1/events", json=too_many, headers=as_brand)
+    assert r.status_code == 413 and r.json()["code"] == "batch_too_large"
+
+
+async def test_full_batch_of_1000(http, as_brand, as_member):
+    members = [unique("bulk") for _ in range(10)]
+    events = [purchase(members[i % 10], 1) for i in range(1000)]
+    r = await http.post("/v1/events", json={"events": events}, headers=as_brand)
+    assert r.status_code == 200 and r.json()["accepted"] == 1000
+    for m in members:
+        me = (await http.get("/v1/me", headers=as_member(m))).json()
+        assert me["points"] == 100
+
+
+async def test_events_need_an_api_key(http, as_member, member_id):
+    r = await http.post("/v1/events", json={"events": []})
+    assert r.status_code == 401 and r.json()["code"] == "missing_api_key"
+    r = await http.post("/v1/events", json={"events": []}, headers={"X-Api-Key": "ek_000000000000_nope"})
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+    r = await http.post("/v1/events", json={"events": []}, headers=as_member(member_id))
+    assert r.status_code == 401

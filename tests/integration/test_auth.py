@@ -1,0 +1,93 @@
+"""Member tokens and API keys: what is accepted and what is refused, with which code."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from server.auth import create_api_key, issue_member_token, revoke_api_key, verify_member_token
+from server.config import Settings
+from server.errors import ProblemError
+
+
+def _claims(sub: str, **extra) -> dict:
+    now = datetime.now(UTC)
+    return {"sub": sub, "iat": now, "exp": now + timedelta(hours=1), **extra}
+
+
+async def test_member_token_failures(http, settings, member_id):
+    cases = {
+        "missing_token": {},
+        "invalid_token": {"Authorization": "Bearer not-a-jwt"},
+    }
+    for code, headers in cases.items():
+        r = await http.get("/v1/me", headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == code
+    wrong_secret = jwt.encode(_claims(member_id), "another-secret-of-enough-length-000000", algorithm="HS256")
+    expired = jwt.encode(
+        {**_claims(member_id), "exp": datetime.now(UTC) - timedelta(hours=1)}, settings.jwt_secret, algorithm="HS256"
+    )
+    no_exp = jwt.encode({"sub": member_id}, settings.jwt_secret, algorithm="HS256")
+    unsigned = jwt.encode(_claims(member_id), None, algorithm="none")
+    bad_sub = jwt.encode(_claims("has spaces"), settings.jwt_secret, algorithm="HS256")
+    for token, code in [
+        (wrong_secret, "invalid_token"),
+        (expired, "token_expired"),
+        (no_exp, "invalid_token"),
+        (unsigned, "invalid_token"),
+        (bad_sub, "invalid_token"),
+    ]:
+        r = await http.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401 and r.json()["code"] == code, token
+
+
+def test_rs256_public_key(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_path = tmp_path / "brand.pub"
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    s = Settings(data_dir=tmp_path, jwt_public_key=str(public_path), jwt_private_key=private_pem, jwt_audience="app")
+    token = issue_member_token(s, "rs-member")
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    assert verify_member_token(s, token) == "rs-member"
+    hs = jwt.encode(_claims("rs-member", aud="app"), "x" * 40, algorithm="HS256")
+    try:
+        verify_member_token(s, hs)
+        raise AssertionError("an HS256 token must not pass where RS256 is configured")
+    except ProblemError as exc:
+        assert exc.code == "invalid_token"
+    wrong_aud = jwt.encode(_claims("rs-member", aud="other"), private_pem, algorithm="RS256")
+    try:
+        verify_member_token(s, wrong_aud)
+        raise AssertionError("a token for another audience must not pass")
+    except ProblemError as exc:
+        assert exc.code == "invalid_token"
+
+
+def test_local_secret_is_generated_once(tmp_path):
+    first = Settings(data_dir=tmp_path).hs256_secret
+    assert len(first) >= 48
+    assert Settings(data_dir=tmp_path).hs256_secret == first
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
+
+
+async def test_api_key_is_stored_hashed_and_revocable(http, ctx, member_id):
+    row, key = await create_api_key(ctx, "revoke me")
+    assert key not in row.key_hash and len(row.key_hash) == 64
+    r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": key})
+    assert r.status_code == 201
+    assert await revoke_api_key(ctx, row.id)
+    ctx.extras.get("api_key_cache", {}).clear()  # this process forgets at once; others within seconds
+    r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": key})
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+    _, fresh = await create_api_key(ctx, "another")
+    altered = fresh[:-2] + ("zz" if not fresh.endswith("zz") else "yy")
+    r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": altered})
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
