@@ -15,6 +15,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(settings: Settings) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(MIGRATIONS / "versions"))
     cfg.attributes["settings"] = settings
     return cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -27,10 +28,16 @@ async def _member_with_entries(ctx, n: int = 3) -> str:
     return member_id
 
 
-def _cli_verify(settings) -> subprocess.CompletedProcess[str]:
+async def _cli_verify(settings) -> subprocess.CompletedProcess[str]:
+    """`engage ledger verify` as an operator runs it, off the event loop that serves the app."""
     env = {**os.environ, **server_env(settings)}
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", "ledger", "verify"], env=env, cwd=ROOT, capture_output=True, text=True,
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "server.cli", "ledger", "verify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -54,7 +61,7 @@ async def test_altered_amount_is_reported(ctx, settings):
         report = await ledger.verify(ctx)
         mine = [p for p in report.problems if member_id in p]
         assert any("seq 2" in p and "altered" in p for p in mine), mine
-        result = _cli_verify(settings)
+        result = await _cli_verify(settings)
         assert result.returncode == 1
         assert member_id in result.stdout and "altered" in result.stdout
     finally:
@@ -87,6 +94,6 @@ async def test_altered_balance_and_deleted_entry_are_reported(ctx):
 
 async def test_cli_reports_ok_on_a_clean_ledger(settings, ctx):
     await _member_with_entries(ctx)
-    result = _cli_verify(settings)
+    result = await _cli_verify(settings)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout

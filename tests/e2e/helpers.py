@@ -1,0 +1,320 @@
+"""What the end-to-end tests play with: a brand's HTTP client, a member's live socket, server processes,
+log and metric readers, and a raw websocket client that can refuse to read."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.support import ROOT, ServerProcess, unique
+
+# Only for waiting: how long something may take before the test gives up. Never asserted on.
+WAIT = 20.0
+LONG_WAIT = 45.0
+
+_STREAM_ID = re.compile(r"^\d+-\d+$")
+
+
+# ---------------------------------------------------------------- processes
+
+
+def create_api_key(env: dict[str, str], name: str = "e2e brand") -> str:
+    """An API key made the way an operator makes one: `engage apikey create` (the key is the last line)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "apikey", "create", "--name", name],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, f"apikey create failed: {out.stdout}\n{out.stderr}"
+    key = out.stdout.strip().splitlines()[-1]
+    assert key.startswith("ek_"), out.stdout
+    return key
+
+
+@contextmanager
+def running(env: dict[str, str], *, keep_log: bool = False) -> Iterator[ServerProcess]:
+    """`engage serve` as a process for the block; stopped (and its log removed) afterwards."""
+    proc = ServerProcess(env)
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()
+        if not keep_log:
+            proc.log_path.unlink(missing_ok=True)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The structured (JSON) lines of a server's output; other lines (uvicorn's own) are skipped."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def metric(base_url: str, name: str) -> float:
+    """One unlabelled sample of the process's Prometheus metrics (0 when absent)."""
+    text = httpx.get(base_url + "/metrics", timeout=10, trust_env=False).text
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout: float = WAIT, interval: float = 0.2, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+# ---------------------------------------------------------------- the brand's side
+
+
+def brand_client(base_url: str, api_key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, headers={"X-Api-Key": api_key}, timeout=60, trust_env=False)
+
+
+def member_client(base_url: str, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False
+    )
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def purchase(member_id: str, amount: float, event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": event_id or unique("ev"),
+        "member_id": member_id,
+        "type": "purchase",
+        "occurred_at": now_iso(),
+        "properties": {"amount": amount},
+    }
+
+
+async def adjust(
+    brand: httpx.AsyncClient, member_id: str, amount: int, reason: str = "adjustment", key: str | None = None
+) -> dict[str, Any]:
+    r = await brand.post(
+        f"/v1/members/{member_id}/points",
+        json={"amount": amount, "reason": reason, "idempotency_key": key or unique("adj")},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def send_events(brand: httpx.AsyncClient, *events: dict[str, Any]) -> dict[str, Any]:
+    r = await brand.post("/v1/events", json={"events": list(events)})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- the member app's live socket
+
+
+def stream_id(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq)
+
+
+def check_envelope(msg: dict[str, Any]) -> None:
+    """`{id, type, at, data}`: a stream id, a dotted type, an aware ISO time, an object."""
+    assert set(msg) == {"id", "type", "at", "data"}, msg
+    assert isinstance(msg["id"], str) and _STREAM_ID.match(msg["id"]), msg
+    assert isinstance(msg["type"], str) and "." in msg["type"], msg
+    at = datetime.fromisoformat(msg["at"])
+    assert at.tzinfo is not None, msg
+    assert isinstance(msg["data"], dict), msg
+
+
+class Live:
+    """A member's websocket and what it received so far."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+
+    @property
+    def last_id(self) -> str | None:
+        return self.received[-1]["id"] if self.received else None
+
+    async def next(self, timeout: float = WAIT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        msg = json.loads(raw)
+        check_envelope(msg)
+        self.received.append(msg)
+        return msg  # type: ignore[no-any-return]
+
+    async def take(self, n: int, timeout: float = WAIT) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        out = []
+        for _ in range(n):
+            out.append(await self.next(max(deadline - time.monotonic(), 0.01)))
+        return out
+
+    async def take_until(
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = WAIT
+    ) -> list[dict[str, Any]]:
+        """Messages until `done(messages so far)` holds."""
+        deadline = time.monotonic() + timeout
+        out: list[dict[str, Any]] = []
+        while not done(out):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; received so far: {out}")
+            out.append(await self.next(remaining))
+        return out
+
+
+def ws_url(base_ws_url: str, token: str | None = None, since: str | None = None) -> str:
+    params = []
+    if token is not None:
+        params.append(f"token={token}")
+    if since is not None:
+        params.append(f"since={since}")
+    return f"{base_ws_url}/v1/ws" + ("?" + "&".join(params) if params else "")
+
+
+@asynccontextmanager
+async def live(
+    base_ws_url: str, token: str | None = None, *, since: str | None = None, bearer: str | None = None
+) -> AsyncIterator[Live]:
+    """Open the member's live socket (token in the query string, or as `Authorization: Bearer`)."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+    async with connect(
+        ws_url(base_ws_url, token, since), additional_headers=headers, proxy=None, open_timeout=WAIT,
+        max_size=None,
+    ) as ws:
+        yield Live(ws)
+
+
+async def close_of(base_ws_url: str, token: str | None = None, *, bearer: str | None = None, since: str | None = None
+                   ) -> tuple[int, str]:
+    """Open a socket the server should refuse; the close code and reason it sent."""
+    async with live(base_ws_url, token, bearer=bearer, since=since) as sock:
+        try:
+            msg = await asyncio.wait_for(sock.ws.recv(), WAIT)
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None, f"closed without a close frame: {exc!r}"
+            return exc.rcvd.code, exc.rcvd.reason
+    raise AssertionError(f"the socket stayed open and received {msg!r}")
+
+
+# ---------------------------------------------------------------- a client that never reads
+
+
+@dataclass
+class Frame:
+    opcode: int
+    payload: bytes
+
+
+class RawWebSocket:
+    """A websocket client written by hand over a blocking socket, so that it can stop reading.
+
+    A tiny receive buffer and a tiny maximum segment size keep what the kernels will buffer for it
+    small, so that the server's writes to it block after a few hundred kilobytes at most.
+    """
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 256)
+        self.sock.settimeout(WAIT)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise AssertionError(f"handshake cut short: {head!r}")
+            head += chunk
+        self.status_line = head.split(b"\r\n", 1)[0].decode()
+        self._buf = b""
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def read_frame(self) -> Frame:
+        b0, b1 = self._read_exact(2)
+        length = b1 & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read_exact(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read_exact(8))
+        mask = self._read_exact(4) if b1 & 0x80 else b""
+        payload = self._read_exact(length)
+        if mask:
+            payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        return Frame(b0 & 0x0F, payload)
+
+    def read_until_close(self, timeout: float = LONG_WAIT) -> tuple[int, int | None, str]:
+        """Read (at last) until the close frame: (data frames before it, close code, close reason).
+
+        The close code is None when the connection ended without a close frame.
+        """
+        deadline = time.monotonic() + timeout
+        frames = 0
+        while time.monotonic() < deadline:
+            try:
+                frame = self.read_frame()
+            except (EOFError, ConnectionError):
+                return frames, None, ""
+            if frame.opcode == 0x8:
+                code = struct.unpack("!H", frame.payload[:2])[0] if len(frame.payload) >= 2 else 1005
+                return frames, code, frame.payload[2:].decode(errors="replace")
+            if frame.opcode in (0x1, 0x2, 0x0):
+                frames += 1
+        raise AssertionError(f"no close frame within {timeout:.0f} s ({frames} data frames read)")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
