@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ctx.scheduler.start()
         app.state.ctx = ctx
         ctx_holder["ctx"] = ctx
-        log.info("server_started", database=settings.is_sqlite and "sqlite" or "postgresql")
+        log.info("server_started", database=(settings.is_sqlite and "sqlite") or "postgresql")
         try:
             yield
         finally:

@@ -109,7 +109,9 @@ async def list_api_keys(ctx: Context) -> list[ApiKey]:
 async def revoke_api_key(ctx: Context, key_id: str) -> bool:
     async with ctx.db.transaction() as session:
         result = await session.execute(
-            sa.update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())  # type: ignore[union-attr]
+            sa.update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow())  # type: ignore[union-attr]
         )
         return bool(result.rowcount)
 
@@ -167,7 +169,9 @@ async def _known_member(ctx: Context, member_id: str) -> None:
 async def member_from_token(ctx: Context, token: str | None) -> str:
     if not token:
         raise ProblemError(
-            401, "missing_token", "This needs a member token: `Authorization: Bearer <token>`.",
+            401,
+            "missing_token",
+            "This needs a member token: `Authorization: Bearer <token>`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
     member_id = verify_member_token(ctx.settings, token)

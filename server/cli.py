@@ -63,8 +63,8 @@ def serve(
     if workers > 1 and not settings.redis_url:
         typer.echo("several workers share one Redis: set ENGAGE_REDIS_URL", err=True)
         raise typer.Exit(2)
-    from server.content.loader import ContentInvalid, load
     from server import domains
+    from server.content.loader import ContentInvalid, load
 
     domains.load()
     try:
@@ -161,7 +161,9 @@ def ledger_verify() -> None:
 
 
 @content_app.command("validate")
-def content_validate(path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)")) -> None:
+def content_validate(
+    path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)"),
+) -> None:
     """Check the content; print every problem with file, line and field; exit 1 if any."""
     from server import domains
     from server.content.loader import validate

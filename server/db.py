@@ -58,10 +58,11 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
 
 def _sqlite_write_transactions(engine: AsyncEngine) -> None:
-    """SQLite: WAL, and BEGIN IMMEDIATE so that concurrent writers queue instead of failing.
+    """SQLite: WAL, and BEGIN IMMEDIATE for units of work so that concurrent writers queue.
 
     A deferred transaction that reads and then writes can meet another one doing the same and
     fail at once with "database is locked"; taking the write lock up front makes them wait.
+    Read-only sessions begin deferred and never wait for writers (WAL).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -76,7 +77,8 @@ def _sqlite_write_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        write = conn.get_execution_options().get("engage_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -96,6 +98,8 @@ class Database:
         """A unit of work. Hooks queued with `after_commit` run once it has committed."""
         async with self.sessionmaker() as session:
             async with session.begin():
+                if self.settings.is_sqlite:
+                    await session.connection(execution_options={"engage_write": True})
                 yield session
             hooks = session.info.pop("after_commit", [])
         for hook in hooks:

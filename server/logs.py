@@ -10,7 +10,9 @@ from typing import Any
 
 import structlog
 
-_SECRET_RE = re.compile(r"(ek_[0-9a-f]{12}_[A-Za-z0-9_\-]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)")
+_SECRET_RE = re.compile(
+    r"(ek_[0-9a-f]{12}_[A-Za-z0-9_\-]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"
+)
 _SECRET_KEYS = {"token", "authorization", "x-api-key", "api_key", "password", "secret"}
 
 

@@ -32,7 +32,9 @@ async def ready(ctx: Context) -> Response[dict[str, object]]:
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return Response({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    return Response(
+        {"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 @get("/metrics", operation_id="metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)

@@ -46,7 +46,12 @@ def effect(kind: str) -> Callable[[Effect], Effect]:
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
     kind: str = Field(max_length=64)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
@@ -114,30 +119,42 @@ class Outbox:
             now = utcnow()
             async with self.ctx.db.transaction() as session:
                 ids = (
-                    await session.execute(
-                        sa.select(OutboxRow.id)
-                        .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
-                        .order_by(OutboxRow.id)
-                        .limit(limit)
+                    (
+                        await session.execute(
+                            sa.select(OutboxRow.id)
+                            .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
+                            .order_by(OutboxRow.id)
+                            .limit(limit)
+                        )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
                 if not ids:
                     return total
                 # The conditional update is the claim: a row another instance took meanwhile is skipped.
                 claimed = (
-                    await session.execute(
-                        sa.update(OutboxRow)
-                        .where(OutboxRow.id.in_(ids))  # type: ignore[union-attr]
-                        .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
-                        .values(claimed_until=now + self.claim)
-                        .returning(OutboxRow.id)
+                    (
+                        await session.execute(
+                            sa.update(OutboxRow)
+                            .where(OutboxRow.id.in_(ids))  # type: ignore[union-attr]
+                            .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
+                            .values(claimed_until=now + self.claim)
+                            .returning(OutboxRow.id)
+                        )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
                 rows = (
-                    await session.execute(
-                        sa.select(OutboxRow).where(OutboxRow.id.in_(claimed)).order_by(OutboxRow.id)  # type: ignore[union-attr]
+                    (
+                        await session.execute(
+                            sa.select(OutboxRow).where(OutboxRow.id.in_(claimed)).order_by(OutboxRow.id)  # type: ignore[union-attr]
+                        )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
             await self.apply(list(rows), retry=True)
             total += len(rows)
             if len(ids) < limit:
@@ -145,7 +162,9 @@ class Outbox:
 
     async def pending(self) -> int:
         async with self.ctx.db.session() as session:
-            return int((await session.execute(sa.select(sa.func.count()).select_from(OutboxRow))).scalar_one())
+            return int(
+                (await session.execute(sa.select(sa.func.count()).select_from(OutboxRow))).scalar_one()
+            )
 
 
 @job("outbox.drain", lambda ctx: ctx.settings.outbox_drain_seconds, once_per_period=False)

@@ -137,7 +137,9 @@ class Scheduler:
         token = uuid.uuid4().hex
         locked = True
         try:
-            got = await self.ctx.redis.r.set(lock_key, token, nx=True, px=int(j.stale_after.total_seconds() * 1000))
+            got = await self.ctx.redis.r.set(
+                lock_key, token, nx=True, px=int(j.stale_after.total_seconds() * 1000)
+            )
             if not got:
                 JOB_RUNS.labels(j.name, "skipped").inc()
                 return False
@@ -182,7 +184,9 @@ class Scheduler:
                 .where(
                     sa.or_(
                         ScheduledRun.status == "failed",
-                        sa.and_(ScheduledRun.status == "running", ScheduledRun.started_at < now - j.stale_after),
+                        sa.and_(
+                            ScheduledRun.status == "running", ScheduledRun.started_at < now - j.stale_after
+                        ),
                     )
                 )
                 .values(status="running", owner=self.owner, started_at=now, finished_at=None)
@@ -193,6 +197,10 @@ class Scheduler:
         async with self.ctx.db.transaction() as session:
             await session.execute(
                 sa.update(ScheduledRun)
-                .where(ScheduledRun.job == j.name, ScheduledRun.period == period, ScheduledRun.owner == self.owner)
+                .where(
+                    ScheduledRun.job == j.name,
+                    ScheduledRun.period == period,
+                    ScheduledRun.owner == self.owner,
+                )
                 .values(status=status, finished_at=utcnow())
             )

@@ -120,7 +120,9 @@ class Served:
         self.port = free_port()
         self.app = create_app(settings)
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on")
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+            )
         )
         self.task: asyncio.Task[None] | None = None
 

@@ -145,9 +145,7 @@ def _validate_kind(root: Path, kind: ContentKind) -> tuple[Any, list[ContentIssu
         issues = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            issues.append(
-                ContentIssue(rel, doc.line_of(loc), ".".join(str(p) for p in loc), err["msg"])
-            )
+            issues.append(ContentIssue(rel, doc.line_of(loc), ".".join(str(p) for p in loc), err["msg"]))
         return None, issues
 
 

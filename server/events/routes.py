@@ -16,7 +16,9 @@ class EventsController(Controller):
     tags = ["events"]
 
     @post("/events", operation_id="postEvents", status_code=200)
-    async def post_events(self, ctx: Context, api_client: ApiClient, request: Request[Any, Any, Any]) -> EventsOut:
+    async def post_events(
+        self, ctx: Context, api_client: ApiClient, request: Request[Any, Any, Any]
+    ) -> EventsOut:
         """A batch of member events (brand systems): `{events: [...]}`, each stored once per event_id.
 
         Malformed events are rejected one by one with a reason; the others are accepted.

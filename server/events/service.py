@@ -48,7 +48,9 @@ def _parse(raw: Any, now: datetime) -> DomainEvent:
     except ValueError:
         raise _Reject("invalid_occurred_at", "occurred_at is an ISO 8601 time with an offset.") from None
     if occurred_at.tzinfo is None:
-        raise _Reject("invalid_occurred_at", "occurred_at needs a UTC offset, like 2026-11-24T09:30:00+01:00.")
+        raise _Reject(
+            "invalid_occurred_at", "occurred_at needs a UTC offset, like 2026-11-24T09:30:00+01:00."
+        )
     if occurred_at > now + FUTURE_SKEW:
         raise _Reject("occurred_in_future", "occurred_at is in the future.")
     properties = raw.get("properties", {})
@@ -84,7 +86,9 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
             valid.append(_parse(raw, now))
         except _Reject as r:
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
-            rejected.append(RejectedEvent(index, event_id if isinstance(event_id, str) else None, r.code, r.reason))
+            rejected.append(
+                RejectedEvent(index, event_id if isinstance(event_id, str) else None, r.code, r.reason)
+            )
     duplicates: list[str] = []
     accepted = 0
     if valid:

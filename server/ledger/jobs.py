@@ -18,6 +18,8 @@ async def audit_ledger(ctx: Context, period: str) -> None:
     """Once per period on one instance: recompute every chain and balance, and shout if one was altered."""
     report = await verify(ctx)
     if report.problems:
-        log.error("ledger_audit_failed", period=period, problems=len(report.problems), first=report.problems[:5])
+        log.error(
+            "ledger_audit_failed", period=period, problems=len(report.problems), first=report.problems[:5]
+        )
     else:
         log.info("ledger_audit_ok", period=period, members=report.members, entries=report.entries)

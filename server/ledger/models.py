@@ -35,7 +35,9 @@ class LedgerEntry(SQLModel, table=True):
 
     id: int | None = Field(
         default=None,
-        sa_column=Column(BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa_column=Column(
+            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
     )
     member_id: str = Field(max_length=64, index=True)
     seq: int

@@ -39,7 +39,9 @@ class LedgerController(Controller):
         return Response(service.to_out(posted.entry), headers=headers)
 
     @post(
-        "/members/{member_id:str}/ledger/{entry_id:int}/reversal", operation_id="reverseEntry", status_code=200
+        "/members/{member_id:str}/ledger/{entry_id:int}/reversal",
+        operation_id="reverseEntry",
+        status_code=200,
     )
     async def reverse(
         self, ctx: Context, api_client: ApiClient, member_id: str, entry_id: int, data: ReversalIn

@@ -23,6 +23,7 @@ from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount, LedgerEntry
 from server.ledger.schemas import EntryOut
 from server.metrics import LEDGER_ENTRIES, LEDGER_REPLAYS
+from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -171,22 +172,20 @@ async def post(
     await session.flush()
     LEDGER_ENTRIES.labels(currency, source).inc()
     verb = "awarded" if amount > 0 else "deducted"
-    ctx.outbox.add(
+    send_live(
+        ctx,
         session,
-        "live",
+        member_id,
+        f"{currency}.{verb}",
         {
-            "member_id": member_id,
-            "type": f"{currency}.{verb}",
-            "at": entry.created_at.isoformat(),
-            "data": {
-                "entry_id": entry.id,
-                "currency": currency,
-                "amount": amount,
-                "balance": balance,
-                "reason": reason,
-                "source": source,
-            },
+            "entry_id": entry.id,
+            "currency": currency,
+            "amount": amount,
+            "balance": balance,
+            "reason": reason,
+            "source": source,
         },
+        at=entry.created_at,
     )
     return Posted(entry, created=True)
 
@@ -220,9 +219,7 @@ async def award(
         ]
 
 
-async def reverse(
-    ctx: Context, session: AsyncSession, member_id: str, entry_id: int, reason: str
-) -> Posted:
+async def reverse(ctx: Context, session: AsyncSession, member_id: str, entry_id: int, reason: str) -> Posted:
     """A new entry cancelling `entry_id`; reversing twice returns the first reversal."""
     original = await session.get(LedgerEntry, entry_id)
     if original is None or original.member_id != member_id:
@@ -289,7 +286,9 @@ class VerifyReport:
 
 async def _entries_by_member(session: AsyncSession) -> AsyncIterator[LedgerEntry]:
     result = await session.stream(
-        sa.select(LedgerEntry).order_by(LedgerEntry.member_id, LedgerEntry.seq).execution_options(yield_per=2000)
+        sa.select(LedgerEntry)
+        .order_by(LedgerEntry.member_id, LedgerEntry.seq)
+        .execution_options(yield_per=2000)
     )
     async for entry in result.scalars():
         yield entry

@@ -6,7 +6,7 @@ from server.auth import ApiClient
 from server.context import Context
 from server.errors import not_found
 from server.ledger.service import balances
-from server.members.schemas import MeOut, MemberIn, MemberOut
+from server.members.schemas import MemberIn, MemberOut, MeOut
 from server.members.service import check_member_id, get_member, to_out, upsert_member
 
 

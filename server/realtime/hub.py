@@ -149,7 +149,12 @@ class Hub:
                 await self._pubsub.aclose()
 
     async def publish(
-        self, member_id: str, type_: str, data: dict[str, Any], *, at: datetime | None = None,
+        self,
+        member_id: str,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        at: datetime | None = None,
         origin: str = "",
         retry: bool = False,
     ) -> str:
@@ -158,7 +163,14 @@ class Hub:
             {"type": type_, "at": (at or utcnow()).isoformat(), "data": data}, separators=(",", ":")
         )[1:]
         keys = [self.history_key(member_id)]
-        args = [self.channel(member_id), tail, self.history_len, self.history_ttl, origin, "1" if retry else "0"]
+        args = [
+            self.channel(member_id),
+            tail,
+            self.history_len,
+            self.history_ttl,
+            origin,
+            "1" if retry else "0",
+        ]
         return str(await self._script(keys=keys, args=args))
 
     async def history(self, member_id: str, since: str) -> list[tuple[str, str]]:
@@ -229,6 +241,17 @@ async def _apply_live(ctx: Context, payload: dict[str, Any], row_id: int, retry:
     )
 
 
-def send_live(ctx: Context, session: Any, member_id: str, type_: str, data: dict[str, Any]) -> None:
-    """Queue a live message in the caller's transaction (delivered after commit, even after a Redis outage)."""
-    ctx.outbox.add(session, "live", {"member_id": member_id, "type": type_, "at": utcnow().isoformat(), "data": data})
+def send_live(
+    ctx: Context,
+    session: Any,
+    member_id: str,
+    type_: str,
+    data: dict[str, Any],
+    at: datetime | None = None,
+) -> None:
+    """Queue a live message in the caller's transaction.
+
+    It is published after commit, and still delivered after a Redis outage (the outbox drain).
+    """
+    payload = {"member_id": member_id, "type": type_, "at": (at or utcnow()).isoformat(), "data": data}
+    ctx.outbox.add(session, "live", payload)

@@ -27,7 +27,9 @@ def test_repository_content_is_valid():
 
 
 def test_lines_are_kept(tmp_path):
-    doc = parse_yaml(write(tmp_path, "# c\npurchase:\n  points_per_unit: 2\n  growth_per_unit: 3\n") / "earning.yaml")
+    doc = parse_yaml(
+        write(tmp_path, "# c\npurchase:\n  points_per_unit: 2\n  growth_per_unit: 3\n") / "earning.yaml"
+    )
     assert doc.lines[("purchase",)] == 2
     assert doc.lines[("purchase", "growth_per_unit")] == 4
 
@@ -57,7 +59,11 @@ def test_missing_dir(tmp_path):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "ENGAGE_DATA_DIR": "/tmp/engage-cli-test"},
     )
 

@@ -39,7 +39,12 @@ async def test_repeated_event_id_is_a_duplicate_not_an_error(http, as_brand, as_
     assert first.json()["accepted"] == 1 and first.json()["duplicates"] == 1
     again = await http.post("/v1/events", json={"events": [event]}, headers=as_brand)
     assert again.status_code == 200
-    assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "duplicate_event_ids": [event["event_id"]]}
+    assert again.json() == {
+        "accepted": 0,
+        "duplicates": 1,
+        "rejected": [],
+        "duplicate_event_ids": [event["event_id"]],
+    }
     me = (await http.get("/v1/me", headers=as_member(member_id))).json()
     assert me["points"] == 10
 
@@ -90,8 +95,10 @@ async def test_malformed_events_are_rejected_one_by_one(http, as_brand, as_membe
     assert all(x["reason"] for x in out["rejected"])
     async with ctx.db.session() as session:
         stored = (
-            await session.execute(sa.select(MemberEvent.event_id).where(MemberEvent.member_id == member_id))
-        ).scalars().all()
+            (await session.execute(sa.select(MemberEvent.event_id).where(MemberEvent.member_id == member_id)))
+            .scalars()
+            .all()
+        )
     assert stored == [good["event_id"]]
 
 
@@ -99,7 +106,9 @@ async def test_batch_shape_and_size(http, as_brand, settings):
     for body in ([], {"events": "x"}, {"nope": []}):
         r = await http.post("/v1/events", json=body, headers=as_brand)
         assert r.status_code == 400 and r.json()["code"] == "invalid_batch"
-    r = await http.post("/v1/events", content=b"{not json", headers={**as_brand, "content-type": "application/json"})
+    r = await http.post(
+        "/v1/events", content=b"{not json", headers={**as_brand, "content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["code"] == "invalid_json"
     too_many = {"events": [purchase("m-x", 1) for _ in range(settings.events_batch_max + 1)]}
     r = await http.post("/v1/events", json=too_many, headers=as_brand)

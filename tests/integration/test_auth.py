@@ -28,7 +28,9 @@ async def test_member_token_failures(http, settings, member_id):
         assert r.status_code == 401 and r.json()["code"] == code
     wrong_secret = jwt.encode(_claims(member_id), "another-secret-of-enough-length-000000", algorithm="HS256")
     expired = jwt.encode(
-        {**_claims(member_id), "exp": datetime.now(UTC) - timedelta(hours=1)}, settings.jwt_secret, algorithm="HS256"
+        {**_claims(member_id), "exp": datetime.now(UTC) - timedelta(hours=1)},
+        settings.jwt_secret,
+        algorithm="HS256",
     )
     no_exp = jwt.encode({"sub": member_id}, settings.jwt_secret, algorithm="HS256")
     unsigned = jwt.encode(_claims(member_id), None, algorithm="none")
@@ -51,9 +53,13 @@ def test_rs256_public_key(tmp_path):
     ).decode()
     public_path = tmp_path / "brand.pub"
     public_path.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
-    s = Settings(data_dir=tmp_path, jwt_public_key=str(public_path), jwt_private_key=private_pem, jwt_audience="app")
+    s = Settings(
+        data_dir=tmp_path, jwt_public_key=str(public_path), jwt_private_key=private_pem, jwt_audience="app"
+    )
     token = issue_member_token(s, "rs-member")
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
     assert verify_member_token(s, token) == "rs-member"

@@ -31,13 +31,18 @@ async def test_openapi_document(http):
 async def test_metrics_are_prometheus_text(http, as_brand, member_id):
     await http.put(f"/v1/members/{member_id}", json={}, headers=as_brand)
     await http.post(
-        f"/v1/members/{member_id}/points", json={"amount": 1, "reason": "m", "idempotency_key": "m"}, headers=as_brand
+        f"/v1/members/{member_id}/points",
+        json={"amount": 1, "reason": "m", "idempotency_key": "m"},
+        headers=as_brand,
     )
     r = await http.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     assert 'engage_ledger_entries_total{currency="points",source="adjustment"}' in text
-    assert 'engage_http_requests_total{method="POST",route="/v1/members/{member_id}/points",status="200"}' in text
+    assert (
+        'engage_http_requests_total{method="POST",route="/v1/members/{member_id}/points",status="200"}'
+        in text
+    )
     assert "engage_outbox_pending" in text
 
 
@@ -54,7 +59,7 @@ async def test_rate_limits_are_shared_by_instances(settings, token_for):
             statuses = []
             for i in range(14):
                 base = a.base_url if i % 2 else b.base_url
-                statuses.append((await client.get(base + "/v1/me", headers=headers)))
+                statuses.append(await client.get(base + "/v1/me", headers=headers))
         codes = [r.status_code for r in statuses]
         # The window may turn over mid-test; then a few more pass. Never more than 10 per window.
         assert codes.count(429) >= 1 and codes.count(200) <= 14 - 1

@@ -30,8 +30,13 @@ async def test_effects_apply_after_commit_and_not_on_rollback(ctx):
     assert [m["type"] for m in messages] == ["test.hello"]
     assert set(messages[0]) == {"id", "type", "at", "data"}
     async with ctx.db.session() as session:
-        left = (await session.execute(sa.select(sa.func.count()).select_from(OutboxRow).where(
-            OutboxRow.payload["member_id"].as_string() == member_id))).scalar_one()
+        left = (
+            await session.execute(
+                sa.select(sa.func.count())
+                .select_from(OutboxRow)
+                .where(OutboxRow.payload["member_id"].as_string() == member_id)
+            )
+        ).scalar_one()
     assert left == 0
 
 
@@ -42,7 +47,12 @@ async def test_drain_applies_rows_left_by_a_dead_writer_once(ctx):
         session.add(
             OutboxRow(
                 kind="live",
-                payload={"member_id": member_id, "type": "test.orphan", "at": utcnow().isoformat(), "data": {}},
+                payload={
+                    "member_id": member_id,
+                    "type": "test.orphan",
+                    "at": utcnow().isoformat(),
+                    "data": {},
+                },
                 created_at=utcnow(),
                 claimed_until=None,
             )

@@ -6,7 +6,7 @@ import asyncio
 
 import sqlalchemy as sa
 
-from server.scheduler import Job, Scheduler, ScheduledRun, period_of
+from server.scheduler import Job, ScheduledRun, Scheduler, period_of
 from tests.support import unique
 
 
@@ -30,7 +30,9 @@ async def test_many_schedulers_one_run_per_period(ctx):
     assert not await schedulers[0].run_once(j, "2026-11-24T00:00:00+00:00")
     assert await schedulers[1].run_once(j, "2026-11-24T00:01:00+00:00")
     async with ctx.db.session() as session:
-        rows = (await session.execute(sa.select(ScheduledRun).where(ScheduledRun.job == j.name))).scalars().all()
+        rows = (
+            (await session.execute(sa.select(ScheduledRun).where(ScheduledRun.job == j.name))).scalars().all()
+        )
     assert sorted((r.period, r.status) for r in rows) == [
         ("2026-11-24T00:00:00+00:00", "done"),
         ("2026-11-24T00:01:00+00:00", "done"),

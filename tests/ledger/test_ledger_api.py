@@ -75,7 +75,9 @@ async def test_concurrent_distinct_awards_all_count(http, as_brand, as_member, m
 async def test_key_reused_for_a_different_amount_is_refused(http, as_brand, member_id):
     await create_member(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/points"
-    assert (await http.post(url, json={"amount": 5, "reason": "a", "idempotency_key": "x"}, headers=as_brand)).status_code == 200
+    assert (
+        await http.post(url, json={"amount": 5, "reason": "a", "idempotency_key": "x"}, headers=as_brand)
+    ).status_code == 200
     r = await http.post(url, json={"amount": 6, "reason": "a", "idempotency_key": "x"}, headers=as_brand)
     assert r.status_code == 409 and r.json()["code"] == "idempotency_key_reused"
 
@@ -84,12 +86,16 @@ async def test_overspend_is_refused_and_changes_nothing(http, as_brand, as_membe
     await create_member(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/points"
     await http.post(url, json={"amount": 10, "reason": "earn", "idempotency_key": "e"}, headers=as_brand)
-    r = await http.post(url, json={"amount": -11, "reason": "spend", "idempotency_key": "s"}, headers=as_brand)
+    r = await http.post(
+        url, json={"amount": -11, "reason": "spend", "idempotency_key": "s"}, headers=as_brand
+    )
     assert r.status_code == 409
     problem = r.json()
     assert r.headers["content-type"].startswith("application/problem+json")
     assert problem["code"] == "insufficient_balance" and problem["balance"] == 10
-    ok = await http.post(url, json={"amount": -10, "reason": "spend", "idempotency_key": "s2"}, headers=as_brand)
+    ok = await http.post(
+        url, json={"amount": -10, "reason": "spend", "idempotency_key": "s2"}, headers=as_brand
+    )
     assert ok.status_code == 200 and ok.json()["balance_after"] == 0
     ledger = (await http.get("/v1/ledger", headers=as_member(member_id))).json()
     assert [e["amount"] for e in ledger["entries"]] == [-10, 10]
@@ -101,7 +107,9 @@ async def test_concurrent_spends_never_go_below_zero(http, as_brand, as_member, 
     await http.post(url, json={"amount": 100, "reason": "earn", "idempotency_key": "e"}, headers=as_brand)
     responses = await asyncio.gather(
         *(
-            http.post(url, json={"amount": -30, "reason": "spend", "idempotency_key": f"s{i}"}, headers=as_brand)
+            http.post(
+                url, json={"amount": -30, "reason": "spend", "idempotency_key": f"s{i}"}, headers=as_brand
+            )
             for i in range(10)
         )
     )
@@ -113,9 +121,15 @@ async def test_concurrent_spends_never_go_below_zero(http, as_brand, as_member, 
 async def test_growth_is_not_spent(http, as_brand, member_id):
     await create_member(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/points"
-    await http.post(url, json={"amount": 10, "reason": "x", "idempotency_key": "g", "currency": "growth"}, headers=as_brand)
+    await http.post(
+        url,
+        json={"amount": 10, "reason": "x", "idempotency_key": "g", "currency": "growth"},
+        headers=as_brand,
+    )
     r = await http.post(
-        url, json={"amount": -20, "reason": "x", "idempotency_key": "g2", "currency": "growth"}, headers=as_brand
+        url,
+        json={"amount": -20, "reason": "x", "idempotency_key": "g2", "currency": "growth"},
+        headers=as_brand,
     )
     assert r.status_code == 409 and r.json()["code"] == "insufficient_balance"
 
@@ -135,7 +149,9 @@ async def test_bad_input_is_a_clear_4xx(http, as_brand, member_id):
         r = await http.post(url, json=body, headers=as_brand)
         assert (r.status_code, r.json()["code"]) == (status, code), (body, r.text)
     r = await http.post(
-        f"/v1/members/{unique('nobody')}/points", json={"amount": 5, "reason": "x", "idempotency_key": "k"}, headers=as_brand
+        f"/v1/members/{unique('nobody')}/points",
+        json={"amount": 5, "reason": "x", "idempotency_key": "k"},
+        headers=as_brand,
     )
     assert r.status_code == 404 and r.json()["code"] == "member_not_found"
 
@@ -143,7 +159,9 @@ async def test_bad_input_is_a_clear_4xx(http, as_brand, member_id):
 async def test_reversal_is_a_new_entry_once(http, as_brand, as_member, member_id):
     await create_member(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/points"
-    entry = (await http.post(url, json={"amount": 25, "reason": "oops", "idempotency_key": "o"}, headers=as_brand)).json()
+    entry = (
+        await http.post(url, json={"amount": 25, "reason": "oops", "idempotency_key": "o"}, headers=as_brand)
+    ).json()
     rev_url = f"/v1/members/{member_id}/ledger/{entry['id']}/reversal"
     first = await http.post(rev_url, json={"reason": "granted by mistake"}, headers=as_brand)
     again = await http.post(rev_url, json={"reason": "granted by mistake"}, headers=as_brand)
@@ -152,7 +170,9 @@ async def test_reversal_is_a_new_entry_once(http, as_brand, as_member, member_id
     assert first.json()["amount"] == -25 and first.json()["reverses_entry_id"] == entry["id"]
     me = (await http.get("/v1/me", headers=as_member(member_id))).json()
     assert me["points"] == 0
-    r = await http.post(f"/v1/members/{member_id}/ledger/999999999/reversal", json={"reason": "x"}, headers=as_brand)
+    r = await http.post(
+        f"/v1/members/{member_id}/ledger/999999999/reversal", json={"reason": "x"}, headers=as_brand
+    )
     assert r.status_code == 404 and r.json()["code"] == "entry_not_found"
 
 
@@ -166,8 +186,12 @@ async def test_ledger_pages_newest_first(http, as_brand, as_member, member_id):
         )
     page1 = (await http.get("/v1/ledger?limit=2", headers=as_member(member_id))).json()
     assert [e["amount"] for e in page1["entries"]] == [5, 4]
-    page2 = (await http.get(f"/v1/ledger?limit=2&cursor={page1['next_cursor']}", headers=as_member(member_id))).json()
-    page3 = (await http.get(f"/v1/ledger?limit=2&cursor={page2['next_cursor']}", headers=as_member(member_id))).json()
+    page2 = (
+        await http.get(f"/v1/ledger?limit=2&cursor={page1['next_cursor']}", headers=as_member(member_id))
+    ).json()
+    page3 = (
+        await http.get(f"/v1/ledger?limit=2&cursor={page2['next_cursor']}", headers=as_member(member_id))
+    ).json()
     assert [e["amount"] for e in page2["entries"]] == [3, 2]
     assert [e["amount"] for e in page3["entries"]] == [1] and page3["next_cursor"] is None
     bad = await http.get("/v1/ledger?cursor=zzz", headers=as_member(member_id))

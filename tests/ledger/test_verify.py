@@ -22,7 +22,11 @@ async def _member_with_entries(ctx, n: int = 3) -> str:
         await ensure_member(session, member_id)
     for i in range(n):
         await ledger.award(
-            ctx, member_id, amounts={"points": 10 * (i + 1), "growth": 1}, reason="t", source="test",
+            ctx,
+            member_id,
+            amounts={"points": 10 * (i + 1), "growth": 1},
+            reason="t",
+            source="test",
             idempotency_key=f"v{i}",
         )
     return member_id
@@ -78,9 +82,13 @@ async def test_altered_balance_and_deleted_entry_are_reported(ctx):
     member_id = await _member_with_entries(ctx, 4)
     async with ctx.db.transaction() as session:
         await session.execute(
-            sa.update(LedgerAccount).where(LedgerAccount.member_id == member_id).values(points=LedgerAccount.points + 5)
+            sa.update(LedgerAccount)
+            .where(LedgerAccount.member_id == member_id)
+            .values(points=LedgerAccount.points + 5)
         )
-        await session.execute(sa.delete(LedgerEntry).where(LedgerEntry.member_id == member_id, LedgerEntry.seq == 3))
+        await session.execute(
+            sa.delete(LedgerEntry).where(LedgerEntry.member_id == member_id, LedgerEntry.seq == 3)
+        )
     report = await ledger.verify(ctx)
     mine = [p for p in report.problems if member_id in p]
     assert any("sequence gap" in p for p in mine)

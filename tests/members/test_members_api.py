@@ -25,7 +25,9 @@ async def test_put_creates_then_updates(http, as_brand, member_id):
 
 
 async def test_bad_profiles_are_refused_and_change_nothing(http, as_brand, member_id):
-    await http.put(f"/v1/members/{member_id}", json={"display_name": "Kept", "timezone": "Europe/Oslo"}, headers=as_brand)
+    await http.put(
+        f"/v1/members/{member_id}", json={"display_name": "Kept", "timezone": "Europe/Oslo"}, headers=as_brand
+    )
     cases = [
         ({"timezone": "Mars/Olympus"}, "invalid_timezone"),
         ({"timezone": "CEST"}, "invalid_timezone"),
