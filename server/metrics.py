@@ -28,7 +28,7 @@ LEDGER_REPLAYS = Counter(
     registry=REGISTRY,
 )
 EVENTS = Counter("engage_events_total", "Member events received", ["outcome"], registry=REGISTRY)
-OUTBOX_APPLIED = Counter("engage_outbox_applied_total", "Outbox rows applied", ["kind"], registry=REGISTRY)
+OUTBOX_APPLIED = Counter("engage_outbox_applied_total", "Outbox rows applied", registry=REGISTRY)
 OUTBOX_FAILED = Counter(
     "engage_outbox_failed_total", "Outbox effects that failed", ["kind"], registry=REGISTRY
 )

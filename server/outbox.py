@@ -8,6 +8,7 @@ so applying a row twice after a crash harms nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,14 +27,17 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Effect = Callable[["Context", dict[str, Any], int, bool], Awaitable[None]]
+# An effect applies a run of consecutive rows of its kind: [(row id, payload), ...].
+Effect = Callable[["Context", list[tuple[int, dict[str, Any]]], bool], Awaitable[None]]
 _effects: dict[str, Effect] = {}
 
 
 def effect(kind: str) -> Callable[[Effect], Effect]:
-    """Declare how rows of `kind` are applied: `async def f(ctx, payload, row_id, retry)`, idempotent.
+    """Declare how rows of `kind` are applied: `async def f(ctx, items, retry)`, idempotent.
 
-    `retry` is true when the row may have been applied before (a drain after a failure or a crash).
+    `items` are consecutive rows of this kind, in order, so that an effect can apply many in one
+    round trip (one transaction, one Redis pipeline). `retry` is true when the rows may have been
+    applied before (a drain after a failure or a crash, or one by one after their run failed).
     """
 
     def register(fn: Effect) -> Effect:
@@ -84,20 +88,32 @@ class Outbox:
         pending.append(row)
 
     async def apply(self, rows: list[OutboxRow], retry: bool = False) -> None:
-        """Apply rows this process holds, in order; keep the ones that fail for the drain."""
+        """Apply rows this process holds, in order; keep the ones that fail for the drain.
+
+        Consecutive rows of one kind go to their effect together; if that run fails, each of its
+        rows is tried alone, so that one bad row does not hold the others back.
+        """
         done: list[int] = []
         failed: list[tuple[int, int, str]] = []
-        for row in rows:
-            assert row.id is not None
+        for kind, group in itertools.groupby(rows, key=lambda r: r.kind):
+            run = list(group)
+            items = [(r.id, r.payload) for r in run]
             try:
-                await _effects[row.kind](self.ctx, row.payload, row.id, retry)
+                await _effects[kind](self.ctx, items, retry)  # type: ignore[arg-type]
             except Exception as exc:
-                OUTBOX_FAILED.labels(row.kind).inc()
-                failed.append((row.id, row.attempts + 1, f"{type(exc).__name__}: {exc}"[:500]))
-                log.warning("outbox_effect_failed", kind=row.kind, row=row.id, error=type(exc).__name__)
+                if len(run) == 1:
+                    failed.append(self._failure(run[0], exc))
+                    continue
+                for row in run:
+                    try:
+                        await _effects[kind](self.ctx, [(row.id, row.payload)], True)  # type: ignore[list-item]
+                    except Exception as exc_one:
+                        failed.append(self._failure(row, exc_one))
+                    else:
+                        done.append(row.id)  # type: ignore[arg-type]
             else:
-                OUTBOX_APPLIED.labels(row.kind).inc()
-                done.append(row.id)
+                done.extend(r.id for r in run)  # type: ignore[misc]
+        OUTBOX_APPLIED.inc(len(done))
         if not done and not failed:
             return
         async with self.ctx.db.transaction() as session:
@@ -111,6 +127,13 @@ class Outbox:
                     .where(OutboxRow.id == row_id)
                     .values(attempts=attempts, last_error=error, claimed_until=now + backoff)
                 )
+
+    @staticmethod
+    def _failure(row: OutboxRow, exc: Exception) -> tuple[int, int, str]:
+        OUTBOX_FAILED.labels(row.kind).inc()
+        log.warning("outbox_effect_failed", kind=row.kind, row=row.id, error=type(exc).__name__)
+        assert row.id is not None
+        return row.id, row.attempts + 1, f"{type(exc).__name__}: {exc}"[:500]
 
     async def drain(self, limit: int = 200) -> int:
         """Claim rows whose claim has lapsed (their writer died or their effect failed) and apply them."""

@@ -42,7 +42,9 @@ class DomainEvent:
         return cls(**{**d, "occurred_at": datetime.fromisoformat(d["occurred_at"])})
 
 
-Handler = Callable[["Context", DomainEvent], Awaitable[None]]
+# Handlers run inside the dispatch transaction: they write through services that take the session
+# (the ledger's `post`) and never commit themselves.
+Handler = Callable[["Context", AsyncSession, DomainEvent], Awaitable[None]]
 PropertyCheck = Callable[[dict[str, Any]], str | None]
 
 _handlers: dict[str, list[Handler]] = {}
@@ -81,7 +83,14 @@ def emit(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
 
 
 @effect("dispatch")
-async def _apply_dispatch(ctx: Context, payload: dict[str, Any], row_id: int, retry: bool) -> None:
-    event = DomainEvent.from_payload(payload)
-    for handler in handlers_for(event.type):
-        await handler(ctx, event)
+async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+    """Hand events to their handlers, a run of events in one transaction.
+
+    Events are taken member by member (in order within a member) so that two runs lock members'
+    rows in the same order and cannot deadlock.
+    """
+    events = sorted((DomainEvent.from_payload(p) for _, p in items), key=lambda e: e.member_id)
+    async with ctx.db.transaction() as session:
+        for event in events:
+            for handler in handlers_for(event.type):
+                await handler(ctx, session, event)

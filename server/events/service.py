@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, check_properties, emit
 from server.events.models import MemberEvent
 from server.events.schemas import EventsOut, RejectedEvent
-from server.members.service import MEMBER_ID_RE, ensure_member
+from server.members.service import MEMBER_ID_RE, ensure_members
 from server.metrics import EVENTS
 
 if TYPE_CHECKING:
@@ -89,26 +90,44 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
             rejected.append(
                 RejectedEvent(index, event_id if isinstance(event_id, str) else None, r.code, r.reason)
             )
+    # A repeat inside the batch is a duplicate of its first occurrence.
+    fresh: dict[str, DomainEvent] = {}
     duplicates: list[str] = []
+    for event in valid:
+        if event.event_id in fresh:
+            duplicates.append(event.event_id)
+        else:
+            fresh[event.event_id] = replace(event, source=source)
     accepted = 0
-    if valid:
+    if fresh:
         async with ctx.db.transaction() as session:
-            for event in valid:
-                await ensure_member(session, event.member_id)
-                result = await session.execute(
-                    insert_ignore(session, MemberEvent.__table__).values(
-                        event_id=event.event_id,
-                        member_id=event.member_id,
-                        type=event.type,
-                        occurred_at=event.occurred_at,
-                        properties=event.properties,
-                        source=source,
-                        received_at=now,
+            await ensure_members(session, [e.member_id for e in fresh.values()])
+            stored = set(
+                (
+                    await session.execute(
+                        insert_ignore(session, MemberEvent.__table__)
+                        .values(
+                            [
+                                dict(
+                                    event_id=e.event_id,
+                                    member_id=e.member_id,
+                                    type=e.type,
+                                    occurred_at=e.occurred_at,
+                                    properties=e.properties,
+                                    source=source,
+                                    received_at=now,
+                                )
+                                for e in fresh.values()
+                            ]
+                        )
+                        .returning(MemberEvent.event_id)
                     )
-                )
-                if result.rowcount:
+                ).scalars()
+            )
+            for event in fresh.values():
+                if event.event_id in stored:
                     accepted += 1
-                    emit(ctx, session, DomainEvent(**{**event.__dict__, "source": source}))
+                    emit(ctx, session, event)
                 else:
                     duplicates.append(event.event_id)
     EVENTS.labels("accepted").inc(accepted)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.loader import ContentKind, register_kind
 from server.events.dispatch import DomainEvent, declare_properties, on
@@ -59,24 +60,28 @@ def purchase_amounts(rule: PurchaseRule, amount: float) -> dict[str, int]:
 
 
 @on("purchase")
-async def earn_from_purchase(ctx: Context, event: DomainEvent) -> None:
+async def earn_from_purchase(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
     rule: PurchaseRule = ctx.content.get("earning").purchase
     amount = event.properties.get("amount")
     if not isinstance(amount, int | float) or isinstance(amount, bool):
         return
-    amounts = purchase_amounts(rule, amount)
-    await ledger.award(
-        ctx,
-        event.member_id,
-        amounts=amounts,
-        reason="purchase",
-        source="purchase",
-        idempotency_key=f"event:{event.event_id}",
-        details={
-            "rule": "earning.purchase",
-            "event_id": event.event_id,
-            "spend": amount,
-            "points_per_unit": str(rule.points_per_unit),
-            "growth_per_unit": str(rule.growth_per_unit),
-        },
-    )
+    details = {
+        "rule": "earning.purchase",
+        "event_id": event.event_id,
+        "spend": amount,
+        "points_per_unit": str(rule.points_per_unit),
+        "growth_per_unit": str(rule.growth_per_unit),
+    }
+    for currency, value in purchase_amounts(rule, amount).items():
+        if value:
+            await ledger.post(
+                ctx,
+                session,
+                event.member_id,
+                currency=currency,
+                amount=value,
+                reason="purchase",
+                source="purchase",
+                idempotency_key=f"event:{event.event_id}",
+                details=details,
+            )

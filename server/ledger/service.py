@@ -81,9 +81,14 @@ def to_out(e: LedgerEntry) -> EntryOut:
 
 
 async def _lock_account(session: AsyncSession, member_id: str) -> LedgerAccount:
+    """The member's account row, locked until the transaction ends (once per transaction)."""
+    locked: dict[str, LedgerAccount] = session.info.setdefault("locked_accounts", {})
+    if member_id in locked:
+        return locked[member_id]
     await session.execute(insert_ignore(session, LedgerAccount.__table__).values(member_id=member_id))
     account = await session.get(LedgerAccount, member_id, with_for_update=True, populate_existing=True)
     assert account is not None
+    locked[member_id] = account
     return account
 
 

@@ -70,6 +70,15 @@ async def ensure_member(session: AsyncSession, member_id: str) -> bool:
     return bool(result.rowcount)
 
 
+async def ensure_members(session: AsyncSession, member_ids: list[str]) -> None:
+    """`ensure_member` for many members in one statement."""
+    if not member_ids:
+        return
+    now = utcnow()
+    rows = [dict(id=m, timezone="UTC", created_at=now, updated_at=now) for m in sorted(set(member_ids))]
+    await session.execute(insert_ignore(session, Member.__table__), rows)
+
+
 async def get_member(session: AsyncSession, member_id: str) -> Member | None:
     return await session.get(Member, member_id)
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,15 @@ return id
 def _stream_id(value: str) -> tuple[int, int]:
     ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class LiveMessage:
+    member_id: str
+    type: str
+    data: dict[str, Any]
+    at: datetime
+    origin: str = ""  # what produced it (an outbox row), so that a retry does not send it twice
 
 
 class Connection:
@@ -149,29 +159,35 @@ class Hub:
                 await self._pubsub.aclose()
 
     async def publish(
-        self,
-        member_id: str,
-        type_: str,
-        data: dict[str, Any],
-        *,
-        at: datetime | None = None,
-        origin: str = "",
-        retry: bool = False,
+        self, member_id: str, type_: str, data: dict[str, Any], *, at: datetime | None = None
     ) -> str:
-        """Send a live message to every socket of the member, on any instance. Returns its id."""
-        tail = json.dumps(
-            {"type": type_, "at": (at or utcnow()).isoformat(), "data": data}, separators=(",", ":")
-        )[1:]
-        keys = [self.history_key(member_id)]
-        args = [
-            self.channel(member_id),
-            tail,
-            self.history_len,
-            self.history_ttl,
-            origin,
-            "1" if retry else "0",
-        ]
-        return str(await self._script(keys=keys, args=args))
+        """Send a live message to every socket of the member, on any instance. Returns its id.
+
+        Domains do not call this directly: they queue messages with `send_live` in their transaction.
+        """
+        ids = await self.publish_many([LiveMessage(member_id, type_, data, at or utcnow())])
+        return ids[0]
+
+    async def publish_many(self, messages: list[LiveMessage], *, retry: bool = False) -> list[str]:
+        """Publish messages in one round trip (a pipeline of the publish script)."""
+        pipe = self.redis.r.pipeline(transaction=False)
+        for m in messages:
+            tail = json.dumps(
+                {"type": m.type, "at": m.at.isoformat(), "data": m.data}, separators=(",", ":")
+            )[1:]
+            await self._script(
+                keys=[self.history_key(m.member_id)],
+                args=[
+                    self.channel(m.member_id),
+                    tail,
+                    self.history_len,
+                    self.history_ttl,
+                    m.origin,
+                    "1" if retry else "0",
+                ],
+                client=pipe,
+            )
+        return [str(i) for i in await pipe.execute()]
 
     async def history(self, member_id: str, since: str) -> list[tuple[str, str]]:
         """Messages after `since`, oldest first, from the bounded history."""
@@ -230,13 +246,12 @@ class Hub:
 
 
 @effect("live")
-async def _apply_live(ctx: Context, payload: dict[str, Any], row_id: int, retry: bool) -> None:
-    await ctx.hub.publish(
-        payload["member_id"],
-        payload["type"],
-        payload["data"],
-        at=datetime.fromisoformat(payload["at"]),
-        origin=f"o{row_id}",
+async def _apply_live(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+    await ctx.hub.publish_many(
+        [
+            LiveMessage(p["member_id"], p["type"], p["data"], datetime.fromisoformat(p["at"]), f"o{row_id}")
+            for row_id, p in items
+        ],
         retry=retry,
     )
 

@@ -67,6 +67,6 @@ async def test_a_replayed_row_is_not_sent_twice(ctx):
     payload = {"member_id": member_id, "type": "test.once", "at": utcnow().isoformat(), "data": {}}
     from server.outbox import _effects
 
-    await _effects["live"](ctx, payload, 424242, False)
-    await _effects["live"](ctx, payload, 424242, True)  # the drain after a crash
+    await _effects["live"](ctx, [(424242, payload)], False)
+    await _effects["live"](ctx, [(424242, payload)], True)  # the drain after a crash
     assert len(await history(ctx, member_id)) == 1
