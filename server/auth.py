@@ -166,15 +166,28 @@ async def _known_member(ctx: Context, member_id: str) -> None:
     known.add(member_id)
 
 
-async def member_from_token(ctx: Context, token: str | None) -> str:
-    if not token:
-        raise ProblemError(
-            401,
-            "missing_token",
-            "This needs a member token: `Authorization: Bearer <token>`.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    member_id = verify_member_token(ctx.settings, token)
+async def _count_failure(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """One more failed authentication from this address; 429 once there are too many."""
+    address = connection.client.host if connection.client else "unknown"
+    await ratelimit.hit(ctx, "auth_failures", address, ctx.settings.rate_limit_auth_failures_per_minute)
+
+
+async def member_from_token(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The member calling with a token (`?token=` on the websocket, else the bearer header)."""
+    token = connection.query_params.get("token") if connection.scope["type"] == "websocket" else None
+    token = token or bearer_token(connection)
+    try:
+        if not token:
+            raise ProblemError(
+                401,
+                "missing_token",
+                "This needs a member token: `Authorization: Bearer <token>`.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        member_id = verify_member_token(ctx.settings, token)
+    except ProblemError:
+        await _count_failure(ctx, connection)
+        raise
     await ratelimit.hit(ctx, "member", member_id, ctx.settings.rate_limit_member_per_minute)
     await _known_member(ctx, member_id)
     return member_id
@@ -182,15 +195,19 @@ async def member_from_token(ctx: Context, token: str | None) -> str:
 
 async def provide_member_id(request: ASGIConnection[Any, Any, Any, Any]) -> str:
     """Dependency `member_id`: the member calling with a bearer token."""
-    return await member_from_token(_ctx(request), bearer_token(request))
+    return await member_from_token(_ctx(request), request)
 
 
 async def provide_api_client(request: ASGIConnection[Any, Any, Any, Any]) -> ApiClient:
     """Dependency `api_client`: the brand system calling with `X-Api-Key`."""
     ctx = _ctx(request)
     presented = request.headers.get("x-api-key")
-    if not presented:
-        raise ProblemError(401, "missing_api_key", "This needs an API key in the `X-Api-Key` header.")
-    client = await verify_api_key(ctx, presented)
+    try:
+        if not presented:
+            raise ProblemError(401, "missing_api_key", "This needs an API key in the `X-Api-Key` header.")
+        client = await verify_api_key(ctx, presented)
+    except ProblemError:
+        await _count_failure(ctx, request)
+        raise
     await ratelimit.hit(ctx, "api_key", client.key_id, ctx.settings.rate_limit_api_key_per_minute)
     return client

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     # Requests per minute, counted in Redis so that every instance shares the budget.
     rate_limit_member_per_minute: int = 600
     rate_limit_api_key_per_minute: int = 60000
-    rate_limit_ip_per_minute: int = 1200
+    # Failed authentications per client address: guesses at keys and tokens are cut short.
+    rate_limit_auth_failures_per_minute: int = 60
 
     events_batch_max: int = 1000
     realtime_history: int = 200  # live messages kept per member for `?since=` replay

@@ -91,6 +91,8 @@ def settings(data_dir: Path, database_url: str, redis_url: str, redis_prefix: st
         log_json=True,
         log_level="WARNING",
         outbox_drain_seconds=0.5,
+        # Tests fail authentication on purpose from one address; one test checks this limit.
+        rate_limit_auth_failures_per_minute=100_000,
     )
     upgrade(s)
     return s
@@ -107,6 +109,7 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
         "ENGAGE_JWT_SECRET": settings.jwt_secret,
         "ENGAGE_OUTBOX_DRAIN_SECONDS": "0.5",
         "ENGAGE_LOG_LEVEL": "INFO",
+        "ENGAGE_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE": "100000",
     }
     env.update(extra)
     return env

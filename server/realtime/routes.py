@@ -5,7 +5,7 @@ import re
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from server.auth import bearer_token, member_from_token
+from server.auth import member_from_token
 from server.context import Context
 from server.errors import ProblemError
 from server.realtime.hub import Connection
@@ -22,7 +22,7 @@ async def live(socket: WebSocket) -> None:
     ctx: Context = socket.app.state.ctx
     await socket.accept()
     try:
-        member_id = await member_from_token(ctx, socket.query_params.get("token") or bearer_token(socket))
+        member_id = await member_from_token(ctx, socket)
     except ProblemError as exc:
         await socket.close(code=4429 if exc.status == 429 else 4401, reason=exc.code)
         return

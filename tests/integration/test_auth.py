@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -97,3 +98,31 @@ async def test_api_key_is_stored_hashed_and_revocable(http, ctx, member_id):
     altered = fresh[:-2] + ("zz" if not fresh.endswith("zz") else "yy")
     r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": altered})
     assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+
+
+async def test_repeated_failures_from_one_address_are_cut_short(settings, member_id):
+    from tests.conftest import Served
+
+    strict = settings.model_copy(
+        update={
+            "rate_limit_auth_failures_per_minute": 5,
+            "scheduler_enabled": False,
+            # Its own counters: other tests' failures from 127.0.0.1 must not count here.
+            "redis_prefix": settings.redis_prefix + "strict:",
+        }
+    )
+    s = Served(strict)
+    await s.start()
+    try:
+        async with httpx.AsyncClient(base_url=s.base_url, timeout=10) as client:
+            codes = [
+                (
+                    await client.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": "ek_0_guess"})
+                ).json()["code"]
+                for _ in range(8)
+            ]
+    finally:
+        await s.stop()
+    # Fixed windows: a minute may turn over mid-test, so a few more guesses may get an answer.
+    assert codes[0] == "invalid_api_key"
+    assert "rate_limited" in codes
