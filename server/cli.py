@@ -80,7 +80,8 @@ def serve(
         workers=workers,
         access_log=False,
         log_config=None,
-        proxy_headers=False,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=5,
     )

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     jwt_audience: str = ""
     jwt_issuer: str = ""
 
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Addresses of the load balancers whose X-Forwarded-For is trusted (comma-separated, or *).
+    forwarded_allow_ips: str = ""
     log_level: str = "INFO"
     log_json: bool = True
 
