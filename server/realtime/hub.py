@@ -189,17 +189,27 @@ class Hub:
             )
         return [str(i) for i in await pipe.execute()]
 
+    async def head(self, member_id: str) -> str:
+        """The id of the member's latest message, or 0-0."""
+        last = await self.redis.r.xrevrange(self.history_key(member_id), count=1)
+        return str(last[0][0]) if last else "0-0"
+
     async def history(self, member_id: str, since: str) -> list[tuple[str, str]]:
         """Messages after `since`, oldest first, from the bounded history."""
         entries = await self.redis.r.xrange(self.history_key(member_id), min=f"({since}", max="+")
         return [(mid, '{"id":"' + mid + '",' + fields["t"]) for mid, fields in entries]
 
     async def connect(self, conn: Connection) -> None:
+        """Route the member's messages to `conn`, subscribing to the channel for its first socket here."""
         async with self._sub_lock:
             conns = self.local.setdefault(conn.member_id, set())
             conns.add(conn)
             if len(conns) == 1:
-                await self._pubsub.subscribe(self.channel(conn.member_id))
+                try:
+                    await self._pubsub.subscribe(self.channel(conn.member_id))
+                except BaseException:
+                    del self.local[conn.member_id]
+                    raise
         WS_CONNECTIONS.inc()
 
     async def disconnect(self, conn: Connection) -> None:

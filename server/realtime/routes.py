@@ -4,6 +4,7 @@ import re
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from redis.exceptions import RedisError
 
 from server.auth import member_from_token
 from server.context import Context
@@ -17,29 +18,37 @@ _SINCE_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 async def live(socket: WebSocket) -> None:
     """Live messages for the member: `{id, type, at, data}`; `?since=<id>` replays what was missed.
 
-    Authentication failures close the socket with code 4401 and the problem code as the reason.
+    The member's channel is subscribed before the socket is accepted, and what was published
+    between reading the history's head and subscribing is replayed, so a message caused right after
+    the app sees the socket open is never lost. Authentication failures close the socket with code
+    4401 (4429 when rate limited) and the problem code as the reason; 1013 when Redis is unreachable.
     """
     ctx: Context = socket.app.state.ctx
-    await socket.accept()
+    since = socket.query_params.get("since")
     try:
         member_id = await member_from_token(ctx, socket)
+        if since is not None and not _SINCE_RE.match(since):
+            raise ProblemError(400, "invalid_since", "since is a message id such as 1732400000000-0.")
     except ProblemError as exc:
-        await socket.close(code=4429 if exc.status == 429 else 4401, reason=exc.code)
-        return
-    since = socket.query_params.get("since")
-    if since is not None and not _SINCE_RE.match(since):
-        await socket.close(code=4400, reason="invalid_since")
+        await socket.accept()
+        code = {429: 4429, 400: 4400}.get(exc.status, 4401)
+        await socket.close(code=code, reason=exc.code)
         return
     conn = Connection(ctx.hub, member_id, socket)
-    if since:
-        conn.hold()
-    await ctx.hub.connect(conn)
+    conn.hold()
     try:
-        if since:
-            conn.release(await ctx.hub.history(member_id, since))
+        replay_from = since or await ctx.hub.head(member_id)
+        await ctx.hub.connect(conn)
+    except (RedisError, OSError):
+        await socket.accept()
+        await socket.close(code=1013, reason="live_unavailable")
+        return
+    try:
+        await socket.accept()
+        conn.release(await ctx.hub.history(member_id, replay_from))
         while True:
             await socket.receive_data(mode="text")  # clients may send pings; nothing else is read
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RedisError, OSError):
         pass
     finally:
         await ctx.hub.disconnect(conn)
