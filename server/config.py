@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     outbox_drain_seconds: float = 2.0
     outbox_claim_seconds: float = 30.0
     scheduler_enabled: bool = True
+    checkin_upkeep_seconds: float = 600.0  # streak upkeep and "at risk" messages, once per period
     ledger_audit_seconds: float = 86400.0  # how often one instance re-verifies every ledger chain
     demo_welcome_points: int = 100
 

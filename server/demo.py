@@ -27,7 +27,7 @@ async def load_demo(ctx: Context) -> list[str]:
     async with ctx.db.transaction() as session:
         for member_id, name, zone in DEMO_MEMBERS:
             await upsert_member(
-                session, member_id, MemberIn(display_name=name, timezone=zone, signed_up_at=signed_up)
+                ctx, session, member_id, MemberIn(display_name=name, timezone=zone, signed_up_at=signed_up)
             )
             await ledger.post(
                 ctx,

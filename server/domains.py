@@ -11,6 +11,9 @@ DOMAIN_MODULES = [
     "server.events.dispatch",
     "server.ledger.earning",
     "server.ledger.jobs",
+    "server.tasks.content",
+    "server.tasks.events",
+    "server.tasks.jobs",
 ]
 
 
@@ -25,8 +28,18 @@ def route_handlers() -> list[Any]:
     from server.members.routes import MembersController
     from server.ops import health, metrics, ready
     from server.realtime.routes import live
+    from server.tasks.routes import CheckinsController
 
-    return [health, ready, metrics, MembersController, LedgerController, EventsController, live]
+    return [
+        health,
+        ready,
+        metrics,
+        MembersController,
+        LedgerController,
+        EventsController,
+        CheckinsController,
+        live,
+    ]
 
 
 def models() -> None:
@@ -38,5 +51,6 @@ def models() -> None:
         "server.outbox",
         "server.auth",
         "server.scheduler",
+        "server.tasks.models",
     ):
         importlib.import_module(name)

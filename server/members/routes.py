@@ -8,6 +8,7 @@ from server.errors import not_found
 from server.ledger.service import balances
 from server.members.schemas import MemberIn, MemberOut, MeOut
 from server.members.service import check_member_id, get_member, to_out, upsert_member
+from server.tasks.service import current_streak
 
 
 class MembersController(Controller):
@@ -20,7 +21,7 @@ class MembersController(Controller):
     ) -> Response[MemberOut]:
         """Create or update a member's profile (brand systems)."""
         async with ctx.db.transaction() as session:
-            member, created = await upsert_member(session, member_id, data)
+            member, created = await upsert_member(ctx, session, member_id, data)
         return Response(to_out(member), status_code=201 if created else 200)
 
     @get("/members/{member_id:str}", operation_id="getMember")
@@ -39,6 +40,7 @@ class MembersController(Controller):
         async with ctx.db.session() as session:
             member = await get_member(session, current_member)
             money = await balances(session, current_member)
+            streak = await current_streak(session, current_member)
         assert member is not None
         return MeOut(
             member_id=member.id,
@@ -47,7 +49,7 @@ class MembersController(Controller):
             tier=None,
             points=money["points"],
             growth=money["growth"],
-            streak=0,
+            streak=streak,
             birthday=member.birthday,
             signed_up_at=member.signed_up_at,
         )

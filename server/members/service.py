@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
+from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member
 from server.members.schemas import MemberIn, MemberOut
+
+if TYPE_CHECKING:
+    from server.context import Context
 
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
 _ZONES: set[str] | None = None
@@ -83,8 +88,14 @@ async def get_member(session: AsyncSession, member_id: str) -> Member | None:
     return await session.get(Member, member_id)
 
 
-async def upsert_member(session: AsyncSession, member_id: str, data: MemberIn) -> tuple[Member, bool]:
-    """Create or update a profile; fields not given keep their value. Returns (member, created)."""
+async def upsert_member(
+    ctx: Context, session: AsyncSession, member_id: str, data: MemberIn
+) -> tuple[Member, bool]:
+    """Create or update a profile; fields not given keep their value. Returns (member, created).
+
+    A change of time zone is announced as a `member.timezone_changed` event: domains that count
+    local dates (check-ins) decide when the new zone takes over.
+    """
     check_member_id(member_id)
     if data.timezone is not None:
         check_timezone(data.timezone)
@@ -97,7 +108,20 @@ async def upsert_member(session: AsyncSession, member_id: str, data: MemberIn) -
     assert member is not None
     if data.display_name is not None:
         member.display_name = data.display_name.strip()
-    if data.timezone is not None:
+    if data.timezone is not None and data.timezone != member.timezone:
+        now = utcnow()
+        emit(
+            ctx,
+            session,
+            DomainEvent(
+                event_id=f"timezone:{member_id}:{now.isoformat()}",
+                member_id=member_id,
+                type="member.timezone_changed",
+                occurred_at=now,
+                properties={"timezone": data.timezone, "previous": member.timezone},
+                source="members",
+            ),
+        )
         member.timezone = data.timezone
     if data.birthday is not None:
         member.birthday = data.birthday
