@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await ctx.scheduler.stop()
+            await ctx.outbox.close()
             await ctx.hub.stop()
             await ctx.db.dispose()
             await redis.close()

@@ -44,6 +44,7 @@ def _with_context(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, redi
         try:
             return await fn(ctx)
         finally:
+            await ctx.outbox.close()
             await ctx.db.dispose()
             await handle.close()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,18 +93,27 @@ class Database:
         self.settings = settings
         self.engine = make_engine(settings)
         self.sessionmaker = make_sessionmaker(self.engine)
+        # SQLite has one writer at a time. Queueing writers here, in order, is far cheaper than
+        # letting them poll SQLite's lock (its busy handler sleeps up to 100 ms between tries).
+        self._sqlite_writer = asyncio.Lock() if settings.is_sqlite else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work. Hooks queued with `after_commit` run once it has committed."""
-        async with self.sessionmaker() as session:
+        """A unit of work. Hooks queued with `after_commit` run once it has committed.
+
+        Units of work never nest: open one, do everything in it, and let hooks start the next.
+        """
+        async with self._writer(), self.sessionmaker() as session:
             async with session.begin():
-                if self.settings.is_sqlite:
+                if self._sqlite_writer is not None:
                     await session.connection(execution_options={"engage_write": True})
                 yield session
             hooks = session.info.pop("after_commit", [])
         for hook in hooks:
             await hook()
+
+    def _writer(self) -> AbstractAsyncContextManager[Any]:
+        return self._sqlite_writer if self._sqlite_writer is not None else nullcontext()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -28,6 +28,7 @@ async def test_effects_apply_after_commit_and_not_on_rollback(ctx):
         pass
     messages = await history(ctx, member_id)
     assert [m["type"] for m in messages] == ["test.hello"]
+    await ctx.outbox.flush()
     assert set(messages[0]) == {"id", "type", "at", "data"}
     async with ctx.db.session() as session:
         left = (
