@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         request_max_body_size=4 * 1024 * 1024,
+        logging_config=None,  # logs are configured by server.logs (structured, secrets masked)
         debug=False,
     )
 

@@ -1,5 +1,9 @@
-"""Structured logs (JSON lines). Tokens and keys never reach them: requests are logged by route
-template, without query strings or headers, and a processor masks anything that looks like a secret."""
+"""Structured logs (JSON lines on stderr). Tokens and keys never reach them.
+
+Requests are logged by route template, without query strings or headers; and every line, ours or a
+library's (uvicorn logs websocket paths with their query string), passes through a mask that
+replaces anything shaped like a member token, an API key or a `token=` parameter.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +15,59 @@ from typing import Any
 import structlog
 
 _SECRET_RE = re.compile(
-    r"(ek_[0-9a-f]{12}_[A-Za-z0-9_\-]+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"
+    r"(ek_[0-9a-f]{12}_[A-Za-z0-9_\-]+"  # API keys
+    r"|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"  # JWTs
+    r"|(?<=token=)[^&\s\"']+)"  # any token= query parameter
 )
 _SECRET_KEYS = {"token", "authorization", "x-api-key", "api_key", "password", "secret"}
 
 
-def _mask(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def mask(text: str) -> str:
+    return _SECRET_RE.sub("[redacted]", text)
+
+
+def _mask_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for k, v in list(event.items()):
         if k.lower() in _SECRET_KEYS:
             event[k] = "[redacted]"
         elif isinstance(v, str):
-            event[k] = _SECRET_RE.sub("[redacted]", v)
+            event[k] = mask(v)
     return event
 
 
+class _MaskRecord(logging.Filter):
+    """Masks secrets in records of the standard library's loggers (uvicorn, SQLAlchemy, ...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def configure(level: str = "INFO", as_json: bool = True) -> None:
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s", force=True)
+    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_MaskRecord())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _mask_event, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "apscheduler.executors.default", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _mask,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, _mask_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,

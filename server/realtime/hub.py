@@ -49,7 +49,7 @@ return id
 """
 
 
-def _stream_id(value: str) -> tuple[int, int]:
+def stream_id(value: str) -> tuple[int, int]:
     ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)
 
@@ -94,7 +94,7 @@ class Connection:
         if self.held is not None:
             self.held.append((message_id, message))
             return
-        sid = _stream_id(message_id)
+        sid = stream_id(message_id)
         if sid <= self.last_id:  # already sent during history replay
             return
         self.last_id = sid
@@ -228,16 +228,21 @@ class Hub:
     async def _listen(self) -> None:
         prefix_len = len(self.redis.key("rt", ""))
         # A channel of our own so that the pub/sub connection exists before any member connects.
-        await self._subscribe_self()
+        lost = not await self._subscribe_self()
         while True:
+            if lost:
+                await asyncio.sleep(0.5)
+                if not await self._subscribe_self():  # reconnects and subscribes every channel again
+                    continue
+                lost = False
+                await self._resync()
             try:
                 msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("realtime_redis_unavailable", error=type(exc).__name__)
-                await asyncio.sleep(0.5)
-                await self._subscribe_self()
+                lost = True
                 continue
             if not msg or msg.get("type") != "message":
                 continue
@@ -250,9 +255,29 @@ class Hub:
             for conn in list(conns):
                 conn.offer(payload, message_id)
 
-    async def _subscribe_self(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
+    async def _subscribe_self(self) -> bool:
+        try:
             await self._pubsub.subscribe(self.redis.key("rt-hub"))
+            return True
+        except (RedisError, OSError):
+            return False
+
+    async def _resync(self) -> None:
+        """After losing Redis: send open sockets what was published while the channel was down."""
+        for member_id, conns in list(self.local.items()):
+            live = [c for c in conns if not c.closed]
+            if not live:
+                continue
+            for c in live:
+                c.hold()
+            since = min(c.last_id for c in live)
+            try:
+                missed = await self.history(member_id, f"{since[0]}-{since[1]}")
+            except (RedisError, OSError):
+                missed = []
+            for c in live:
+                c.release(missed)
+        log.info("realtime_resynced", members=len(self.local))
 
 
 @effect("live")

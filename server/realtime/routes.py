@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from server.auth import member_from_token
 from server.context import Context
 from server.errors import ProblemError
-from server.realtime.hub import Connection
+from server.realtime.hub import Connection, stream_id
 
 _SINCE_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -38,6 +38,7 @@ async def live(socket: WebSocket) -> None:
     conn.hold()
     try:
         replay_from = since or await ctx.hub.head(member_id)
+        conn.last_id = stream_id(replay_from)
         await ctx.hub.connect(conn)
     except (RedisError, OSError):
         await socket.accept()

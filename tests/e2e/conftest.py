@@ -68,8 +68,8 @@ def own_settings(settings: Settings) -> Iterator[Settings]:
         url = f"sqlite+aiosqlite:///{tmp / 'own.db'}"
     own = settings.model_copy(update={"data_dir": tmp, "database_url": url})
     own.__dict__.pop("resolved_database_url", None)  # a cached property of the copied settings
-    upgrade(own)
     try:
+        upgrade(own)
         yield own
     finally:
         if admin_url:

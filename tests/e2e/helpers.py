@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support import ROOT, ServerProcess, unique
 
@@ -53,15 +53,20 @@ def create_api_key(env: dict[str, str], name: str = "e2e brand") -> str:
 
 @contextmanager
 def running(env: dict[str, str], *, keep_log: bool = False) -> Iterator[ServerProcess]:
-    """`engage serve` as a process for the block; stopped (and its log removed) afterwards."""
+    """`engage serve` as a process for the block; stopped (and its log removed) afterwards.
+
+    ENGAGE_E2E_KEEP_LOGS=1 keeps every server log and prints where (for debugging a failure).
+    """
     proc = ServerProcess(env)
     try:
         proc.start()
         yield proc
     finally:
         proc.stop()
-        if not keep_log:
+        if not (keep_log or os.environ.get("ENGAGE_E2E_KEEP_LOGS")):
             proc.log_path.unlink(missing_ok=True)
+        else:
+            print(f"server log kept: {proc.log_path}", file=sys.stderr)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -88,15 +93,31 @@ def metric(base_url: str, name: str) -> float:
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[bool]], timeout: float = WAIT, interval: float = 0.2, what: str = "condition"
+    check: Callable[[], Awaitable[bool]],
+    within: float = WAIT,
+    interval: float = 0.2,
+    what: str = "condition",
 ) -> None:
-    deadline = time.monotonic() + timeout
+    """Poll `check` until it holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         if await check():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def sockets_open(base_url: str, n: int, within: float = WAIT) -> None:
+    """Wait until the process counts exactly `n` open member sockets (`engage_ws_connections`).
+
+    The gauge moves once a socket is authenticated and subscribed to the member's channel.
+    """
+
+    async def check() -> bool:
+        return await asyncio.to_thread(metric, base_url, "engage_ws_connections") == n
+
+    await wait_until(check, within, interval=0.05, what=f"{n} open sockets at {base_url}")
 
 
 # ---------------------------------------------------------------- the brand's side
@@ -172,31 +193,40 @@ class Live:
     def last_id(self) -> str | None:
         return self.received[-1]["id"] if self.received else None
 
-    async def next(self, timeout: float = WAIT) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def next(self, within: float = WAIT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), within)
         msg = json.loads(raw)
         check_envelope(msg)
         self.received.append(msg)
         return msg  # type: ignore[no-any-return]
 
-    async def take(self, n: int, timeout: float = WAIT) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        out = []
+    async def take(self, n: int, within: float = WAIT) -> list[dict[str, Any]]:
+        """The next `n` messages."""
+        deadline = time.monotonic() + within
+        out: list[dict[str, Any]] = []
         for _ in range(n):
-            out.append(await self.next(max(deadline - time.monotonic(), 0.01)))
+            try:
+                out.append(await self.next(max(deadline - time.monotonic(), 0.01)))
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {within:.0f} s: {len(out)} of {n} messages: {out}"
+                ) from None
         return out
 
     async def take_until(
-        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = WAIT
+        self, done: Callable[[list[dict[str, Any]]], bool], within: float = WAIT
     ) -> list[dict[str, Any]]:
         """Messages until `done(messages so far)` holds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         out: list[dict[str, Any]] = []
         while not done(out):
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out; received so far: {out}")
-            out.append(await self.next(remaining))
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                out.append(await self.next(remaining))
+            except TimeoutError:
+                raise AssertionError(f"timed out after {within:.0f} s; received so far: {out}") from None
         return out
 
 
@@ -215,15 +245,25 @@ async def live(
 ) -> AsyncIterator[Live]:
     """Open the member's live socket (token in the query string, or as `Authorization: Bearer`)."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
-    async with connect(
-        ws_url(base_ws_url, token, since), additional_headers=headers, proxy=None, open_timeout=WAIT,
-        max_size=None,
-    ) as ws:
+    try:
+        ws = await connect(
+            ws_url(base_ws_url, token, since),
+            additional_headers=headers,
+            proxy=None,
+            open_timeout=WAIT,
+            max_size=None,
+        )
+    except InvalidStatus as exc:  # say what the server answered instead of switching protocols
+        raise RuntimeError(
+            f"websocket handshake refused: HTTP {exc.response.status_code} {exc.response.body!r}"
+        ) from exc
+    async with ws:
         yield Live(ws)
 
 
-async def close_of(base_ws_url: str, token: str | None = None, *, bearer: str | None = None, since: str | None = None
-                   ) -> tuple[int, str]:
+async def close_of(
+    base_ws_url: str, token: str | None = None, *, bearer: str | None = None, since: str | None = None
+) -> tuple[int, str]:
     """Open a socket the server should refuse; the close code and reason it sent."""
     async with live(base_ws_url, token, bearer=bearer, since=since) as sock:
         try:
@@ -294,12 +334,12 @@ class RawWebSocket:
             payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
         return Frame(b0 & 0x0F, payload)
 
-    def read_until_close(self, timeout: float = LONG_WAIT) -> tuple[int, int | None, str]:
+    def read_until_close(self, within: float = LONG_WAIT) -> tuple[int, int | None, str]:
         """Read (at last) until the close frame: (data frames before it, close code, close reason).
 
         The close code is None when the connection ended without a close frame.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         frames = 0
         while time.monotonic() < deadline:
             try:
@@ -311,7 +351,7 @@ class RawWebSocket:
                 return frames, code, frame.payload[2:].decode(errors="replace")
             if frame.opcode in (0x1, 0x2, 0x0):
                 frames += 1
-        raise AssertionError(f"no close frame within {timeout:.0f} s ({frames} data frames read)")
+        raise AssertionError(f"no close frame within {within:.0f} s ({frames} data frames read)")
 
     def close(self) -> None:
         try:

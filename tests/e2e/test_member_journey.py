@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from tests.e2e.helpers import adjust, brand_client, live, member_client, purchase, send_events, stream_id
+from tests.e2e.helpers import (
+    adjust,
+    brand_client,
+    live,
+    member_client,
+    purchase,
+    send_events,
+    stream_id,
+)
 from tests.support import ServerProcess, unique
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +25,10 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
 ) -> None:
     member = unique("m")
     token = token_for(member)
-    async with brand_client(server.base_url, brand_key) as brand, member_client(server.base_url, token) as app:
+    async with (
+        brand_client(server.base_url, brand_key) as brand,
+        member_client(server.base_url, token) as app,
+    ):
         r = await brand.put(f"/v1/members/{member}", json={"display_name": "Ada", "timezone": "Europe/Paris"})
         assert r.status_code == 201, r.text
         r = await brand.put(f"/v1/members/{member}", json={"display_name": "Ada L."})
@@ -39,7 +50,13 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
             for sock in (phone, tablet):
                 got = await sock.take(3)
                 assert [
-                    (m["type"], m["data"]["currency"], m["data"]["amount"], m["data"]["balance"], m["data"]["reason"])
+                    (
+                        m["type"],
+                        m["data"]["currency"],
+                        m["data"]["amount"],
+                        m["data"]["balance"],
+                        m["data"]["reason"],
+                    )
                     for m in got
                 ] == expected
                 assert [stream_id(m["id"]) for m in got] == sorted({stream_id(m["id"]) for m in got})
@@ -50,14 +67,22 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
             assert (await send_events(brand, event))["duplicates"] == 1
             r = await brand.post(
                 f"/v1/members/{member}/points",
-                json={"amount": 30, "reason": "welcome gift", "idempotency_key": adjustment["idempotency_key"]},
+                json={
+                    "amount": 30,
+                    "reason": "welcome gift",
+                    "idempotency_key": adjustment["idempotency_key"],
+                },
             )
             assert r.status_code == 200 and r.headers.get("idempotent-replayed") == "true", r.text
             assert r.json()["id"] == adjustment["id"]
             spend = await adjust(brand, member, -2, reason="coffee")
             for sock in (phone, tablet):
                 nxt = await sock.next()
-                assert (nxt["type"], nxt["data"]["amount"], nxt["data"]["balance"]) == ("points.deducted", -2, 40)
+                assert (nxt["type"], nxt["data"]["amount"], nxt["data"]["balance"]) == (
+                    "points.deducted",
+                    -2,
+                    40,
+                )
                 assert nxt["data"]["entry_id"] == spend["id"]
 
         me = (await app.get("/v1/me")).json()
@@ -68,7 +93,10 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
         entries = ledger["entries"]
         assert ledger["next_cursor"] is None
         assert [(e["currency"], e["amount"], e["balance_after"]) for e in entries] == [
-            ("points", -2, 40), ("points", 30, 42), ("growth", 12, 12), ("points", 12, 12),
+            ("points", -2, 40),
+            ("points", 30, 42),
+            ("growth", 12, 12),
+            ("points", 12, 12),
         ]
         # What the sockets said is what the ledger holds, entry by entry.
         live_entries = {m["data"]["entry_id"]: m["data"] for m in phone.received}
@@ -76,7 +104,11 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
         for e in entries:
             said = live_entries[e["id"]]
             assert (said["currency"], said["amount"], said["balance"], said["reason"], said["source"]) == (
-                e["currency"], e["amount"], e["balance_after"], e["reason"], e["source"],
+                e["currency"],
+                e["amount"],
+                e["balance_after"],
+                e["reason"],
+                e["source"],
             )
         assert sum(e["amount"] for e in entries if e["currency"] == "points") == me["points"]
         assert sum(e["amount"] for e in entries if e["currency"] == "growth") == me["growth"]
@@ -121,7 +153,9 @@ async def test_reconnect_with_since_replays_exactly_what_was_missed(
         await asyncio.sleep(0.05)
         async with live(server.ws_url, token, since=resume_from) as sock:
             await producer
-            got = await sock.take_until(lambda ms: {m["data"]["entry_id"] for m in ms} >= {e["id"] for e in racing})
+            got = await sock.take_until(
+                lambda ms: {m["data"]["entry_id"] for m in ms} >= {e["id"] for e in racing}
+            )
             ids = [m["id"] for m in got]
             assert len(ids) == len(set(ids)), f"duplicates: {ids}"
             assert [stream_id(i) for i in ids] == sorted(stream_id(i) for i in ids)
@@ -131,6 +165,7 @@ async def test_reconnect_with_since_replays_exactly_what_was_missed(
         async with live(server.ws_url, token, since="0-0") as sock:
             everything = await sock.take(2 + 3 + 1 + 15)
             assert [m["data"]["reason"] for m in everything] == (
-                ["seen 1", "seen 2", "missed 0", "missed 1", "missed 2", "after"] + [f"race {n}" for n in range(15)]
+                ["seen 1", "seen 2", "missed 0", "missed 1", "missed 2", "after"]
+                + [f"race {n}" for n in range(15)]
             )
             assert everything[-1]["data"]["balance"] == 1 + 2 + 10 + 11 + 12 + 100 + 15

@@ -15,7 +15,10 @@ async def test_message_caused_on_one_instance_reaches_socket_on_the_other(
 ) -> None:
     member = unique("m")
     token = token_for(member)
-    async with brand_client(server_b.base_url, brand_key) as brand_b, brand_client(server.base_url, brand_key) as brand_a:
+    async with (
+        brand_client(server_b.base_url, brand_key) as brand_b,
+        brand_client(server.base_url, brand_key) as brand_a,
+    ):
         assert (await brand_b.put(f"/v1/members/{member}", json={})).status_code == 201
 
         async with live(server.ws_url, token) as on_a, live(server_b.ws_url, token) as on_b:
@@ -26,7 +29,9 @@ async def test_message_caused_on_one_instance_reaches_socket_on_the_other(
             for sock in (on_a, on_b):
                 got = await sock.take(3)
                 assert [(m["type"], m["data"]["amount"], m["data"]["balance"]) for m in got] == [
-                    ("points.awarded", 5, 5), ("growth.awarded", 5, 5), ("points.awarded", 7, 12),
+                    ("points.awarded", 5, 5),
+                    ("growth.awarded", 5, 5),
+                    ("points.awarded", 7, 12),
                 ]
             assert on_a.received == on_b.received
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 def _wrong_secret_token(member_id: str) -> str:
     now = datetime.now(UTC)
     return jwt.encode(
-        {"sub": member_id, "iat": now, "exp": now + timedelta(hours=1)}, "not-the-server-secret-" + "x" * 32,
+        {"sub": member_id, "iat": now, "exp": now + timedelta(hours=1)},
+        "not-the-server-secret-" + "x" * 32,
         algorithm="HS256",
     )
 
