@@ -84,6 +84,8 @@ def serve(
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         ws_max_size=64 * 1024,
+        # Live messages are small JSON; per-socket compression state would cost ~34 KB a socket.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
     )
 

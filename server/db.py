@@ -54,7 +54,9 @@ def make_engine(settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs three round trips per checkout. A connection the server dropped is
+        # invalidated on first use and that request fails once; recycling keeps connections fresh.
+        pool_recycle=1800,
     )
 
 

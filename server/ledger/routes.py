@@ -8,7 +8,7 @@ from server.context import Context
 from server.errors import not_found
 from server.ledger import service
 from server.ledger.schemas import EntryOut, LedgerPage, PointsIn, ReversalIn
-from server.members.service import check_member_id, get_member
+from server.members.service import check_member_id, member_exists
 
 
 class LedgerController(Controller):
@@ -22,7 +22,7 @@ class LedgerController(Controller):
         """Credit or debit a member (brand systems). The same idempotency key always gives the same entry."""
         check_member_id(member_id)
         async with ctx.db.transaction() as session:
-            if await get_member(session, member_id) is None:
+            if not await member_exists(session, member_id):
                 raise not_found("member", member_id)
             posted = await service.post(
                 ctx,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import insert_ignore, utcnow
@@ -80,16 +81,62 @@ def to_out(e: LedgerEntry) -> EntryOut:
     )
 
 
-async def _lock_account(session: AsyncSession, member_id: str) -> LedgerAccount:
-    """The member's account row, locked until the transaction ends (once per transaction)."""
-    locked: dict[str, LedgerAccount] = session.info.setdefault("locked_accounts", {})
+@dataclass
+class _Account:
+    """The locked account row as this transaction sees it."""
+
+    points: int
+    growth: int
+    seq: int
+    head_hash: str
+
+
+async def _lock_account(session: AsyncSession, member_id: str) -> _Account:
+    """Create the member's account if needed and lock it until the transaction ends, in one statement.
+
+    `ON CONFLICT DO UPDATE` takes the row lock on PostgreSQL (SQLite's writer holds the database).
+    Locked once per transaction; later postings in it use what this one saw and wrote.
+    """
+    locked: dict[str, _Account] = session.info.setdefault("locked_accounts", {})
     if member_id in locked:
         return locked[member_id]
-    await session.execute(insert_ignore(session, LedgerAccount.__table__).values(member_id=member_id))
-    account = await session.get(LedgerAccount, member_id, with_for_update=True, populate_existing=True)
-    assert account is not None
-    locked[member_id] = account
+    table = LedgerAccount.__table__
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+    row = (
+        await session.execute(
+            insert.values(member_id=member_id, points=0, growth=0, seq=0, head_hash="")
+            .on_conflict_do_update(
+                index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
+            )
+            .returning(table.c.points, table.c.growth, table.c.seq, table.c.head_hash)
+        )
+    ).one()
+    locked[member_id] = account = _Account(*row)
     return account
+
+
+async def _existing(session: AsyncSession, member_id: str, currency: str, key: str) -> LedgerEntry | None:
+    return (
+        await session.execute(
+            sa.select(LedgerEntry).where(
+                LedgerEntry.member_id == member_id,
+                LedgerEntry.currency == currency,
+                LedgerEntry.idempotency_key == key,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+def _replay(existing: LedgerEntry, amount: int, reverses_entry_id: int | None, key: str) -> Posted:
+    if existing.amount != amount or existing.reverses_entry_id != reverses_entry_id:
+        raise ProblemError(
+            409,
+            "idempotency_key_reused",
+            f"Idempotency key '{key}' was already used for a different movement.",
+            entry_id=existing.id,
+        )
+    LEDGER_REPLAYS.inc()
+    return Posted(existing, created=False)
 
 
 async def post(
@@ -123,28 +170,12 @@ async def post(
     details = details or {}
 
     account = await _lock_account(session, member_id)
-    existing = (
-        await session.execute(
-            sa.select(LedgerEntry).where(
-                LedgerEntry.member_id == member_id,
-                LedgerEntry.currency == currency,
-                LedgerEntry.idempotency_key == idempotency_key,
-            )
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        if existing.amount != amount or existing.reverses_entry_id != reverses_entry_id:
-            raise ProblemError(
-                409,
-                "idempotency_key_reused",
-                f"Idempotency key '{idempotency_key}' was already used for a different movement.",
-                entry_id=existing.id,
-            )
-        LEDGER_REPLAYS.inc()
-        return Posted(existing, created=False)
-
     balance = getattr(account, currency) + amount
     if balance < 0:
+        # A retried spend is answered from its entry even when it could not be made again.
+        existing = await _existing(session, member_id, currency, idempotency_key)
+        if existing is not None:
+            return _replay(existing, amount, reverses_entry_id, idempotency_key)
         raise ProblemError(
             409,
             "insufficient_balance",
@@ -169,12 +200,24 @@ async def post(
         hash="",
     )
     entry.hash = entry_hash(entry)
+    # The unique idempotency key decides: no row back means the key was used before.
+    values = entry.model_dump(exclude={"id"})
+    entry.id = (
+        await session.execute(
+            insert_ignore(session, LedgerEntry.__table__).values(values).returning(LedgerEntry.id)
+        )
+    ).scalar_one_or_none()
+    if entry.id is None:
+        existing = await _existing(session, member_id, currency, idempotency_key)
+        assert existing is not None
+        return _replay(existing, amount, reverses_entry_id, idempotency_key)
+    await session.execute(
+        sa.update(LedgerAccount)
+        .where(LedgerAccount.member_id == member_id)
+        .values({currency: balance, "seq": entry.seq, "head_hash": entry.hash})
+    )
     setattr(account, currency, balance)
-    account.seq = entry.seq
-    account.head_hash = entry.hash
-    session.add(entry)
-    session.add(account)
-    await session.flush()
+    account.seq, account.head_hash = entry.seq, entry.hash
     LEDGER_ENTRIES.labels(currency, source).inc()
     verb = "awarded" if amount > 0 else "deducted"
     send_live(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import insert_ignore, utcnow
@@ -82,6 +83,11 @@ async def ensure_members(session: AsyncSession, member_ids: list[str]) -> None:
     now = utcnow()
     rows = [dict(id=m, timezone="UTC", created_at=now, updated_at=now) for m in sorted(set(member_ids))]
     await session.execute(insert_ignore(session, Member.__table__), rows)
+
+
+async def member_exists(session: AsyncSession, member_id: str) -> bool:
+    found = await session.execute(sa.select(Member.id).where(Member.id == member_id))  # type: ignore[arg-type]
+    return found.first() is not None
 
 
 async def get_member(session: AsyncSession, member_id: str) -> Member | None:
