@@ -25,7 +25,7 @@ from server.auth import create_api_key, issue_member_token
 from server.config import Settings
 from server.context import Context
 from server.migrate import upgrade
-from tests.support import ROOT, RedisServer, cleanup_prefix, free_port, unique
+from tests.support import ROOT, PostgresDatabase, RedisServer, cleanup_prefix, free_port, unique
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -43,22 +43,9 @@ def database_url(data_dir: Path) -> Iterator[str]:
     if not admin_url:
         yield f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
         return
-    import asyncpg
-
-    name = f"engage_test_{RUN_ID}"
-    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(plain)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = plain.rsplit("/", 1)[0]
-    yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    db = PostgresDatabase(admin_url, f"engage_test_{RUN_ID}").create()
+    yield db.url
+    db.drop()
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,40 @@ def cleanup_prefix(url: str, prefix: str) -> None:
         client.close()
 
 
+class PostgresDatabase:
+    """A database of the test run's own on the PostgreSQL server named by `admin_url`."""
+
+    def __init__(self, admin_url: str, name: str) -> None:
+        self.admin_url = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+        self.name = name
+
+    @property
+    def url(self) -> str:
+        server = self.admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+        return f"postgresql+asyncpg://{server}/{self.name}"
+
+    def _admin(self, sql: str) -> None:
+        import asyncio
+
+        import asyncpg
+
+        async def run() -> None:
+            conn = await asyncpg.connect(self.admin_url)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def create(self) -> PostgresDatabase:
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def drop(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
 def unique(prefix: str = "m") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 

@@ -237,13 +237,7 @@ async def check_in(ctx: Context, member_id: str, now: datetime | None = None) ->
             "reward": {"points": reward.points, "growth": reward.growth},
         }
         send_live(ctx, session, member_id, "checkin.completed", payload)
-        send_live(
-            ctx,
-            session,
-            member_id,
-            "streak.updated",
-            {"streak": streak, "longest_streak": state.longest, "freezes_held": state.freezes_held},
-        )
+        _streak_updated(ctx, session, state)
         emit(
             ctx,
             session,
@@ -339,13 +333,7 @@ async def buy_freeze(
         await _spend(ctx, session, member_id, content.freeze.price, "streak freeze", key, "A freeze")
         state.freezes_held += 1
         state.freezes_bought += 1
-        send_live(
-            ctx,
-            session,
-            member_id,
-            "streak.updated",
-            {"streak": state.current, "longest_streak": state.longest, "freezes_held": state.freezes_held},
-        )
+        _streak_updated(ctx, session, state)
         return _streak_out(state, content.freeze.price)
 
 
@@ -358,6 +346,21 @@ async def _already_paid(session: AsyncSession, member_id: str, key: str) -> bool
         )
     )
     return found.first() is not None
+
+
+def _streak_updated(ctx: Context, session: AsyncSession, state: StreakState, **extra: object) -> None:
+    send_live(
+        ctx,
+        session,
+        state.member_id,
+        "streak.updated",
+        {
+            "streak": state.current,
+            "longest_streak": state.longest,
+            "freezes_held": state.freezes_held,
+            **extra,
+        },
+    )
 
 
 def _streak_out(state: StreakState, spent: int, repaired: list[date] | None = None) -> StreakOut:
@@ -429,18 +432,7 @@ async def repair(ctx: Context, member_id: str, now: datetime | None = None) -> S
         await session.flush()
         state.broken_on, state.broken_streak = None, 0
         await _recount(session, state, today)
-        send_live(
-            ctx,
-            session,
-            member_id,
-            "streak.updated",
-            {
-                "streak": state.current,
-                "longest_streak": state.longest,
-                "freezes_held": state.freezes_held,
-                "repaired": [d.isoformat() for d in repaired],
-            },
-        )
+        _streak_updated(ctx, session, state, repaired=[d.isoformat() for d in repaired])
         return _streak_out(state, content.repair.price, repaired)
 
 
@@ -494,18 +486,7 @@ async def make_up(ctx: Context, member_id: str, day: date, now: datetime | None 
             covered = await session.get(CheckinDay, (member_id, state.broken_on))
             if covered is not None:
                 state.broken_on, state.broken_streak = None, 0
-        send_live(
-            ctx,
-            session,
-            member_id,
-            "streak.updated",
-            {
-                "streak": state.current,
-                "longest_streak": state.longest,
-                "freezes_held": state.freezes_held,
-                "made_up": day.isoformat(),
-            },
-        )
+        _streak_updated(ctx, session, state, made_up=day.isoformat())
         return _streak_out(state, content.makeup.price)
 
 

@@ -3,7 +3,6 @@ need nothing special; tests that need their own configuration start their own pr
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ from server.config import Settings
 from server.migrate import upgrade
 from tests.conftest import server_env
 from tests.e2e.helpers import create_api_key, running
-from tests.support import ServerProcess
+from tests.support import PostgresDatabase, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -49,21 +48,9 @@ def own_settings(settings: Settings) -> Iterator[Settings]:
     """
     tmp = Path(tempfile.mkdtemp(prefix="engage-e2e-"))
     admin_url = os.environ.get("ENGAGE_TEST_DATABASE_URL")
-    name = f"engage_e2e_{uuid.uuid4().hex[:10]}"
-    if admin_url:
-        import asyncpg
-
-        plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
-
-        async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(plain)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        url = f"postgresql+asyncpg://{plain.rsplit('/', 1)[0].split('://', 1)[1]}/{name}"
+    db = PostgresDatabase(admin_url, f"engage_e2e_{uuid.uuid4().hex[:10]}").create() if admin_url else None
+    if db is not None:
+        url = db.url
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'own.db'}"
     own = settings.model_copy(update={"data_dir": tmp, "database_url": url})
@@ -72,6 +59,6 @@ def own_settings(settings: Settings) -> Iterator[Settings]:
         upgrade(own)
         yield own
     finally:
-        if admin_url:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if db is not None:
+            db.drop()
         shutil.rmtree(tmp, ignore_errors=True)
