@@ -35,7 +35,10 @@ class BalanceOut(msgspec.Struct):
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
     # The same client settings as the real server's (server/redis.py).
     client = Redis.from_url(
-        os.environ["BENCH_REDIS_URL"], decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
+        os.environ["BENCH_REDIS_URL"],
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
         max_connections=1000,
     )
     app.state.redis = client

@@ -57,12 +57,32 @@ def exit_on_sigterm() -> None:
 
 
 def machine() -> dict[str, Any]:
+    """What the figures were measured on: the host, and the server's source (commit, edits)."""
     return {
+        "server_source": _server_source(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
     }
+
+
+def _server_source() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        edited = subprocess.run(
+            ["git", "status", "--porcelain", "--", "server", "content"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}{' with uncommitted changes' if edited else ''}" if commit else "unknown"
 
 
 # ---------------------------------------------------------------- Redis
@@ -83,8 +103,8 @@ class OwnRedis:
     def start(self) -> OwnRedis:
         self.proc = subprocess.Popen(
             [
-                redis_server_binary(), "--port", str(self.port), "--bind", LOOPBACK,
-                "--save", "", "--appendonly", "no", "--dir", self.dir, "--maxclients", "10000",
+                *[redis_server_binary(), "--port", str(self.port), "--bind", LOOPBACK, "--save", ""],
+                *["--appendonly", "no", "--dir", self.dir, "--maxclients", "10000"],
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -94,7 +114,10 @@ class OwnRedis:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("redis-server exited at start")
-            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.5) as s:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((LOOPBACK, self.port), timeout=0.5) as s,
+            ):
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
                     return self
@@ -156,7 +179,7 @@ def postgres_reachable(admin_url: str) -> bool:
 
     try:
         asyncio.run(probe())
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     return True
 
@@ -219,7 +242,9 @@ def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 15) -> Non
 class ServerProcess:
     """An HTTP server in a process of its own, on loopback, ready once `ready_path` answers 200."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], port: int, ready_path: str) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], env: dict[str, str], port: int, ready_path: str
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = env
@@ -227,11 +252,7 @@ class ServerProcess:
         self.ready_path = ready_path
         self.log_path = Path(tempfile.mkstemp(prefix=f"engage-bench-{name}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        self.pid = 0  # kept after stop(), for the report
 
     def start(self, timeout: float = 60) -> ServerProcess:
         with self.log_path.open("ab") as log:
@@ -239,6 +260,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
             )
+        self.pid = self.proc.pid
         deadline = time.monotonic() + timeout
         url = f"http://{LOOPBACK}:{self.port}{self.ready_path}"
         while time.monotonic() < deadline:
@@ -252,6 +274,10 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready within {timeout} s:\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
 
     def rss(self) -> int:
         return int(psutil.Process(self.pid).memory_info().rss)
@@ -289,7 +315,12 @@ def engage_env(
 def engage_cli(env: dict[str, str], *args: str) -> str:
     """Run `python -m server.cli ARGS` to completion; its stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "server.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if done.returncode != 0:
         raise RuntimeError(f"server.cli {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -302,7 +333,9 @@ def engage_server(name: str, env: dict[str, str], port: int) -> ServerProcess:
 
 
 def create_api_key(env: dict[str, str]) -> str:
-    lines = [line for line in engage_cli(env, "apikey", "create", "--name", "bench").splitlines() if line.strip()]
+    lines = [
+        line for line in engage_cli(env, "apikey", "create", "--name", "bench").splitlines() if line.strip()
+    ]
     return lines[-1].strip()
 
 
@@ -333,7 +366,12 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     print(f"\n{title}")
     for n, row in enumerate(cells):
-        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  "
+            + "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
 
@@ -344,6 +382,34 @@ def _fmt(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def describe_cpu(cpu: dict[str, Any], names: dict[int, str]) -> str:
+    """'server 98.0, postgres 31.2, …' (% of one core) from a load generator's `cpu` figures."""
+    parts = []
+    for group, pct in sorted(cpu.get("pct_of_one_core_by_group", {}).items(), key=lambda kv: -kv[1]):
+        if group.startswith("pid "):
+            group = names.get(int(group.split()[1]), group)
+        parts.append(f"{group} {pct:.0f}")
+    if cpu.get("unattributed_pct_of_one_core"):
+        parts.append(f"unattributed {cpu['unattributed_pct_of_one_core']:.0f}")
+    busy = cpu.get("machine_busy_pct_of_all_cores")
+    return ", ".join(parts) + (
+        f"; machine busy {busy:.0f}% of {os.cpu_count()} CPUs" if busy is not None else ""
+    )
+
+
+def foreign_load_warning(cpu: dict[str, Any]) -> str | None:
+    """A warning when processes that are not the benchmark's used much CPU in the window."""
+    foreign = cpu.get("pct_of_one_core_by_group", {}).get("other", 0.0) + cpu.get(
+        "unattributed_pct_of_one_core", 0.0
+    )
+    if foreign < 25:
+        return None
+    return (
+        f"  WARNING: other work on this machine used about {foreign:.0f}% of one core meanwhile "
+        "(other processes, kernel): throughput is lower than on a quiet machine"
+    )
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

@@ -7,12 +7,18 @@ Two modes:
 - open loop (`--rate R`): awards are due at R per second in total, taken in turn by the N
   connections; when every connection is busy an award goes out late, and that lateness is reported.
 
-Only requests completed inside the measured window (after the warm-up) count; the total number of
-requests is bounded by `--max-requests` and the whole run by a hard deadline.
+What counts is the measured window after the warm-up: in closed loop the requests completed in it,
+in open loop the awards sent in it (each waited for). Nothing is sent after the window; the total
+number of requests is bounded by `--max-requests` and the whole run by a hard deadline.
 
 Every award is the request the real server takes: `POST /v1/members/{id}/points` with
 `{amount, reason, idempotency_key}` and `X-Api-Key`, to a random member of `--members`, with an
 idempotency key used once. Prints one JSON object (the figures) on stdout.
+
+With `--tokens FILE` (one member token a line) every request is a check-in instead:
+`POST /v1/checkins` with `Authorization: Bearer <token>`, for a random token of the file, or with
+`--tokens-once` for each token once, in order (the load stops when they run out). `--count-body S`
+counts the 2xx answers whose body contains S, over the whole run and in the measured window.
 
 Times are `time.monotonic()`, which on Linux is CLOCK_MONOTONIC: one clock for every process of
 the host, so a send time recorded here can be compared with a receive time in another process.
@@ -23,9 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
-import resource
 import sys
 import time
 from collections import Counter
@@ -46,7 +52,9 @@ def check_clock() -> None:
     """Cross-process latencies need a host-wide clock."""
     implementation = time.get_clock_info("monotonic").implementation
     if "CLOCK_MONOTONIC" not in implementation:
-        raise SystemExit(f"time.monotonic() is {implementation}, not CLOCK_MONOTONIC: cannot compare processes")
+        raise SystemExit(
+            f"time.monotonic() is {implementation}, not CLOCK_MONOTONIC: cannot compare processes"
+        )
 
 
 class HttpError(Exception):
@@ -103,6 +111,12 @@ def award_request(port: int, api_key: str, member_id: str, idempotency_key: str,
     ) % (member_id.encode(), LOOPBACK.encode(), port, api_key.encode(), len(body), body)
 
 
+def checkin_request(port: int, token: str) -> bytes:
+    return (
+        b"POST /v1/checkins HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n"
+    ) % (LOOPBACK.encode(), port, token.encode())
+
+
 def put_member_request(port: int, api_key: str, member_id: str, display_name: str) -> bytes:
     body = json.dumps({"display_name": display_name}).encode()
     return (
@@ -111,7 +125,9 @@ def put_member_request(port: int, api_key: str, member_id: str, display_name: st
     ) % (member_id.encode(), LOOPBACK.encode(), port, api_key.encode(), len(body), body)
 
 
-async def create_members(ports: list[int], api_key: str, member_ids: list[str], connections: int = 32) -> None:
+async def create_members(
+    ports: list[int], api_key: str, member_ids: list[str], connections: int = 32
+) -> None:
     """PUT every member (spread over `ports`); raises if any is refused."""
     pending = list(reversed(member_ids))
 
@@ -121,7 +137,9 @@ async def create_members(ports: list[int], api_key: str, member_ids: list[str], 
         try:
             while pending:
                 member_id = pending.pop()
-                status, body = await conn.request(put_member_request(port, api_key, member_id, f"Bench {member_id}"))
+                status, body = await conn.request(
+                    put_member_request(port, api_key, member_id, f"Bench {member_id}")
+                )
                 if status not in (200, 201):
                     raise RuntimeError(f"PUT member {member_id}: {status} {body[:300]!r}")
         finally:
@@ -145,6 +163,9 @@ class LoadConfig:
     record: bool = False  # keep (member, send, done, status, entry id) of every measured request
     watch_pids: list[int] = field(default_factory=list)
     seed: int = 1
+    tokens: list[str] = field(default_factory=list)  # member tokens: check-ins instead of awards
+    tokens_once: bool = False  # each token for one request, in order; stop when they run out
+    count_body: bytes = b""  # count the 2xx answers whose body contains this
 
 
 @dataclass
@@ -156,39 +177,60 @@ class _State:
     errors: Counter[str] = field(default_factory=Counter)
     issued: int = 0
     completed_total: int = 0
+    tokens_used: int = 0
+    body_matches: int = 0
+    body_matches_total: int = 0
     cpu: dict[str, Any] = field(default_factory=dict)
 
 
-def _cpu_sample(pids: list[int]) -> dict[str, Any]:
-    procs: dict[int, float] = {}
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            procs[pid] = t.user + t.system
-        except psutil.Error:
-            continue
-    own = resource.getrusage(resource.RUSAGE_SELF)
+def _group(proc: psutil.Process, watched: list[int], own: int) -> str:
+    if proc.pid in watched:
+        return f"pid {proc.pid}"
+    if proc.pid == own:
+        return "load generator"
+    name = proc.info.get("name") or ""
+    if name.startswith("postgres"):
+        return "postgres"
+    if name.startswith("redis-server"):
+        return "redis"
+    return "other"
+
+
+def _cpu_sample(watched: list[int]) -> dict[str, Any]:
+    """CPU seconds used so far by every process of the host (by pid, with its group), and in all."""
+    own = os.getpid()
+    procs: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info.get("cpu_times")
+        if times is not None:
+            procs[proc.pid] = (_group(proc, watched, own), times.user + times.system)
     system = psutil.cpu_times()
-    busy = system.user + system.system + system.nice + getattr(system, "irq", 0.0) + getattr(system, "softirq", 0.0)
-    return {"t": NOW(), "procs": procs, "self": own.ru_utime + own.ru_stime, "busy": busy, "all": sum(system)}
+    busy = sum(system) - system.idle - getattr(system, "iowait", 0.0) - getattr(system, "steal", 0.0)
+    return {"t": NOW(), "procs": procs, "busy": busy, "all": sum(system)}
 
 
 def _cpu_use(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """CPU used in the window: per process in % of one core, the machine's in % of all cores."""
+    """CPU used in the window: by group of processes in % of one core, the machine's in % of all cores.
+
+    A process that started in the window counts from zero; one that ended in it is missed.
+    """
     wall = after["t"] - before["t"]
-    if wall <= 0:
-        return {}
     all_delta = after["all"] - before["all"]
+    if wall <= 0 or all_delta <= 0:
+        return {}
+    groups: Counter[str] = Counter()
+    for pid, (group, used) in after["procs"].items():
+        groups[group] += used - before["procs"].get(pid, (group, 0.0))[1]
+    pct = {group: round(100 * used / wall, 1) for group, used in sorted(groups.items())}
+    busy = (after["busy"] - before["busy"]) / all_delta
+    cpus = os.cpu_count() or 1
     return {
-        "client_pct_of_one_core": round(100 * (after["self"] - before["self"]) / wall, 1),
-        "machine_busy_pct_of_all_cores": round(100 * (after["busy"] - before["busy"]) / all_delta, 1)
-        if all_delta
-        else None,
-        "watched_pct_of_one_core": {
-            str(pid): round(100 * (after["procs"][pid] - before["procs"][pid]) / wall, 1)
-            for pid in before["procs"]
-            if pid in after["procs"]
-        },
+        "client_pct_of_one_core": pct.get("load generator", 0.0),
+        "machine_busy_pct_of_all_cores": round(100 * busy, 1),
+        # Kernel work not charged to a process, and processes that ended inside the window.
+        "unattributed_pct_of_one_core": round(max(0.0, 100 * busy * cpus - sum(pct.values())), 1),
+        "pct_of_one_core_by_group": pct,
+        "watched_pct_of_one_core": {g.split()[1]: v for g, v in pct.items() if g.startswith("pid ")},
     }
 
 
@@ -218,17 +260,30 @@ async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, flo
                 if cfg.rate > 0:
                     n, next_due = next_due, next_due + 1
                     due = start + n / cfg.rate
-                    if due >= end or n >= cfg.max_requests:
+                    # Stop at the end even when behind schedule: what was due and not sent is counted.
+                    if due >= end or n >= cfg.max_requests or NOW() >= end:
                         return
                     delay = due - NOW()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 elif st.issued >= cfg.max_requests or NOW() >= end:
                     return
+                if cfg.tokens_once and st.tokens_used >= len(cfg.tokens):
+                    st.errors["tokens_exhausted"] += 1
+                    return
                 st.issued += 1
                 seq += 1
-                member = rng.randrange(cfg.members)
-                raw = award_request(port, cfg.api_key, f"{cfg.member_prefix}{member}", f"{cfg.run_id}-{i}-{seq}")
+                if cfg.tokens:
+                    if cfg.tokens_once:
+                        member, st.tokens_used = st.tokens_used, st.tokens_used + 1
+                    else:
+                        member = rng.randrange(len(cfg.tokens))
+                    raw = checkin_request(port, cfg.tokens[member])
+                else:
+                    member = rng.randrange(cfg.members)
+                    raw = award_request(
+                        port, cfg.api_key, f"{cfg.member_prefix}{member}", f"{cfg.run_id}-{i}-{seq}"
+                    )
                 sent = NOW()
                 try:
                     status, body = await conn.request(raw)
@@ -239,9 +294,14 @@ async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, flo
                     continue
                 done = NOW()
                 st.completed_total += 1
-                if window_start <= done < end:
+                matched = bool(cfg.count_body) and 200 <= status < 300 and cfg.count_body in body
+                st.body_matches_total += matched
+                # Open loop: the awards sent in the window (each waited for); closed loop: the
+                # requests completed in it (throughput).
+                if window_start <= (sent if cfg.rate > 0 else done) < end:
                     st.latencies.append(done - sent)
                     st.statuses[status] += 1
+                    st.body_matches += matched
                     if cfg.rate > 0:
                         st.lag.append(max(0.0, sent - due))
                     if cfg.record:
@@ -273,12 +333,23 @@ async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, flo
         "completed_total": st.completed_total,
         "cpu": st.cpu,
     }
+    if cfg.tokens:
+        figures["tokens"] = {"given": len(cfg.tokens), "once": cfg.tokens_once, "used": st.tokens_used}
+    if cfg.count_body:
+        figures["body_matches"] = {
+            "pattern": cfg.count_body.decode(),
+            "in_window": st.body_matches,
+            "total": st.body_matches_total,
+        }
     if cfg.rate > 0:
         figures["send_lag"] = latency_summary(st.lag)
+        due = min(cfg.max_requests, int((cfg.warmup + cfg.seconds) * cfg.rate))
+        figures["due_not_sent"] = max(0, due - st.issued)
     return figures, st.records
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coro` to completion on uvloop (as the servers do) when it is installed."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
@@ -291,8 +362,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, action="append", required=True, help="repeat to spread connections")
     p.add_argument("--api-key", default="", help="X-Api-Key (default: $BENCH_API_KEY)")
-    p.add_argument("--members", type=int, required=True)
-    p.add_argument("--member-prefix", required=True)
+    p.add_argument("--members", type=int, default=0, help="awards: to a random one of this many members")
+    p.add_argument("--member-prefix", default="", help="awards: member ids are this and a number")
+    p.add_argument("--tokens", type=Path, help="check-ins instead: member tokens, one a line")
+    p.add_argument("--tokens-once", action="store_true", help="each token for one check-in only")
+    p.add_argument("--count-body", default="", help="count the 2xx answers whose body contains this")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
@@ -302,9 +376,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record", type=Path, help="write every measured request here (JSON)")
     p.add_argument("--watch-pid", type=int, action="append", default=[], help="report this process's CPU")
     args = p.parse_args(argv)
+    tokens = args.tokens.read_text().split() if args.tokens is not None else []
+    if args.tokens is not None and not tokens:
+        p.error("--tokens: the file holds no token")
+    if not tokens and (args.members <= 0 or not args.member_prefix):
+        p.error("awards need --members and --member-prefix (or give --tokens for check-ins)")
     check_clock()
-    import os
-
     cfg = LoadConfig(
         ports=args.port,
         api_key=args.api_key or os.environ.get("BENCH_API_KEY", ""),
@@ -318,8 +395,11 @@ def main(argv: list[str] | None = None) -> None:
         run_id=args.run_id,
         record=args.record is not None,
         watch_pids=args.watch_pid,
+        tokens=tokens,
+        tokens_once=args.tokens_once,
+        count_body=args.count_body.encode(),
     )
-    figures, records = _run(run_load(cfg))
+    figures, records = run_async(run_load(cfg))
     if args.record is not None:
         args.record.write_text(json.dumps(records))
     json.dump(figures, sys.stdout)

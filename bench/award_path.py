@@ -1,0 +1,248 @@
+"""Award path against a baseline: requests/s and latency of `POST /v1/members/{id}/points`.
+
+In one run, with the same load from a load generator in a separate process (bench/loadgen.py):
+
+1. the baseline: bench/baseline_app.py (Litestar, one Redis INCRBY per request) under uvicorn,
+   1 worker, uvloop + httptools, no access log;
+2. the award path: the real server (`python -m server.cli serve` after `migrate`), awarding
+   points to members created beforehand, each request with an idempotency key of its own.
+
+Both run one at a time against the same redis-server (an own one on a free port by default).
+The target: the award path serves at least 25% of the baseline's requests/s on PostgreSQL.
+
+    python -m bench.award_path [--database auto|postgres|sqlite] [--seconds 10] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.infra import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    LOOPBACK,
+    RESULTS_DIR,
+    ROOT,
+    ServerProcess,
+    create_api_key,
+    database_for_run,
+    describe_cpu,
+    engage_cli,
+    engage_env,
+    engage_server,
+    exit_on_sigterm,
+    foreign_load_warning,
+    free_port,
+    machine,
+    print_table,
+    redis_for_run,
+    run_id,
+    write_results,
+)
+from bench.loadgen import create_members, run_async
+
+TARGET_RATIO = 0.25
+
+
+def run_loadgen(
+    port: int, api_key: str, args: argparse.Namespace, rid: str, watch_pid: int
+) -> dict[str, Any]:
+    """The load generator in a process of its own; its figures."""
+    options = (
+        f"--port {port} --members {args.members} --member-prefix bm-{rid}- --connections {args.connections} "
+        f"--seconds {args.seconds} --warmup {args.warmup} --max-requests {args.max_requests} "
+        f"--run-id {rid}-{port} --watch-pid {watch_pid}"
+    )
+    argv = [sys.executable, "-m", "bench.loadgen", *options.split()]
+    done = subprocess.run(
+        argv,
+        env={**os.environ, "BENCH_API_KEY": api_key},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=args.warmup + args.seconds + 90,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    pct = figures.get("cpu", {}).get("watched_pct_of_one_core", {}).get(str(watch_pid))
+    figures["server_cpu_pct_of_one_core"] = pct
+    # CPU per request is steadier than requests/s when other work shares the machine.
+    figures["server_cpu_ms"] = round(pct * 10 / figures["ok_rps"], 3) if pct and figures["ok_rps"] else None
+    return figures
+
+
+@contextlib.contextmanager
+def profiling(enabled: bool, pid: int, seconds: float, out: Path) -> Iterator[None]:
+    """py-spy on `pid` for `seconds` (when asked and installed), written as a speedscope file."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc: subprocess.Popen[bytes] | None = None
+    if enabled and Path(py_spy).exists():
+        options = f"record --pid {pid} --duration {int(seconds)} --rate 250 --format speedscope --nonblocking"
+        argv = [py_spy, *options.split(), "--output", str(out)]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif enabled:
+        print("  (--profile: py-spy is not installed; `pip install py-spy`)")
+    try:
+        yield
+    finally:
+        if proc is not None:
+            try:
+                proc.wait(seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--database",
+        choices=["auto", "postgres", "sqlite"],
+        default="auto",
+        help="auto: PostgreSQL when reachable, else SQLite",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES_ADMIN_URL,
+        help="an admin URL: the benchmark creates (and drops) a database of its own there",
+    )
+    p.add_argument(
+        "--redis-url",
+        default="",
+        help="a shared Redis to use under an own key prefix (default: an own redis-server)",
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--members", type=int, default=1000)
+    p.add_argument("--max-requests", type=int, default=1_000_000, help="per server, warm-up included")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the real server under load -> bench/results/award_path.speedscope.json",
+    )
+    args = p.parse_args(argv)
+    exit_on_sigterm()
+
+    rid = run_id()
+    prefix = f"engage-bench-{rid}:"
+    started = time.monotonic()
+    results: dict[str, Any] = {"benchmark": "award_path", "machine": machine()}
+
+    with contextlib.ExitStack() as stack:
+        data_dir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
+        stack.callback(shutil.rmtree, data_dir, True)
+        db = stack.enter_context(database_for_run(args.database, args.postgres_url, data_dir, rid))
+        redis_url = stack.enter_context(redis_for_run(args.redis_url or None, prefix))
+        print(
+            f"award_path: {db.label}, Redis {redis_url.split('@')[-1]}, "
+            f"{args.connections} connections, {args.warmup:g} s warm-up + {args.seconds:g} s per server, "
+            f"{args.members:,} members; server at {results['machine']['server_source']}"
+        )
+
+        # 1. The baseline.
+        port = free_port()
+        baseline_server = ServerProcess(
+            "baseline",
+            [
+                *[
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "bench.baseline_app:app",
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(port),
+                ],
+                *"--workers 1 --loop uvloop --http httptools --no-access-log --log-level warning".split(),
+            ],
+            {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_REDIS_PREFIX": prefix + "baseline:"},
+            port,
+            "/health",
+        )
+        stack.callback(baseline_server.stop)
+        baseline_server.start()
+        print("  baseline running ...", flush=True)
+        baseline_pid = baseline_server.pid
+        baseline = run_loadgen(port, "", args, rid, baseline_pid)
+        baseline_server.stop()
+
+        # 2. The real award path.
+        env = engage_env(db, redis_url, prefix, data_dir, jwt_secret=f"bench-{rid}")
+        engage_cli(env, "migrate")
+        api_key = create_api_key(env)
+        port = free_port()
+        server = engage_server("engage", env, port)
+        stack.callback(server.stop)
+        server.start()
+        members = [f"bm-{rid}-{i}" for i in range(args.members)]
+        run_async(create_members([port], api_key, members))
+        print("  award path running ...", flush=True)
+        profile_out = RESULTS_DIR / "award_path.speedscope.json"
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        # The profile covers warm-up and measured window alike (py-spy cannot start late).
+        with profiling(args.profile, server.pid, args.warmup + args.seconds, profile_out):
+            award = run_loadgen(port, api_key, args, rid, server.pid)
+        server_pid = server.pid
+        server.stop()
+
+    ratio = award["ok_rps"] / baseline["ok_rps"] if baseline["ok_rps"] else float("nan")
+    met = ratio >= TARGET_RATIO
+    results.update(
+        database=db.kind,
+        settings={
+            k: getattr(args, k) for k in ("seconds", "warmup", "connections", "members", "max_requests")
+        },
+        baseline=baseline,
+        award=award,
+        ratio=round(ratio, 4),
+        cpu_cost_ratio=round(award["server_cpu_ms"] / baseline["server_cpu_ms"], 1)
+        if award["server_cpu_ms"] and baseline["server_cpu_ms"]
+        else None,
+        target={"ratio": TARGET_RATIO, "on": "postgres", "met": met, "applies": db.kind == "postgres"},
+        wall_seconds=round(time.monotonic() - started, 1),
+    )
+
+    rows = []
+    for name, f in (("baseline (1 Redis write)", baseline), ("award path (real server)", award)):
+        bad = sum(n for s, n in f["statuses"].items() if not s.startswith("2")) + sum(f["errors"].values())
+        lat = f["latency"]
+        rows.append([name, f["ok_rps"], lat["p50_ms"], lat["p90_ms"], lat["p99_ms"], bad, f["server_cpu_ms"]])
+    print_table(
+        f"award_path on {db.label} ({args.connections} connections, {args.seconds:g} s measured)",
+        ["", "req/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx + errors", "server CPU ms/req"],
+        rows,
+    )
+    print("\n  CPU in the measured window, % of one core:")
+    print(f"    baseline:   {describe_cpu(baseline['cpu'], {baseline_pid: 'server'})}")
+    print(f"    award path: {describe_cpu(award['cpu'], {server_pid: 'server'})}")
+    for phase, figures in (("baseline", baseline), ("award path", award)):
+        warning = foreign_load_warning(figures["cpu"])
+        if warning:
+            print(f"{warning} [{phase}]")
+    cost = award["server_cpu_ms"] / baseline["server_cpu_ms"] if baseline["server_cpu_ms"] else float("nan")
+    print(f"  one award costs the server {cost:.0f}x the CPU of one baseline request")
+    verdict = "MET" if met else "NOT MET"
+    where = "" if db.kind == "postgres" else " (the target is defined on PostgreSQL; this run used SQLite)"
+    print(f"\n  award/baseline = {ratio:.1%}   target >= {TARGET_RATIO:.0%}: {verdict}{where}")
+    if args.profile and profile_out.exists():
+        results["profile"] = str(profile_out.relative_to(ROOT))
+        print(f"  profile of the server: {profile_out.relative_to(ROOT)} (speedscope format)")
+    path = write_results("award_path", results)
+    print(f"  figures: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
