@@ -63,6 +63,9 @@ class LiveMessage:
     origin: str = ""  # what produced it (an outbox row), so that a retry does not send it twice
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
 class Connection:
     """One member socket; messages queue here and a short-lived task writes them out."""
 
@@ -103,7 +106,11 @@ class Connection:
             log.info("ws_slow_client_dropped", member_id=self.member_id)
             self.closed = True
             self.queue.clear()
-            asyncio.get_running_loop().create_task(self._close(4008, "too slow: reconnect with ?since="))
+            closing = asyncio.get_running_loop().create_task(
+                self._close(4008, "too slow: reconnect with ?since=")
+            )
+            _closing.add(closing)  # the loop keeps only weak references to tasks
+            closing.add_done_callback(_closing.discard)
             return
         self.queue.append(message)
         if self.sender is None:
