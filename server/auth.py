@@ -18,7 +18,7 @@ from sqlmodel import Column, Field, SQLModel
 from server import ratelimit
 from server.db import UTCDateTime, utcnow
 from server.errors import ProblemError
-from server.members.service import MEMBER_ID_RE, ensure_member
+from server.members.service import MEMBER_ID_RE, ensure_member, member_exists, remember_member
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -156,14 +156,12 @@ def _ctx(connection: ASGIConnection[Any, Any, Any, Any]) -> Context:
 
 async def _known_member(ctx: Context, member_id: str) -> None:
     """A valid token for an unknown member creates a bare member (remembered per process)."""
-    known: set[str] = ctx.extras.setdefault("known_members", set())
-    if member_id in known:
-        return
+    async with ctx.db.session() as session:
+        if await member_exists(ctx, session, member_id):
+            return
     async with ctx.db.transaction() as session:
         await ensure_member(session, member_id)
-    if len(known) > 100_000:
-        known.clear()
-    known.add(member_id)
+    remember_member(ctx, member_id)
 
 
 async def _count_failure(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> None:

@@ -22,7 +22,7 @@ class LedgerController(Controller):
         """Credit or debit a member (brand systems). The same idempotency key always gives the same entry."""
         check_member_id(member_id)
         async with ctx.db.transaction() as session:
-            if not await member_exists(session, member_id):
+            if not await member_exists(ctx, session, member_id):
                 raise not_found("member", member_id)
             posted = await service.post(
                 ctx,

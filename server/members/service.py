@@ -85,9 +85,27 @@ async def ensure_members(session: AsyncSession, member_ids: list[str]) -> None:
     await session.execute(insert_ignore(session, Member.__table__), rows)
 
 
-async def member_exists(session: AsyncSession, member_id: str) -> bool:
+def _known(ctx: Context) -> set[str]:
+    """Members this process has seen exist. Members are never deleted (erasure keeps the row,
+    pseudonymised), so a member once seen stays known; the set is bounded by clearing it."""
+    known: set[str] = ctx.extras.setdefault("known_members", set())
+    if len(known) > 200_000:
+        known.clear()
+    return known
+
+
+def remember_member(ctx: Context, member_id: str) -> None:
+    _known(ctx).add(member_id)
+
+
+async def member_exists(ctx: Context, session: AsyncSession, member_id: str) -> bool:
+    if member_id in _known(ctx):
+        return True
     found = await session.execute(sa.select(Member.id).where(Member.id == member_id))  # type: ignore[arg-type]
-    return found.first() is not None
+    if found.first() is None:
+        return False
+    remember_member(ctx, member_id)
+    return True
 
 
 async def get_member(session: AsyncSession, member_id: str) -> Member | None:
