@@ -89,7 +89,12 @@ async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]],
     Events are taken member by member (in order within a member) so that two runs lock members'
     rows in the same order and cannot deadlock.
     """
-    events = sorted((DomainEvent.from_payload(p) for _, p in items), key=lambda e: e.member_id)
+    events = sorted(
+        (e for e in (DomainEvent.from_payload(p) for _, p in items) if handlers_for(e.type)),
+        key=lambda e: e.member_id,
+    )
+    if not events:
+        return  # nobody listens to these yet
     async with ctx.db.transaction() as session:
         for event in events:
             for handler in handlers_for(event.type):

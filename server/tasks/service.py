@@ -163,8 +163,10 @@ async def _settle(ctx: Context, session: AsyncSession, state: StreakState, today
 
 
 async def _member(session: AsyncSession, member_id: str) -> Member:
-    await ensure_member(session, member_id)
     member = await session.get(Member, member_id)
+    if member is None:
+        await ensure_member(session, member_id)
+        member = await session.get(Member, member_id)
     assert member is not None
     return member
 
