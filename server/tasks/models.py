@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Column, Field, SQLModel
 
 from server.db import UTCDateTime
@@ -16,6 +17,8 @@ class StreakState(SQLModel, table=True):
     """A member's streak; the row is locked while anything about the member's check-ins changes."""
 
     __tablename__ = "streaks"
+    # The upkeep jobs look for live streaks whose last covered date is old.
+    __table_args__ = (sa.Index("ix_streaks_live", "current", "last_date"),)
 
     member_id: str = Field(primary_key=True, max_length=64)
     current: int = 0

@@ -184,34 +184,51 @@ async def _prepare(
     return member, state, today, settled
 
 
+async def _already(
+    content: CheckinContent,
+    session: AsyncSession,
+    state: StreakState,
+    today: date,
+    zone: str,
+    frozen: list[date],
+) -> CheckinOut | None:
+    """The answer to a repeat: the date is covered already (or behind, after a zone change)."""
+    if state.last_date is None or today > state.last_date:
+        return None
+    row = await session.get(CheckinDay, (state.member_id, min(today, state.last_date)))
+    streak_then = row.streak if row else state.current
+    reward = reward_for_streak(content, streak_then)
+    return CheckinOut(
+        date=row.day if row else today,
+        already_checked_in=True,
+        streak=state.current,
+        longest_streak=state.longest,
+        cycle_day=row.cycle_day if row and row.cycle_day else reward.cycle_day,
+        reward=reward if row and row.kind == "checked_in" else Reward(0, 0, 0, False),
+        freezes_held=state.freezes_held,
+        freezes_used=frozen,
+        timezone=zone,
+    )
+
+
 async def check_in(ctx: Context, member_id: str, now: datetime | None = None) -> CheckinOut:
     """Today's check-in in the member's zone; a repeat the same date awards nothing and says so."""
     now = now or utcnow()
     content = rules(ctx)
+    # An app opens many times a day: answer a repeat without taking the member's lock.
+    async with ctx.db.session() as session:
+        state = await session.get(StreakState, member_id)
+        switch_due = state is not None and state.pending_from is not None and now >= state.pending_from
+        if state is not None and state.zone is not None and not switch_due:
+            answer = await _already(content, session, state, local_date(state.zone, now), state.zone, [])
+            if answer is not None:
+                return answer
     async with ctx.db.transaction() as session:
         member, state, today, upkeep = await _prepare(ctx, session, member_id, now)
         zone = _zone_now(state, member, now)
-        if state.last_date is not None and today <= state.last_date:
-            row = await session.get(
-                CheckinDay, (member_id, state.last_date if today < state.last_date else today)
-            )
-            day = row.day if row else today
-            streak_then = row.streak if row else state.current
-            return CheckinOut(
-                date=day,
-                already_checked_in=True,
-                streak=state.current,
-                longest_streak=state.longest,
-                cycle_day=row.cycle_day
-                if row and row.cycle_day
-                else reward_for_streak(content, streak_then).cycle_day,
-                reward=reward_for_streak(content, streak_then)
-                if row and row.kind == "checked_in"
-                else Reward(0, 0, 0, False),
-                freezes_held=state.freezes_held,
-                freezes_used=upkeep.frozen,
-                timezone=zone,
-            )
+        answer = await _already(content, session, state, today, zone, upkeep.frozen)
+        if answer is not None:
+            return answer
         continues = state.last_date == today - timedelta(days=1) and state.current > 0
         streak = state.current + 1 if continues else 1
         reward = reward_for_streak(content, streak)
