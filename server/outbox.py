@@ -129,7 +129,10 @@ class Outbox:
         async with self.ctx.db.transaction() as session:
             now = utcnow()
             for row_id, attempts, error in failed:
-                backoff = timedelta(seconds=min(2 ** min(attempts, 6), 60))
+                # Up to a minute apart at first; a row that keeps failing is tried hourly, and said loudly.
+                backoff = timedelta(seconds=min(2 ** min(attempts, 6), 60) if attempts < 20 else 3600)
+                if attempts >= 20:
+                    log.error("outbox_row_failing", row=row_id, attempts=attempts, error=error)
                 await session.execute(
                     sa.update(OutboxRow)
                     .where(OutboxRow.id == row_id)

@@ -49,6 +49,7 @@ PropertyCheck = Callable[[dict[str, Any]], str | None]
 
 _handlers: dict[str, list[Handler]] = {}
 _property_checks: dict[str, PropertyCheck] = {}
+_internal: set[str] = set()
 
 
 def on(*event_types: str) -> Callable[[Handler], Handler]:
@@ -66,6 +67,15 @@ def on(*event_types: str) -> Callable[[Handler], Handler]:
 def declare_properties(event_type: str, check: PropertyCheck) -> None:
     """A domain states what properties an event type must carry; `check` returns a reason or None."""
     _property_checks[event_type] = check
+
+
+def declare_internal(*event_types: str) -> None:
+    """Event types only the server's own domains emit: the brand's systems cannot send them."""
+    _internal.update(event_types)
+
+
+def is_internal(event_type: str) -> bool:
+    return event_type in _internal
 
 
 def check_properties(event_type: str, properties: dict[str, Any]) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
-from server.events.dispatch import DomainEvent, check_properties, emit
+from server.events.dispatch import DomainEvent, check_properties, emit, is_internal
 from server.events.models import MemberEvent
 from server.events.schemas import EventsOut, RejectedEvent
 from server.members.service import MEMBER_ID_RE, ensure_members
@@ -44,6 +44,10 @@ def _parse(raw: Any, now: datetime) -> DomainEvent:
         raise _Reject("invalid_member_id", "member_id is 1 to 64 letters, digits or . _ : @ -.")
     if not EVENT_TYPE_RE.match(raw["type"]):
         raise _Reject("invalid_type", "type is lower case letters, digits, '_' and '.', like `purchase`.")
+    if is_internal(raw["type"]):
+        raise _Reject(
+            "reserved_type", f"`{raw['type']}` events come from the server itself, not from outside."
+        )
     try:
         occurred_at = datetime.fromisoformat(raw["occurred_at"])
     except ValueError:
@@ -52,6 +56,8 @@ def _parse(raw: Any, now: datetime) -> DomainEvent:
         raise _Reject(
             "invalid_occurred_at", "occurred_at needs a UTC offset, like 2026-11-24T09:30:00+01:00."
         )
+    if occurred_at.year < 2000 or occurred_at.year > 9998:  # also keeps the UTC conversion in range
+        raise _Reject("invalid_occurred_at", "occurred_at is not a plausible time (year 2000 or later).")
     if occurred_at > now + FUTURE_SKEW:
         raise _Reject("occurred_in_future", "occurred_at is in the future.")
     properties = raw.get("properties", {})

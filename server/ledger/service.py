@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from server.context import Context
 
 MAX_AMOUNT = 10**12
+MAX_ID = 2**31 - 1
+SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass
@@ -115,7 +118,8 @@ async def _lock_account(session: AsyncSession, member_id: str) -> _Account:
     return account
 
 
-async def _existing(session: AsyncSession, member_id: str, currency: str, key: str) -> LedgerEntry | None:
+async def entry_for_key(session: AsyncSession, member_id: str, currency: str, key: str) -> LedgerEntry | None:
+    """The entry an idempotency key produced, if any."""
     return (
         await session.execute(
             sa.select(LedgerEntry).where(
@@ -165,6 +169,8 @@ async def post(
         raise ProblemError(400, "invalid_amount", "Growth is never spent; only adjustments lower it.")
     if not reason.strip() or len(reason) > 200:
         raise ProblemError(400, "invalid_reason", "A reason is 1 to 200 characters.")
+    if not SOURCE_RE.match(source):
+        raise ProblemError(400, "invalid_source", "A source is 1 to 64 lower-case letters, digits or '_'.")
     if not idempotency_key.strip() or len(idempotency_key) > 200:
         raise ProblemError(400, "invalid_idempotency_key", "An idempotency key is 1 to 200 characters.")
     details = details or {}
@@ -173,7 +179,7 @@ async def post(
     balance = getattr(account, currency) + amount
     if balance < 0:
         # A retried spend is answered from its entry even when it could not be made again.
-        existing = await _existing(session, member_id, currency, idempotency_key)
+        existing = await entry_for_key(session, member_id, currency, idempotency_key)
         if existing is not None:
             return _replay(existing, amount, reverses_entry_id, idempotency_key)
         raise ProblemError(
@@ -208,7 +214,7 @@ async def post(
         )
     ).scalar_one_or_none()
     if entry.id is None:
-        existing = await _existing(session, member_id, currency, idempotency_key)
+        existing = await entry_for_key(session, member_id, currency, idempotency_key)
         assert existing is not None
         return _replay(existing, amount, reverses_entry_id, idempotency_key)
     await session.execute(
@@ -269,7 +275,7 @@ async def award(
 
 async def reverse(ctx: Context, session: AsyncSession, member_id: str, entry_id: int, reason: str) -> Posted:
     """A new entry cancelling `entry_id`; reversing twice returns the first reversal."""
-    original = await session.get(LedgerEntry, entry_id)
+    original = await session.get(LedgerEntry, entry_id) if 0 < entry_id <= 2**63 - 1 else None
     if original is None or original.member_id != member_id:
         raise ProblemError(404, "entry_not_found", f"Member '{member_id}' has no ledger entry {entry_id}.")
     if original.reverses_entry_id is not None:
@@ -304,7 +310,10 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith("s"):
             raise ValueError
-        return int(raw[1:])
+        seq = int(raw[1:])
+        if not 0 < seq <= MAX_ID:
+            raise ValueError
+        return seq
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProblemError(400, "invalid_cursor", "The cursor is not one this server gave out.") from exc
 
@@ -346,6 +355,9 @@ async def verify(ctx: Context) -> VerifyReport:
     """Recompute every member's chain and balances from the entries and compare with what is stored."""
     report = VerifyReport()
     async with ctx.db.session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # One snapshot for the accounts and the entries, so that postings meanwhile are not alarms.
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         accounts = {a.member_id: a for a in (await session.execute(sa.select(LedgerAccount))).scalars()}
         seen: set[str] = set()
         current: str | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -155,11 +155,3 @@ async def upsert_member(
     session.add(member)
     await session.flush()
     return member, created
-
-
-def member_zone(member: Member) -> ZoneInfo:
-    return ZoneInfo(member.timezone)
-
-
-def local_now(member: Member, now: datetime | None = None) -> datetime:
-    return (now or utcnow()).astimezone(member_zone(member))

@@ -144,7 +144,8 @@ class Hub:
         self._script: Any = None
         self._sub_lock = asyncio.Lock()
 
-    # keys: the member id in braces keeps a member's keys in one Redis Cluster slot
+    # The history key carries the member id in braces (one Redis Cluster slot for the script's key);
+    # channels need no slot: PUBLISH reaches subscribers on every node of a cluster.
     def channel(self, member_id: str) -> str:
         return self.redis.key("rt", member_id)
 

@@ -6,11 +6,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.events.dispatch import DomainEvent, on
+from server.events.dispatch import DomainEvent, declare_internal, on
 from server.tasks.service import zone_changed
 
 if TYPE_CHECKING:
     from server.context import Context
+
+
+declare_internal("member.timezone_changed", "checkin.completed")
 
 
 @on("member.timezone_changed")

@@ -12,7 +12,7 @@ from server.db import utcnow
 from server.realtime.hub import send_live
 from server.scheduler import job
 from server.tasks.models import StreakState
-from server.tasks.service import _prepare, local_date, next_midnight, rules
+from server.tasks.service import local_date, next_midnight, rules, settle
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -54,7 +54,7 @@ async def streak_upkeep(ctx: Context, period: str) -> None:
     settled = 0
     for member_id in stale:
         async with ctx.db.transaction() as session:
-            _, _, _, upkeep = await _prepare(ctx, session, member_id, now)
+            _, _, _, upkeep = await settle(ctx, session, member_id, now)
             settled += bool(upkeep.frozen or upkeep.broke or upkeep.excused)
     if settled:
         log.info("streak_upkeep", period=period, members=settled)

@@ -10,7 +10,6 @@ from server.db import UTCDateTime
 # What covers a date: a check-in, a paid make-up or repair, a held freeze, or a date skipped by a
 # time-zone switch. Only the first three add to the streak; all of them keep it unbroken.
 COUNTED = ("checked_in", "made_up", "repaired")
-KINDS = (*COUNTED, "frozen", "excused")
 
 
 class StreakState(SQLModel, table=True):

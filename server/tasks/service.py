@@ -57,6 +57,12 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def repair_until(state: StreakState, content: CheckinContent) -> date:
+    """The last local date on which a broken streak can still be repaired."""
+    assert state.broken_on is not None
+    return state.broken_on + timedelta(days=content.repair.grace_days)
+
+
 def reward_for_streak(content: CheckinContent, streak: int) -> Reward:
     length = content.cycle.length
     day = (max(streak, 1) - 1) % length + 1
@@ -88,7 +94,7 @@ async def _cover(session: AsyncSession, member_id: str, day: date, kind: str, st
     session.add(CheckinDay(member_id=member_id, day=day, kind=kind, streak=streak, created_at=utcnow()))
 
 
-def _zone_now(state: StreakState, member: Member, now: datetime) -> str:
+def _zone_now(state: StreakState, member: Member) -> str:
     return state.zone or member.timezone
 
 
@@ -156,7 +162,7 @@ async def _settle(ctx: Context, session: AsyncSession, state: StreakState, today
             {
                 "broken_streak": state.broken_streak,
                 "repair_price": content.repair.price,
-                "repair_until": (state.broken_on + timedelta(days=content.repair.grace_days)).isoformat(),
+                "repair_until": repair_until(state, content).isoformat(),
             },
         )
     return upkeep
@@ -171,14 +177,16 @@ async def _member(session: AsyncSession, member_id: str) -> Member:
     return member
 
 
-async def _prepare(
+async def settle(
     ctx: Context, session: AsyncSession, member_id: str, now: datetime
 ) -> tuple[Member, StreakState, date, Upkeep]:
-    """Lock the member's streak, apply what time has done to it, and give today's local date."""
+    """Lock the member's streak and apply what time has done to it (a due zone switch, held freezes
+    covering missed dates, or a break); returns the member, the streak, today's local date and what
+    was done. Everything that changes a member's check-ins starts here."""
     member = await _member(session, member_id)
     state = await _lock_state(session, member_id)
     switched = await _switch_zone_if_due(session, state, member, now)
-    today = local_date(_zone_now(state, member, now), now)
+    today = local_date(_zone_now(state, member), now)
     settled = await _settle(ctx, session, state, today)
     settled.excused = switched.excused
     return member, state, today, settled
@@ -196,15 +204,22 @@ async def _already(
     if state.last_date is None or today > state.last_date:
         return None
     row = await session.get(CheckinDay, (state.member_id, min(today, state.last_date)))
-    streak_then = row.streak if row else state.current
-    reward = reward_for_streak(content, streak_then)
+    cycle_day = (
+        row.cycle_day if row and row.cycle_day else reward_for_streak(content, state.current).cycle_day
+    )
+    # What was awarded that date, as stored (content may have changed since).
+    reward = (
+        Reward(cycle_day, row.points, row.growth, cycle_day == content.cycle.length)
+        if row and row.kind == "checked_in"
+        else Reward(cycle_day, 0, 0, False)
+    )
     return CheckinOut(
         date=row.day if row else today,
         already_checked_in=True,
         streak=state.current,
         longest_streak=state.longest,
-        cycle_day=row.cycle_day if row and row.cycle_day else reward.cycle_day,
-        reward=reward if row and row.kind == "checked_in" else Reward(0, 0, 0, False),
+        cycle_day=cycle_day,
+        reward=reward,
         freezes_held=state.freezes_held,
         freezes_used=frozen,
         timezone=zone,
@@ -224,8 +239,8 @@ async def check_in(ctx: Context, member_id: str, now: datetime | None = None) ->
             if answer is not None:
                 return answer
     async with ctx.db.transaction() as session:
-        member, state, today, upkeep = await _prepare(ctx, session, member_id, now)
-        zone = _zone_now(state, member, now)
+        member, state, today, upkeep = await settle(ctx, session, member_id, now)
+        zone = _zone_now(state, member)
         answer = await _already(content, session, state, today, zone, upkeep.frozen)
         if answer is not None:
             return answer
@@ -331,17 +346,20 @@ async def _spend(
 async def buy_freeze(
     ctx: Context, member_id: str, request_key: str | None = None, now: datetime | None = None
 ) -> StreakOut:
-    """Buy one streak freeze with points, up to the most a member may hold."""
+    """Buy one streak freeze with points, up to the most a member may hold.
+
+    With a request key (the `Idempotency-Key` header) a retry buys nothing more and gets the same
+    answer; without one every call is a new purchase.
+    """
     content = rules(ctx)
     async with ctx.db.transaction() as session:
-        _, state, _, _ = await _prepare(ctx, session, member_id, now or utcnow())
-        key = (
-            f"freeze:{member_id}:{request_key}"
-            if request_key
-            else f"freeze:{member_id}:{state.freezes_bought + 1}"
-        )
-        if request_key and await _already_paid(session, member_id, key):
-            return _streak_out(state, 0)
+        _, state, _, _ = await settle(ctx, session, member_id, now or utcnow())
+        if request_key:
+            key = f"freeze:{member_id}:request:{request_key}"
+            if await ledger.entry_for_key(session, member_id, "points", key) is not None:
+                return _streak_out(state, content.freeze.price)
+        else:
+            key = f"freeze:{member_id}:purchase:{state.freezes_bought + 1}"
         if state.freezes_held >= content.freeze.max_held:
             raise ProblemError(
                 409,
@@ -349,22 +367,11 @@ async def buy_freeze(
                 f"A member holds at most {content.freeze.max_held} freezes.",
                 freezes_held=state.freezes_held,
             )
-        await _spend(ctx, session, member_id, content.freeze.price, "streak freeze", key, "A freeze")
-        state.freezes_held += 1
-        state.freezes_bought += 1
-        _streak_updated(ctx, session, state)
+        if await _spend(ctx, session, member_id, content.freeze.price, "streak freeze", key, "A freeze"):
+            state.freezes_held += 1
+            state.freezes_bought += 1
+            _streak_updated(ctx, session, state)
         return _streak_out(state, content.freeze.price)
-
-
-async def _already_paid(session: AsyncSession, member_id: str, key: str) -> bool:
-    from server.ledger.models import LedgerEntry
-
-    found = await session.execute(
-        sa.select(LedgerEntry.id).where(
-            LedgerEntry.member_id == member_id, LedgerEntry.idempotency_key == key
-        )
-    )
-    return found.first() is not None
 
 
 def _streak_updated(ctx: Context, session: AsyncSession, state: StreakState, **extra: object) -> None:
@@ -397,7 +404,10 @@ async def _recount(session: AsyncSession, state: StreakState, today: date) -> No
     rows = (
         await session.execute(
             sa.select(CheckinDay.day, CheckinDay.kind)
-            .where(CheckinDay.member_id == state.member_id, CheckinDay.day <= today)
+            .where(
+                CheckinDay.member_id == state.member_id,
+                CheckinDay.day <= max(today, state.last_date or today),
+            )
             .order_by(CheckinDay.day.desc())  # type: ignore[attr-defined]
         )
     ).all()
@@ -412,7 +422,8 @@ async def _recount(session: AsyncSession, state: StreakState, today: date) -> No
         expected = day - timedelta(days=1)
     alive = last is not None and last >= today - timedelta(days=1)
     state.current = streak if alive else 0
-    state.last_date = last if last is not None else state.last_date
+    if last is not None:
+        state.last_date = max(last, state.last_date or last)
     state.longest = max(state.longest, state.current)
 
 
@@ -421,10 +432,10 @@ async def repair(ctx: Context, member_id: str, now: datetime | None = None) -> S
     now = now or utcnow()
     content = rules(ctx)
     async with ctx.db.transaction() as session:
-        _, state, today, _ = await _prepare(ctx, session, member_id, now)
+        _, state, today, _ = await settle(ctx, session, member_id, now)
         if state.broken_on is None:
             raise ProblemError(409, "nothing_to_repair", "The streak is not broken.")
-        until = state.broken_on + timedelta(days=content.repair.grace_days)
+        until = repair_until(state, content)
         if today > until:
             raise ProblemError(
                 409,
@@ -455,12 +466,27 @@ async def repair(ctx: Context, member_id: str, now: datetime | None = None) -> S
         return _streak_out(state, content.repair.price, repaired)
 
 
+async def _makeups_used(session: AsyncSession, member_id: str, today: date) -> int:
+    """Make-ups used in the month of `today`."""
+    used = await session.execute(
+        sa.select(sa.func.count())
+        .select_from(CheckinDay)
+        .where(
+            CheckinDay.member_id == member_id,
+            CheckinDay.kind == "made_up",
+            CheckinDay.day >= today.replace(day=1),
+            CheckinDay.day <= today,
+        )
+    )
+    return int(used.scalar_one())
+
+
 async def make_up(ctx: Context, member_id: str, day: date, now: datetime | None = None) -> StreakOut:
     """A paid check-in for an earlier missed date of the current month, within the monthly limit."""
     now = now or utcnow()
     content = rules(ctx)
     async with ctx.db.transaction() as session:
-        _, state, today, _ = await _prepare(ctx, session, member_id, now)
+        _, state, today, _ = await settle(ctx, session, member_id, now)
         if day >= today:
             raise ProblemError(
                 400, "makeup_not_in_past", f"A make-up is for an earlier date; today is {today}."
@@ -473,19 +499,7 @@ async def make_up(ctx: Context, member_id: str, day: date, now: datetime | None 
             )
         if await session.get(CheckinDay, (member_id, day)) is not None:
             raise ProblemError(409, "date_already_covered", f"{day} is already covered.")
-        month_start = today.replace(day=1)
-        used = (
-            await session.execute(
-                sa.select(sa.func.count())
-                .select_from(CheckinDay)
-                .where(
-                    CheckinDay.member_id == member_id,
-                    CheckinDay.kind == "made_up",
-                    CheckinDay.day >= month_start,
-                )
-            )
-        ).scalar_one()
-        if used >= content.makeup.per_month:
+        if await _makeups_used(session, member_id, today) >= content.makeup.per_month:
             raise ProblemError(
                 409,
                 "makeup_limit_reached",
@@ -528,7 +542,7 @@ async def calendar(
     now = now or utcnow()
     content = rules(ctx)
     async with ctx.db.transaction() as session:
-        member, state, today, _ = await _prepare(ctx, session, member_id, now)
+        member, state, today, _ = await settle(ctx, session, member_id, now)
         first = parse_month(month, today)
         if first > today:
             raise ProblemError(400, "invalid_month", f"{month} is in the future.")
@@ -554,9 +568,7 @@ async def calendar(
                 days.append(CalendarDay(d, rows[d]))
             elif started is not None and started < d < today:
                 days.append(CalendarDay(d, "missed"))
-        made_up = sum(
-            1 for d, k in rows.items() if k == "made_up" and (d.year, d.month) == (today.year, today.month)
-        )
+        made_up = await _makeups_used(session, member_id, today)
         checked_today = rows.get(today) == "checked_in" or (
             state.last_date is not None and state.last_date >= today
         )
@@ -567,13 +579,13 @@ async def calendar(
         )
         repair_offer = None
         if state.broken_on is not None:
-            until = state.broken_on + timedelta(days=content.repair.grace_days)
+            until = repair_until(state, content)
             if today <= until:
                 repair_offer = RepairOffer(state.broken_streak, content.repair.price, until)
         return CalendarOut(
             month=f"{first:%Y-%m}",
             today=today,
-            timezone=_zone_now(state, member, now),
+            timezone=_zone_now(state, member),
             days=days,
             streak=state.current,
             longest_streak=state.longest,
@@ -588,15 +600,20 @@ async def calendar(
 async def zone_changed(
     ctx: Context, session: AsyncSession, member_id: str, new_zone: str, at: datetime
 ) -> None:
-    """The member's profile zone changed: it takes over at their next local midnight."""
-    state = await session.get(StreakState, member_id, with_for_update=True, populate_existing=True)
-    if state is None or state.zone is None:
+    """The member's profile zone changed at `at`: it takes over at their next local midnight."""
+    member = await session.get(Member, member_id)
+    if member is None or member.timezone != new_zone:
+        return  # a stale or forged notice: the profile is the truth
+    existing = await session.get(StreakState, member_id)
+    if existing is None or existing.zone is None:
         return  # no check-in yet: the first one uses the profile's zone
+    state = await _lock_state(session, member_id)
+    await _switch_zone_if_due(session, state, member, at)  # a switch already due happens first
     if new_zone == state.zone:
         state.pending_zone, state.pending_from = None, None
         return
     state.pending_zone = new_zone
-    state.pending_from = next_midnight(state.zone, at)
+    state.pending_from = next_midnight(state.zone, at)  # type: ignore[arg-type]
 
 
 async def current_streak(session: AsyncSession, member_id: str, now: datetime | None = None) -> int:

@@ -73,6 +73,12 @@ async def test_malformed_events_are_rejected_one_by_one(http, as_brand, as_membe
         {**purchase(member_id, 1), "properties": {"amount": "12"}},
         {**purchase(member_id, 1), "properties": {"amount": -3}},
         {**purchase(member_id, 1), "surprise": True},
+        {
+            **purchase(member_id, 1),
+            "type": "member.timezone_changed",
+            "properties": {"timezone": "Mars/Base"},
+        },
+        {**purchase(member_id, 1), "occurred_at": "0001-01-01T00:00:00+14:00"},
     ]
     r = await http.post("/v1/events", json={"events": [good, *bad]}, headers=as_brand)
     assert r.status_code == 200
@@ -91,6 +97,8 @@ async def test_malformed_events_are_rejected_one_by_one(http, as_brand, as_membe
         (9, "invalid_properties"),
         (10, "invalid_properties"),
         (11, "unknown_field"),
+        (12, "reserved_type"),
+        (13, "invalid_occurred_at"),
     ]
     assert all(x["reason"] for x in out["rejected"])
     async with ctx.db.session() as session:

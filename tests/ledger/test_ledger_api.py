@@ -144,6 +144,7 @@ async def test_bad_input_is_a_clear_4xx(http, as_brand, member_id):
         ({"amount": 5, "reason": "x"}, 400, "validation_error"),
         ({"amount": 5, "reason": "x", "idempotency_key": "k", "currency": "gold"}, 400, "validation_error"),
         ({"amount": 5, "reason": "x", "idempotency_key": "k", "extra": 1}, 400, "validation_error"),
+        ({"amount": 5, "reason": "x", "idempotency_key": "k", "source": "s" * 65}, 400, "invalid_source"),
     ]
     for body, status, code in cases:
         r = await http.post(url, json=body, headers=as_brand)
@@ -198,3 +199,8 @@ async def test_ledger_pages_newest_first(http, as_brand, as_member, member_id):
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_cursor"
     bad = await http.get("/v1/ledger?limit=0", headers=as_member(member_id))
     assert bad.status_code == 400
+    from server.ledger.service import encode_cursor
+
+    huge = encode_cursor(99_999_999_999)
+    bad = await http.get(f"/v1/ledger?cursor={huge}", headers=as_member(member_id))
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_cursor"

@@ -169,6 +169,13 @@ async def test_freeze_limits_and_price(ctx):
     assert exc.value.code == "freeze_limit_reached"
     async with ctx.db.session() as session:
         assert (await ledger.balances(session, rich))["points"] == content.freeze.price
+    # A request key never collides with the keys of purchases made without one.
+    mixed = await new_member(ctx, "UTC", points=content.freeze.price * 2)
+    await checkins.buy_freeze(ctx, mixed)
+    first = await checkins.buy_freeze(ctx, mixed, "1")
+    assert first.freezes_held == 2
+    async with ctx.db.session() as session:
+        assert (await ledger.balances(session, mixed))["points"] == 0
     # A retry with the same Idempotency-Key buys nothing more.
     other = await new_member(ctx, "UTC", points=content.freeze.price * 2)
     one = await checkins.buy_freeze(ctx, other, "req-1")
@@ -326,3 +333,16 @@ async def test_at_risk_message_once_per_day(ctx):
     await streaks_at_risk(ctx, "b")
     history = [m for _, m in await ctx.hub.history(member_id, "0-0") if '"streak.at_risk"' in m]
     assert len(history) == 1
+
+
+async def test_a_stale_zone_notice_changes_nothing(ctx):
+    member_id = await new_member(ctx, "Europe/Paris")
+    await checkins.check_in(ctx, member_id, at("Europe/Paris", 2026, 11, 20))
+    async with ctx.db.transaction() as session:
+        # The profile still says Paris: a notice for another zone is stale (or forged).
+        await checkins.zone_changed(
+            ctx, session, member_id, "Asia/Tokyo", at("Europe/Paris", 2026, 11, 20, 13)
+        )
+    async with ctx.db.session() as session:
+        state = await session.get(StreakState, member_id)
+    assert (state.zone, state.pending_zone) == ("Europe/Paris", None)
