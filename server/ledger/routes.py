@@ -21,20 +21,19 @@ class LedgerController(Controller):
     ) -> Response[EntryOut]:
         """Credit or debit a member (brand systems). The same idempotency key always gives the same entry."""
         check_member_id(member_id)
-        async with ctx.db.transaction() as session:
+        async with ctx.db.session() as session:
             if not await member_exists(ctx, session, member_id):
                 raise not_found("member", member_id)
-            posted = await service.post(
-                ctx,
-                session,
-                member_id,
-                currency=data.currency,
-                amount=data.amount,
-                reason=data.reason,
-                source=data.source,
-                idempotency_key=data.idempotency_key,
-                details={"api_key": api_client.key_id},
-            )
+        posted = await service.post_alone(
+            ctx,
+            member_id,
+            currency=data.currency,
+            amount=data.amount,
+            reason=data.reason,
+            source=data.source,
+            idempotency_key=data.idempotency_key,
+            details={"api_key": api_client.key_id},
+        )
         headers = {} if posted.created else {"Idempotent-Replayed": "true"}
         return Response(service.to_out(posted.entry), headers=headers)
 
