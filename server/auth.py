@@ -156,9 +156,8 @@ def _ctx(connection: ASGIConnection[Any, Any, Any, Any]) -> Context:
 
 async def _known_member(ctx: Context, member_id: str) -> None:
     """A valid token for an unknown member creates a bare member (remembered per process)."""
-    async with ctx.db.session() as session:
-        if await member_exists(ctx, session, member_id):
-            return
+    if await member_exists(ctx, member_id):
+        return
     async with ctx.db.transaction() as session:
         await ensure_member(session, member_id)
     remember_member(ctx, member_id)

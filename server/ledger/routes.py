@@ -21,9 +21,8 @@ class LedgerController(Controller):
     ) -> Response[EntryOut]:
         """Credit or debit a member (brand systems). The same idempotency key always gives the same entry."""
         check_member_id(member_id)
-        async with ctx.db.session() as session:
-            if not await member_exists(ctx, session, member_id):
-                raise not_found("member", member_id)
+        if not await member_exists(ctx, member_id):
+            raise not_found("member", member_id)
         posted = await service.post_alone(
             ctx,
             member_id,

@@ -98,10 +98,11 @@ def remember_member(ctx: Context, member_id: str) -> None:
     _known(ctx).add(member_id)
 
 
-async def member_exists(ctx: Context, session: AsyncSession, member_id: str) -> bool:
+async def member_exists(ctx: Context, member_id: str) -> bool:
     if member_id in _known(ctx):
         return True
-    found = await session.execute(sa.select(Member.id).where(Member.id == member_id))  # type: ignore[arg-type]
+    async with ctx.db.session() as session:
+        found = await session.execute(sa.select(Member.id).where(Member.id == member_id))  # type: ignore[arg-type]
     if found.first() is None:
         return False
     remember_member(ctx, member_id)

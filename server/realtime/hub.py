@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from litestar import WebSocket
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from server.db import utcnow
 from server.metrics import WS_CONNECTIONS, WS_DROPPED, WS_MESSAGES
@@ -177,25 +177,29 @@ class Hub:
         return ids[0]
 
     async def publish_many(self, messages: list[LiveMessage], *, retry: bool = False) -> list[str]:
-        """Publish messages in one round trip (a pipeline of the publish script)."""
-        pipe = self.redis.r.pipeline(transaction=False)
+        """Publish messages in one round trip (the publish script, pipelined when there are several)."""
+        calls = []
         for m in messages:
             tail = json.dumps(
                 {"type": m.type, "at": m.at.isoformat(), "data": m.data}, separators=(",", ":")
             )[1:]
-            await self._script(
-                keys=[self.history_key(m.member_id)],
-                args=[
-                    self.channel(m.member_id),
-                    tail,
-                    self.history_len,
-                    self.history_ttl,
-                    m.origin,
-                    "1" if retry else "0",
-                ],
-                client=pipe,
-            )
-        return [str(i) for i in await pipe.execute()]
+            args = [self.channel(m.member_id), tail, self.history_len, self.history_ttl, m.origin]
+            calls.append((self.history_key(m.member_id), [*args, "1" if retry else "0"]))
+        if len(calls) == 1:
+            key, args = calls[0]
+            return [str(await self._script(keys=[key], args=args))]
+        for attempt in (1, 2):
+            pipe = self.redis.r.pipeline(transaction=False)
+            for key, args in calls:
+                pipe.evalsha(self._script.sha, 1, key, *args)
+            try:
+                return [str(i) for i in await pipe.execute()]
+            except NoScriptError:
+                # Redis restarted without the script: every call failed alike, so all can be retried.
+                if attempt == 2:
+                    raise
+                await self.redis.r.script_load(_PUBLISH)
+        raise AssertionError("unreachable")
 
     async def head(self, member_id: str) -> str:
         """The id of the member's latest message, or 0-0."""
