@@ -25,7 +25,7 @@ from server.auth import create_api_key, issue_member_token
 from server.config import Settings
 from server.context import Context
 from server.migrate import upgrade
-from tests.support import ROOT, PostgresDatabase, RedisServer, cleanup_prefix, free_port, unique
+from tests.support import ROOT, Loopback, PostgresDatabase, RedisServer, cleanup_prefix, free_port, unique
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -102,7 +102,7 @@ def server_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-class Served:
+class Served(Loopback):
     """The app served in this test process by uvicorn, on the tests' event loop."""
 
     def __init__(self, settings: Settings) -> None:
@@ -115,14 +115,6 @@ class Served:
             )
         )
         self.task: asyncio.Task[None] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     @property
     def ctx(self) -> Context:

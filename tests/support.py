@@ -124,14 +124,10 @@ def unique(prefix: str = "m") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-class ServerProcess:
-    """`engage serve` as a real process, the way production runs it."""
+class Loopback:
+    """Addresses of a server of the tests' on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.env = {**os.environ, **env, "ENGAGE_PORT": str(self.port), "ENGAGE_HOST": "127.0.0.1"}
-        self.log_path = Path(tempfile.mkstemp(prefix="engage-server-", suffix=".log")[1])
-        self.proc: subprocess.Popen[bytes] | None = None
+    port: int
 
     @property
     def base_url(self) -> str:
@@ -140,6 +136,16 @@ class ServerProcess:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+
+class ServerProcess(Loopback):
+    """`engage serve` as a real process, the way production runs it."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = {**os.environ, **env, "ENGAGE_PORT": str(self.port), "ENGAGE_HOST": "127.0.0.1"}
+        self.log_path = Path(tempfile.mkstemp(prefix="engage-server-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> ServerProcess:
         log = self.log_path.open("ab")
