@@ -182,37 +182,40 @@ async def post(
     _check_posting(currency, amount, reason, source, idempotency_key, reverses_entry_id)
     details = details or {}
 
-    account = await _lock_account(session, member_id)
-    if getattr(account, currency) + amount < 0:
-        # A retried spend is answered from its entry even when it could not be made again.
-        existing = await entry_for_key(session, member_id, currency, idempotency_key)
-        if existing is not None:
-            return _replay(existing, amount, reverses_entry_id, idempotency_key)
-    entry = _next_entry(
-        account, member_id, currency, amount, reason, source, idempotency_key, details, reverses_entry_id
-    )
-    # The unique idempotency key decides: no row back means the key was used before.
-    values = entry.model_dump(exclude={"id"})
-    entry.id = (
-        await session.execute(
-            insert_ignore(session, LedgerEntry.__table__).values(values).returning(LedgerEntry.id)
+    # The ledger reads and writes its own tables only: what the caller added to the session is
+    # flushed once, at commit, instead of before each of these statements.
+    with session.no_autoflush:
+        account = await _lock_account(session, member_id)
+        if getattr(account, currency) + amount < 0:
+            # A retried spend is answered from its entry even when it could not be made again.
+            existing = await entry_for_key(session, member_id, currency, idempotency_key)
+            if existing is not None:
+                return _replay(existing, amount, reverses_entry_id, idempotency_key)
+        entry = _next_entry(
+            account, member_id, currency, amount, reason, source, idempotency_key, details, reverses_entry_id
         )
-    ).scalar_one_or_none()
-    if entry.id is None:
-        existing = await entry_for_key(session, member_id, currency, idempotency_key)
-        assert existing is not None
-        return _replay(existing, amount, reverses_entry_id, idempotency_key)
-    await session.execute(
-        sa.update(LedgerAccount)
-        .where(LedgerAccount.member_id == member_id)
-        .values({currency: entry.balance_after, "seq": entry.seq, "head_hash": entry.hash})
-    )
-    setattr(account, currency, entry.balance_after)
-    account.seq, account.head_hash = entry.seq, entry.hash
-    LEDGER_ENTRIES.labels(currency, source).inc()
-    type_, data = _live(entry)
-    send_live(ctx, session, member_id, type_, data, at=entry.created_at)
-    return Posted(entry, created=True)
+        # The unique idempotency key decides: no row back means the key was used before.
+        values = entry.model_dump(exclude={"id"})
+        entry.id = (
+            await session.execute(
+                insert_ignore(session, LedgerEntry.__table__).values(values).returning(LedgerEntry.id)
+            )
+        ).scalar_one_or_none()
+        if entry.id is None:
+            existing = await entry_for_key(session, member_id, currency, idempotency_key)
+            assert existing is not None
+            return _replay(existing, amount, reverses_entry_id, idempotency_key)
+        await session.execute(
+            sa.update(LedgerAccount)
+            .where(LedgerAccount.member_id == member_id)
+            .values({currency: entry.balance_after, "seq": entry.seq, "head_hash": entry.hash})
+        )
+        setattr(account, currency, entry.balance_after)
+        account.seq, account.head_hash = entry.seq, entry.hash
+        LEDGER_ENTRIES.labels(currency, source).inc()
+        type_, data = _live(entry)
+        send_live(ctx, session, member_id, type_, data, at=entry.created_at)
+        return Posted(entry, created=True)
 
 
 def _next_entry(

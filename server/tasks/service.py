@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_ignore, utcnow
+from server.db import utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
@@ -83,8 +84,19 @@ async def _lock_state(session: AsyncSession, member_id: str) -> StreakState:
     locked: dict[str, StreakState] = session.info.setdefault("locked_streaks", {})
     if member_id in locked:
         return locked[member_id]
-    await session.execute(insert_ignore(session, StreakState.__table__).values(member_id=member_id))
-    state = await session.get(StreakState, member_id, with_for_update=True, populate_existing=True)
+    # Create the row if needed and lock it, in one statement (ON CONFLICT DO UPDATE takes the lock).
+    table = StreakState.__table__
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
+        StreakState
+    )
+    state = await session.scalar(
+        insert.values(member_id=member_id)
+        .on_conflict_do_update(
+            index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
+        )
+        .returning(StreakState),
+        execution_options={"populate_existing": True},
+    )
     assert state is not None
     locked[member_id] = state
     return state
