@@ -22,20 +22,18 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.infra import (
-    DEFAULT_POSTGRES_ADMIN_URL,
     LOOPBACK,
     RESULTS_DIR,
     ROOT,
     ServerProcess,
+    add_service_args,
     create_api_key,
-    database_for_run,
     describe_cpu,
     engage_cli,
     engage_env,
@@ -45,8 +43,8 @@ from bench.infra import (
     free_port,
     machine,
     print_table,
-    redis_for_run,
     run_id,
+    services_for_run,
     write_results,
 )
 from bench.loadgen import create_members, run_async
@@ -112,16 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         help="auto: PostgreSQL when reachable, else SQLite",
     )
-    p.add_argument(
-        "--postgres-url",
-        default=DEFAULT_POSTGRES_ADMIN_URL,
-        help="an admin URL: the benchmark creates (and drops) a database of its own there",
-    )
-    p.add_argument(
-        "--redis-url",
-        default="",
-        help="a shared Redis to use under an own key prefix (default: an own redis-server)",
-    )
+    add_service_args(p)
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per server")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     p.add_argument("--connections", type=int, default=64)
@@ -141,10 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"benchmark": "award_path", "machine": machine()}
 
     with contextlib.ExitStack() as stack:
-        data_dir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-        stack.callback(shutil.rmtree, data_dir, True)
-        db = stack.enter_context(database_for_run(args.database, args.postgres_url, data_dir, rid))
-        redis_url = stack.enter_context(redis_for_run(args.redis_url or None, prefix))
+        data_dir, db, redis_url = services_for_run(stack, args, args.database, rid, prefix)
         print(
             f"award_path: {db.label}, Redis {redis_url.split('@')[-1]}, "
             f"{args.connections} connections, {args.warmup:g} s warm-up + {args.seconds:g} s per server, "

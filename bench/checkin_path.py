@@ -33,24 +33,21 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.award_path import profiling
 from bench.infra import (
-    DEFAULT_POSTGRES_ADMIN_URL,
     LOOPBACK,
     RESULTS_DIR,
     ROOT,
     ServerProcess,
     SqlDatabase,
-    database_for_run,
+    add_service_args,
     describe_cpu,
     engage_cli,
     engage_env,
@@ -61,8 +58,8 @@ from bench.infra import (
     machine,
     postgres_reachable,
     print_table,
-    redis_for_run,
     run_id,
+    services_for_run,
     write_results,
 )
 
@@ -190,10 +187,7 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     secret = f"bench-{rid}-{os.urandom(8).hex()}"
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        data_dir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-        stack.callback(shutil.rmtree, data_dir, True)
-        db = stack.enter_context(database_for_run(kind, args.postgres_url, data_dir, rid))
-        redis_url = stack.enter_context(redis_for_run(args.redis_url or None, prefix))
+        data_dir, db, redis_url = services_for_run(stack, args, kind, rid, prefix)
         print(
             f"\ncheckin_path: {db.label}, Redis {redis_url.split('@')[-1]}, {args.connections} connections, "
             f"{args.warmup:g} s warm-up + {args.seconds:g} s per phase",
@@ -395,16 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         help="auto: PostgreSQL when reachable, else SQLite; both: SQLite, then PostgreSQL",
     )
-    p.add_argument(
-        "--postgres-url",
-        default=DEFAULT_POSTGRES_ADMIN_URL,
-        help="an admin URL: the benchmark creates (and drops) a database of its own there",
-    )
-    p.add_argument(
-        "--redis-url",
-        default="",
-        help="a shared Redis to use under an own key prefix (default: an own redis-server)",
-    )
+    add_service_args(p)
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     p.add_argument("--connections", type=int, default=64)

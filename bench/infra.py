@@ -7,6 +7,7 @@ The shared services on this machine are only ever used under names of the run's 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -417,3 +418,28 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def add_service_args(p: argparse.ArgumentParser) -> None:
+    """The options every benchmark shares for where its SQL and Redis live."""
+    p.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES_ADMIN_URL,
+        help="an admin URL: the benchmark creates (and drops) a database of its own there",
+    )
+    p.add_argument(
+        "--redis-url",
+        default="",
+        help="a shared Redis to use under an own key prefix (default: an own redis-server)",
+    )
+
+
+def services_for_run(
+    stack: contextlib.ExitStack, args: argparse.Namespace, database: str, rid: str, prefix: str
+) -> tuple[Path, SqlDatabase, str]:
+    """A data dir, a database and a Redis of the run's own, all removed when `stack` closes."""
+    data_dir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
+    stack.callback(shutil.rmtree, data_dir, True)
+    db = stack.enter_context(database_for_run(database, args.postgres_url, data_dir, rid))
+    redis_url = stack.enter_context(redis_for_run(args.redis_url or None, prefix))
+    return data_dir, db, redis_url

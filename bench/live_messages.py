@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,12 +40,11 @@ from typing import Any
 
 from bench.hub_publisher import FIRST_ENTRY_ID
 from bench.infra import (
-    DEFAULT_POSTGRES_ADMIN_URL,
     LOOPBACK,
     ROOT,
     ServerProcess,
+    add_service_args,
     create_api_key,
-    database_for_run,
     describe_cpu,
     engage_cli,
     engage_env,
@@ -57,8 +55,8 @@ from bench.infra import (
     latency_summary,
     machine,
     print_table,
-    redis_for_run,
     run_id,
+    services_for_run,
     stop_process,
     write_results,
 )
@@ -179,8 +177,7 @@ def analyse(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database", choices=["auto", "postgres", "sqlite"], default="auto")
-    p.add_argument("--postgres-url", default=DEFAULT_POSTGRES_ADMIN_URL)
-    p.add_argument("--redis-url", default="", help="a shared Redis under an own prefix (default: own server)")
+    add_service_args(p)
     p.add_argument("--members", type=int, default=5000, help="members, each with one websocket")
     p.add_argument("--client-procs", type=int, default=2, help="websocket client processes")
     p.add_argument(
@@ -211,10 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"benchmark": "live_messages", "machine": machine()}
 
     with contextlib.ExitStack() as stack:
-        data_dir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-        stack.callback(shutil.rmtree, data_dir, True)
-        db = stack.enter_context(database_for_run(args.database, args.postgres_url, data_dir, rid))
-        redis_url = stack.enter_context(redis_for_run(args.redis_url or None, prefix))
+        data_dir, db, redis_url = services_for_run(stack, args, args.database, rid, prefix)
         print(
             f"live_messages: {db.label}, Redis {redis_url.split('@')[-1]}, 2 instances, "
             f"{args.members:,} websockets from {args.client_procs} client process(es), "

@@ -332,18 +332,16 @@ async def post_alone(
     _check_posting(currency, amount, reason, source, idempotency_key, None)
     details = details or {}
     if ctx.settings.is_sqlite:
-        async with ctx.db.transaction() as session:
-            return await post(
-                ctx,
-                session,
-                member_id,
-                currency=currency,
-                amount=amount,
-                reason=reason,
-                source=source,
-                idempotency_key=idempotency_key,
-                details=details,
-            )
+        posted = await award(
+            ctx,
+            member_id,
+            amounts={currency: amount},
+            reason=reason,
+            source=source,
+            idempotency_key=idempotency_key,
+            details=details,
+        )
+        return posted[0]
     async with ctx.db.engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         async with driver.transaction():
