@@ -18,7 +18,7 @@ migrate: $(STAMP)
 	$(BIN)/engage migrate
 
 demo: migrate
-	$(BIN)/engage content validate
+	$(BIN)/engage content publish --note "make run"
 	$(BIN)/engage demo
 
 run: demo

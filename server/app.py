@@ -16,7 +16,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from server import domains
 from server.auth import provide_api_client, provide_member_id
 from server.config import Settings, get_settings
-from server.content import loader
+from server.content.service import ContentWatcher, startup_content
 from server.context import Context
 from server.db import Database
 from server.errors import exception_handlers
@@ -39,15 +39,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        # Content first: a server with invalid content refuses to start and says why.
-        content = loader.load(settings.content_dir)
+        # Content first: the newest published version, else the files; a server with invalid
+        # content refuses to start and says why.
+        db = Database(settings)
+        try:
+            content = await startup_content(settings.content_dir, db)
+        except BaseException:
+            await db.dispose()
+            raise
         redis = RedisHandle(settings)
         redis.start()
-        ctx = Context(settings=settings, db=Database(settings), redis=redis)
+        ctx = Context(settings=settings, db=db, redis=redis)
         ctx.content = content
+        watcher = ContentWatcher(ctx)
         ctx.outbox = Outbox(ctx)
         ctx.hub = Hub(ctx)
         await ctx.hub.start()
+        watcher.start()
         ctx.scheduler = Scheduler(ctx)
         if settings.scheduler_enabled:
             ctx.scheduler.start()
@@ -57,11 +65,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # full passes, which otherwise stall every request and socket for up to hundreds of ms.
         gc.collect()
         gc.freeze()
-        log.info("server_started", database=(settings.is_sqlite and "sqlite") or "postgresql")
+        log.info(
+            "server_started",
+            database=(settings.is_sqlite and "sqlite") or "postgresql",
+            content=f"version {content.version}" if content.version else str(settings.content_dir),
+        )
         try:
             yield
         finally:
             await ctx.scheduler.stop()
+            await watcher.stop()
             await ctx.outbox.close()
             await ctx.hub.stop()
             await ctx.db.dispose()

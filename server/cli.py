@@ -65,11 +65,21 @@ def serve(
         typer.echo("several workers share one Redis: set ENGAGE_REDIS_URL", err=True)
         raise typer.Exit(2)
     from server import domains
-    from server.content.loader import ContentInvalid, load
+    from server.content.loader import ContentInvalid
+    from server.content.service import startup_content
+    from server.db import Database
 
     domains.load()
+
+    async def check_content() -> None:
+        db = Database(settings)
+        try:
+            await startup_content(settings.content_dir, db)
+        finally:
+            await db.dispose()
+
     try:
-        load(settings.content_dir)
+        asyncio.run(check_content())
     except ContentInvalid as exc:
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -181,6 +191,93 @@ def content_validate(
         typer.echo(f"{len(issues)} problem(s) in {root}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{root}: valid")
+
+
+@content_app.command("publish")
+def content_publish(
+    path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)"),
+    note: str = typer.Option(None, help="why: shown in `engage content versions`"),
+    by: str = typer.Option(None, help="who publishes (default the system user)"),
+) -> None:
+    """Validate the content and publish it as a new version; every instance switches within seconds.
+
+    Invalid content is never published: every problem is printed and the exit code is 1.
+    """
+    import getpass
+
+    from server import domains
+    from server.content.loader import ContentInvalid, read_files
+    from server.content.service import publish
+
+    domains.load()  # the kinds of content, and so which files to read
+    settings = get_settings()
+    root = path or settings.content_dir
+    if not root.is_dir():
+        typer.echo(f"{root}: content directory not found", err=True)
+        raise typer.Exit(1)
+    files = read_files(root)
+
+    async def run(ctx: Any) -> tuple[int, bool]:
+        return await publish(ctx, files, by=by or getpass.getuser(), note=note, origin=str(root))
+
+    try:
+        version, new = _with_context(settings, run, redis=bool(settings.redis_url))
+    except ContentInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue))
+        typer.echo(f"{len(exc.issues)} problem(s) in {root}: nothing published", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"published version {version}" if new else f"unchanged: version {version} is the same")
+
+
+@content_app.command("versions")
+def content_versions(limit: int = typer.Option(20, min=1, max=1000)) -> None:
+    """The published versions, newest first."""
+    from server.content.service import list_versions
+
+    async def run(ctx: Any) -> list[Any]:
+        return await list_versions(ctx.db, limit)
+
+    for row in _with_context(get_settings(), run):
+        typer.echo(
+            f"{row.version}\t{row.published_at.isoformat(timespec='seconds')}\t{row.published_by}"
+            f"\t{len(row.files)} files\t{row.digest[:12]}\t{row.note or ''}"
+        )
+
+
+@content_app.command("rollback")
+def content_rollback(
+    version: int = typer.Argument(..., help="the version whose files to serve again"),
+    by: str = typer.Option(None, help="who rolls back (default the system user)"),
+) -> None:
+    """Publish the files of an earlier version again, as the newest version."""
+    import getpass
+
+    from server.content.loader import ContentInvalid
+    from server.content.service import get_version, publish
+
+    async def run(ctx: Any) -> tuple[int, bool] | None:
+        row = await get_version(ctx.db, version)
+        if row is None:
+            return None
+        return await publish(ctx, row.files, by=by or getpass.getuser(), note=f"rollback to {version}")
+
+    try:
+        result = _with_context(get_settings(), run, redis=bool(get_settings().redis_url))
+    except ContentInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue))
+        typer.echo(f"version {version} no longer passes the checks: nothing published", err=True)
+        raise typer.Exit(1) from None
+    if result is None:
+        typer.echo(f"no version {version}", err=True)
+        raise typer.Exit(1)
+    new_version, new = result
+    typer.echo(
+        f"published version {new_version} (the files of {version})"
+        if new
+        else f"unchanged: version {new_version} is the same"
+    )
 
 
 @content_app.command("schema")

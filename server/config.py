@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     realtime_history_ttl_seconds: int = 7 * 24 * 3600
     realtime_send_queue: int = 256  # messages waiting for one socket before it is dropped as slow
     outbox_drain_seconds: float = 2.0
+    # How often an instance looks for newly published content when the Redis message is missed.
+    content_poll_seconds: float = 5.0
     outbox_claim_seconds: float = 30.0
     scheduler_enabled: bool = True
     checkin_upkeep_seconds: float = 600.0  # streak upkeep and "at risk" messages, once per period

@@ -141,3 +141,14 @@ def insert_ignore(session: AsyncSession, table: sa.Table | Any) -> Any:
     if name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def insert_or_touch(session: AsyncSession, table: sa.Table, keys: list[str], touch: str) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET touch = excluded.touch, for the session's dialect.
+
+    With RETURNING it yields every row, new or existing, each one locked by this transaction in the
+    order of the VALUES: a way to create-and-lock many rows in one statement without deadlocks.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    return stmt.on_conflict_do_update(index_elements=keys, set_={touch: stmt.excluded[touch]})

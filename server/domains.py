@@ -9,11 +9,14 @@ DOMAIN_MODULES = [
     "server.outbox",
     "server.realtime.hub",
     "server.events.dispatch",
+    "server.events.catalog",
+    "server.events.jobs",
     "server.ledger.earning",
     "server.ledger.jobs",
     "server.tasks.content",
     "server.tasks.events",
     "server.tasks.jobs",
+    "server.tasks.quest_content",
 ]
 
 
@@ -28,7 +31,7 @@ def route_handlers() -> list[Any]:
     from server.members.routes import MembersController
     from server.ops import health, metrics, ready
     from server.realtime.routes import live
-    from server.tasks.routes import CheckinsController
+    from server.tasks.routes import CheckinsController, QuestsController
 
     return [
         health,
@@ -38,6 +41,7 @@ def route_handlers() -> list[Any]:
         LedgerController,
         EventsController,
         CheckinsController,
+        QuestsController,
         live,
     ]
 
@@ -52,5 +56,6 @@ def models() -> None:
         "server.auth",
         "server.scheduler",
         "server.tasks.models",
+        "server.content.models",
     ):
         importlib.import_module(name)

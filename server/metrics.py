@@ -42,3 +42,9 @@ RATE_LIMITED = Counter(
     "engage_rate_limited_total", "Requests refused by rate limits", ["scope"], registry=REGISTRY
 )
 JOB_RUNS = Counter("engage_job_runs_total", "Scheduled job runs", ["job", "outcome"], registry=REGISTRY)
+CONTENT_VERSION = Gauge(
+    "engage_content_version", "Published content version serving (0: files on disk)", registry=REGISTRY
+)
+QUEST_COMPLETIONS = Counter(
+    "engage_quest_completions_total", "Quests and quest steps completed", ["what"], registry=REGISTRY
+)

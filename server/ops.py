@@ -33,7 +33,12 @@ async def ready(ctx: Context) -> Response[dict[str, object]]:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     return Response(
-        {"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        {
+            "status": "ready" if ok else "unavailable",
+            "checks": checks,
+            "content": {"version": ctx.content.version, "digest": ctx.content.digest[:12]},
+        },
+        status_code=200 if ok else 503,
     )
 
 

@@ -182,3 +182,37 @@ def as_member(token_for):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def as_brand(api_key: str) -> dict[str, str]:
     return {"X-Api-Key": api_key}
+
+
+@pytest.fixture
+def own_settings(settings: Settings) -> Iterator[Settings]:
+    """Settings on a database of the test's own, migrated (SQLite file, or a fresh PostgreSQL database),
+    and a Redis key prefix of its own.
+
+    For a test whose data must not meet the run's: a server on its own Redis (were it to share the
+    run's SQL, another instance's outbox drain could deliver its messages to the run's Redis
+    instead), or published content versions, which every server on a database serves.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="engage-own-"))
+    admin_url = os.environ.get("ENGAGE_TEST_DATABASE_URL")
+    db = PostgresDatabase(admin_url, f"engage_own_{uuid.uuid4().hex[:10]}").create() if admin_url else None
+    url = db.url if db is not None else f"sqlite+aiosqlite:///{tmp / 'own.db'}"
+    prefix = f"{settings.redis_prefix}own-{uuid.uuid4().hex[:8]}:"
+    own = settings.model_copy(update={"data_dir": tmp, "database_url": url, "redis_prefix": prefix})
+    own.__dict__.pop("resolved_database_url", None)  # a cached property of the copied settings
+    try:
+        upgrade(own)
+        yield own
+    finally:
+        if db is not None:
+            db.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def no_quests(ctx: Context) -> Iterator[None]:
+    """Serve the repository's content without its quests, for tests that count a domain's own awards."""
+    from tests.tasks.quest_support import serving, store_of
+
+    with serving(ctx, store_of("quests: []\n")):
+        yield

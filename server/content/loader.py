@@ -7,9 +7,11 @@ needs one, a check across kinds (a reward naming an unknown badge, say).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +54,32 @@ class Document:
 
 
 CrossCheck = Callable[["ContentStore"], list[ContentIssue]]
+Combine = Callable[[list[tuple[str, Any]]], Any]
 
 
 @dataclass
 class ContentKind:
+    """A kind of content: one file (`filename`) or a folder of YAML files (`filename` ends in '/')."""
+
     name: str
     filename: str  # relative to the content dir
     model: type[BaseModel]
     required: bool = False
     check: CrossCheck | None = None
+    # For a folder: the kind's value from each file's (relative path, validated model), in file order.
+    combine: Combine | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.filename.endswith("/")
 
 
 _kinds: dict[str, ContentKind] = {}
 
 
 def register_kind(kind: ContentKind) -> ContentKind:
+    if kind.is_folder and kind.combine is None:
+        raise ValueError(f"content kind {kind.name}: a folder needs a combine function")
     _kinds[kind.name] = kind
     return kind
 
@@ -116,47 +129,98 @@ def parse_yaml(path: Path, text: str | None = None) -> Document:
 
 @dataclass
 class ContentStore:
-    """Validated content, by kind name."""
+    """Validated content, by kind name, with the parsed files kept for the checks across kinds."""
 
-    root: Path
+    origin: str  # where the files came from: a directory, or "version N"
     items: dict[str, Any] = field(default_factory=dict)
+    docs: dict[str, Document] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    version: int | None = None  # the published version serving, None for files read from disk
 
     def get(self, name: str) -> Any:
         return self.items.get(name)
 
+    @cached_property
+    def digest(self) -> str:
+        return digest(self.files)
 
-def _validate_kind(root: Path, kind: ContentKind) -> tuple[Any, list[ContentIssue]]:
-    path = root / kind.filename
-    rel = str(path)
-    if not path.exists():
-        if kind.required:
-            return None, [ContentIssue(rel, 0, "", "file is missing")]
-        return kind.model.model_validate({}), []
+    def where(self, rel: str) -> str:
+        return f"{self.origin}/{rel}" if self.origin else rel
+
+    def issue(self, rel: str, loc: tuple[str | int, ...], message: str) -> ContentIssue:
+        """A problem at `loc` within the file `rel`, with its line, for the checks across kinds."""
+        doc = self.docs.get(rel)
+        line = doc.line_of(loc) if doc else 0
+        return ContentIssue(self.where(rel), line, ".".join(str(p) for p in loc), message)
+
+
+def digest(files: dict[str, str]) -> str:
+    """One fingerprint of a set of files: equal content publishes no new version."""
+    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+
+
+def read_files(root: Path) -> dict[str, str]:
+    """The text of every content file the registered kinds read, by path relative to `root`."""
+    files: dict[str, str] = {}
+    for kind in _kinds.values():
+        if kind.is_folder:
+            folder = root / kind.filename
+            if folder.is_dir():
+                for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+                    files[f"{kind.filename}{path.name}"] = path.read_text()
+        elif (root / kind.filename).is_file():
+            files[kind.filename] = (root / kind.filename).read_text()
+    return files
+
+
+def _parse(store: ContentStore, rel: str, model: type[BaseModel]) -> tuple[Any, list[ContentIssue]]:
+    where = store.where(rel)
     try:
-        doc = parse_yaml(path)
+        doc = parse_yaml(Path(rel), store.files[rel])
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
-        return None, [ContentIssue(rel, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        return None, [ContentIssue(where, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    store.docs[rel] = doc
     data = doc.data if doc.data is not None else {}
     try:
-        return kind.model.model_validate(data), []
+        return model.model_validate(data), []
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            issues.append(ContentIssue(rel, doc.line_of(loc), ".".join(str(p) for p in loc), err["msg"]))
+            issues.append(ContentIssue(where, doc.line_of(loc), ".".join(str(p) for p in loc), err["msg"]))
         return None, issues
 
 
-def validate(root: Path) -> tuple[ContentStore, list[ContentIssue]]:
-    """Load every registered kind from `root`; return the store and every problem found."""
-    store = ContentStore(root)
+def _validate_kind(store: ContentStore, kind: ContentKind) -> tuple[Any, list[ContentIssue]]:
+    if kind.is_folder:
+        assert kind.combine is not None
+        parsed: list[tuple[str, Any]] = []
+        issues: list[ContentIssue] = []
+        for rel in sorted(r for r in store.files if r.startswith(kind.filename)):
+            value, found = _parse(store, rel, kind.model)
+            issues.extend(found)
+            if value is not None:
+                parsed.append((rel, value))
+        if kind.required and not parsed and not issues:
+            issues.append(ContentIssue(store.where(kind.filename), 0, "", "no files in this folder"))
+        return (None if issues else kind.combine(parsed)), issues
+    if kind.filename not in store.files:
+        if kind.required:
+            return None, [ContentIssue(store.where(kind.filename), 0, "", "file is missing")]
+        return kind.model.model_validate({}), []
+    return _parse(store, kind.filename, kind.model)
+
+
+def validate_files(
+    files: dict[str, str], origin: str = "", version: int | None = None
+) -> tuple[ContentStore, list[ContentIssue]]:
+    """Validate a set of content files (by relative path); return the store and every problem found."""
+    store = ContentStore(origin, files=dict(files), version=version)
     issues: list[ContentIssue] = []
-    if not root.is_dir():
-        return store, [ContentIssue(str(root), 0, "", "content directory not found")]
     for kind in _kinds.values():
-        value, found = _validate_kind(root, kind)
+        value, found = _validate_kind(store, kind)
         issues.extend(found)
         if value is not None:
             store.items[kind.name] = value
@@ -164,7 +228,14 @@ def validate(root: Path) -> tuple[ContentStore, list[ContentIssue]]:
         for kind in _kinds.values():
             if kind.check:
                 issues.extend(kind.check(store))
-    return store, sorted(issues)
+    return store, sorted(set(issues))
+
+
+def validate(root: Path) -> tuple[ContentStore, list[ContentIssue]]:
+    """Load every registered kind from the directory `root`; return the store and every problem."""
+    if not root.is_dir():
+        return ContentStore(str(root)), [ContentIssue(str(root), 0, "", "content directory not found")]
+    return validate_files(read_files(root), str(root))
 
 
 def load(root: Path) -> ContentStore:
@@ -177,7 +248,7 @@ def load(root: Path) -> ContentStore:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schema of every kind, so that editors can check files as they are typed."""
-    return {k.filename: k.model.model_json_schema() for k in _kinds.values()}
+    return {k.filename.rstrip("/"): k.model.model_json_schema() for k in _kinds.values()}
 
 
 def dump_schemas(out_dir: Path) -> list[Path]:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db import insert_ignore, utcnow
+from server.events.models import DispatchedEvent
 from server.outbox import effect
 
 if TYPE_CHECKING:
@@ -45,11 +47,16 @@ class DomainEvent:
 # Handlers run inside the dispatch transaction: they write through services that take the session
 # (the ledger's `post`) and never commit themselves.
 Handler = Callable[["Context", AsyncSession, DomainEvent], Awaitable[None]]
+# A handler that takes a run of events at once (in member order), and says which types it wants
+# under the content serving now.
+BatchHandler = Callable[["Context", AsyncSession, list[DomainEvent]], Awaitable[None]]
+Wants = Callable[["Context", str], bool]
 PropertyCheck = Callable[[dict[str, Any]], str | None]
 
 _handlers: dict[str, list[Handler]] = {}
+_batch_handlers: list[tuple[BatchHandler, Wants]] = []
 _property_checks: dict[str, PropertyCheck] = {}
-_internal: set[str] = set()
+_internal: dict[str, dict[str, str]] = {}
 
 
 def on(*event_types: str) -> Callable[[Handler], Handler]:
@@ -64,18 +71,35 @@ def on(*event_types: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def on_batch(wants: Wants) -> Callable[[BatchHandler], BatchHandler]:
+    """Register a handler for runs of events of the types `wants(ctx, type)` accepts."""
+
+    def register(fn: BatchHandler) -> BatchHandler:
+        if all(fn is not h for h, _ in _batch_handlers):
+            _batch_handlers.append((fn, wants))
+        return fn
+
+    return register
+
+
 def declare_properties(event_type: str, check: PropertyCheck) -> None:
     """A domain states what properties an event type must carry; `check` returns a reason or None."""
     _property_checks[event_type] = check
 
 
-def declare_internal(*event_types: str) -> None:
-    """Event types only the server's own domains emit: the brand's systems cannot send them."""
-    _internal.update(event_types)
+def declare_internal(event_type: str, properties: dict[str, str] | None = None) -> None:
+    """An event type only the server's own domains emit (the brand's systems cannot send it),
+    with the type of each property it carries ('string', 'number', 'integer', 'boolean'), so that
+    content (quests, badges) can filter on them and be checked."""
+    _internal[event_type] = dict(properties or {})
 
 
 def is_internal(event_type: str) -> bool:
     return event_type in _internal
+
+
+def internal_properties(event_type: str) -> dict[str, str]:
+    return _internal.get(event_type, {})
 
 
 def check_properties(event_type: str, properties: dict[str, Any]) -> str | None:
@@ -87,6 +111,10 @@ def handlers_for(event_type: str) -> list[Handler]:
     return [*_handlers.get(event_type, []), *_handlers.get("*", [])]
 
 
+def _wanted(ctx: Context, event_type: str) -> bool:
+    return bool(handlers_for(event_type)) or any(w(ctx, event_type) for _, w in _batch_handlers)
+
+
 def emit(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
     """Hand an event to every domain after the caller's transaction commits."""
     ctx.outbox.add(session, "dispatch", event.to_payload())
@@ -94,18 +122,39 @@ def emit(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
 
 @effect("dispatch")
 async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
-    """Hand events to their handlers, a run of events in one transaction.
+    """Hand events to their handlers, a run of events in one transaction, each event once.
 
     Events are taken member by member (in order within a member) so that two runs lock members'
-    rows in the same order and cannot deadlock.
+    rows in the same order and cannot deadlock. A receipt per event, written in the same
+    transaction, makes a second delivery (a replayed outbox row, two instances draining at once)
+    change nothing: the second waits on the first's receipt and then skips the event.
     """
-    events = sorted(
-        (e for e in (DomainEvent.from_payload(p) for _, p in items) if handlers_for(e.type)),
-        key=lambda e: e.member_id,
-    )
+    seen: set[str] = set()
+    events: list[DomainEvent] = []
+    for _, payload in items:
+        event = DomainEvent.from_payload(payload)
+        if event.event_id not in seen and _wanted(ctx, event.type):
+            seen.add(event.event_id)
+            events.append(event)
     if not events:
-        return  # nobody listens to these yet
+        return  # nobody listens to these
+    events.sort(key=lambda e: (e.member_id, e.occurred_at))
     async with ctx.db.transaction() as session:
+        now = utcnow()
+        fresh = set(
+            (
+                await session.execute(
+                    insert_ignore(session, DispatchedEvent.__table__)
+                    .values([{"event_id": e.event_id, "dispatched_at": now} for e in events])
+                    .returning(DispatchedEvent.__table__.c.event_id)
+                )
+            ).scalars()
+        )
+        events = [e for e in events if e.event_id in fresh]
         for event in events:
             for handler in handlers_for(event.type):
                 await handler(ctx, session, event)
+        for batch_handler, wants in _batch_handlers:
+            wanted = [e for e in events if wants(ctx, e.type)]
+            if wanted:
+                await batch_handler(ctx, session, wanted)

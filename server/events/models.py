@@ -20,3 +20,12 @@ class MemberEvent(SQLModel, table=True):
     properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     source: str = Field(max_length=64)
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class DispatchedEvent(SQLModel, table=True):
+    """An event handed to the domains: the receipt that makes a second delivery change nothing."""
+
+    __tablename__ = "dispatched_events"
+
+    event_id: str = Field(primary_key=True, max_length=200)
+    dispatched_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
+from server.events.catalog import EventCatalog
 from server.events.dispatch import DomainEvent, check_properties, emit, is_internal
 from server.events.models import MemberEvent
 from server.events.schemas import EventsOut, RejectedEvent
@@ -29,7 +30,7 @@ class _Reject(Exception):
         self.code, self.reason = code, reason
 
 
-def _parse(raw: Any, now: datetime) -> DomainEvent:
+def _parse(raw: Any, now: datetime, catalog: EventCatalog) -> DomainEvent:
     if not isinstance(raw, dict):
         raise _Reject("invalid_event", "An event is a JSON object.")
     unknown = set(raw) - FIELDS
@@ -48,6 +49,12 @@ def _parse(raw: Any, now: datetime) -> DomainEvent:
         raise _Reject(
             "reserved_type", f"`{raw['type']}` events come from the server itself, not from outside."
         )
+    event_type = catalog.types.get(raw["type"])
+    if event_type is None:
+        raise _Reject(
+            "unknown_type",
+            f"`{raw['type']}` is not an event type of this program (content/events.yaml names them).",
+        )
     try:
         occurred_at = datetime.fromisoformat(raw["occurred_at"])
     except ValueError:
@@ -65,7 +72,7 @@ def _parse(raw: Any, now: datetime) -> DomainEvent:
         properties = {}
     if not isinstance(properties, dict):
         raise _Reject("invalid_properties", "properties is a JSON object.")
-    reason = check_properties(raw["type"], properties)
+    reason = event_type.problem(properties) or check_properties(raw["type"], properties)
     if reason:
         raise _Reject("invalid_properties", reason)
     return DomainEvent(
@@ -86,11 +93,12 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
     if len(raw_events) > limit:
         raise ProblemError(413, "batch_too_large", f"A batch holds at most {limit} events; send several.")
     now = utcnow()
+    catalog: EventCatalog = ctx.content.get("events")
     rejected: list[RejectedEvent] = []
     valid: list[DomainEvent] = []
     for index, raw in enumerate(raw_events):
         try:
-            valid.append(_parse(raw, now))
+            valid.append(_parse(raw, now, catalog))
         except _Reject as r:
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
             rejected.append(

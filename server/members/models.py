@@ -13,6 +13,8 @@ class Member(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     display_name: str | None = Field(default=None, max_length=100)
     timezone: str = Field(default="UTC", max_length=64)
+    # Set by the tier ladder, or by the brand's systems where they run their own.
+    tier: str | None = Field(default=None, max_length=32)
     birthday: date | None = None
     signed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

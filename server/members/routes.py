@@ -46,7 +46,7 @@ class MembersController(Controller):
             member_id=member.id,
             display_name=member.display_name,
             timezone=member.timezone,
-            tier=None,
+            tier=member.tier,
             points=money["points"],
             growth=money["growth"],
             streak=streak,

@@ -10,12 +10,14 @@ class MemberIn(msgspec.Struct, forbid_unknown_fields=True):
     timezone: str | None = None
     birthday: date | None = None
     signed_up_at: datetime | None = None
+    tier: str | None = None
 
 
 class MemberOut(msgspec.Struct):
     member_id: str
     display_name: str | None
     timezone: str
+    tier: str | None
     birthday: date | None
     signed_up_at: datetime | None
     created_at: datetime

@@ -19,6 +19,8 @@ from server.members.schemas import MemberIn, MemberOut
 if TYPE_CHECKING:
     from server.context import Context
 
+# The ladder when content names none: the lowest first. A member without a tier is on the first.
+DEFAULT_TIERS = ("regular", "silver", "gold", "diamond")
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
 _ZONES: set[str] | None = None
 
@@ -49,11 +51,18 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def tier_ladder(ctx: Context) -> list[str]:
+    """The tiers, lowest first: from content once it names a ladder, else the default one."""
+    tiers = ctx.content.get("tiers")
+    return list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
+
+
 def to_out(m: Member) -> MemberOut:
     return MemberOut(
         member_id=m.id,
         display_name=m.display_name,
         timezone=m.timezone,
+        tier=m.tier,
         birthday=m.birthday,
         signed_up_at=m.signed_up_at,
         created_at=m.created_at,
@@ -128,6 +137,12 @@ async def upsert_member(
         raise ProblemError(400, "invalid_display_name", "A display name is 1 to 100 characters.")
     if data.signed_up_at is not None and data.signed_up_at.tzinfo is None:
         raise ProblemError(400, "invalid_signed_up_at", "signed_up_at needs a UTC offset (ISO 8601).")
+    if data.tier is not None:
+        ladder = tier_ladder(ctx)
+        if data.tier not in ladder:
+            raise ProblemError(
+                400, "invalid_tier", f"'{data.tier}' is not a tier; the ladder is {', '.join(ladder)}."
+            )
     created = await ensure_member(session, member_id)
     member = await session.get(Member, member_id, with_for_update=True, populate_existing=True)
     assert member is not None
@@ -148,6 +163,8 @@ async def upsert_member(
             ),
         )
         member.timezone = data.timezone
+    if data.tier is not None:
+        member.tier = data.tier
     if data.birthday is not None:
         member.birthday = data.birthday
     if data.signed_up_at is not None:

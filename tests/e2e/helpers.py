@@ -183,10 +183,11 @@ def check_envelope(msg: dict[str, Any]) -> None:
 
 
 class Live:
-    """A member's websocket and what it received so far."""
+    """A member's websocket and what it received so far (less the types it was told to ignore)."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, ignore: tuple[str, ...] = ()) -> None:
         self.ws = ws
+        self.ignore = ignore  # prefixes of message types to skip, like "quest."
         self.received: list[dict[str, Any]] = []
 
     @property
@@ -194,11 +195,14 @@ class Live:
         return self.received[-1]["id"] if self.received else None
 
     async def next(self, within: float = WAIT) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), within)
-        msg = json.loads(raw)
-        check_envelope(msg)
-        self.received.append(msg)
-        return msg  # type: ignore[no-any-return]
+        deadline = time.monotonic() + within
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), max(deadline - time.monotonic(), 0.01))
+            msg = json.loads(raw)
+            check_envelope(msg)
+            if not msg["type"].startswith(self.ignore) or not self.ignore:
+                self.received.append(msg)
+                return msg  # type: ignore[no-any-return]
 
     async def take(self, n: int, within: float = WAIT) -> list[dict[str, Any]]:
         """The next `n` messages."""
@@ -241,9 +245,15 @@ def ws_url(base_ws_url: str, token: str | None = None, since: str | None = None)
 
 @asynccontextmanager
 async def live(
-    base_ws_url: str, token: str | None = None, *, since: str | None = None, bearer: str | None = None
+    base_ws_url: str,
+    token: str | None = None,
+    *,
+    since: str | None = None,
+    bearer: str | None = None,
+    ignore: tuple[str, ...] = (),
 ) -> AsyncIterator[Live]:
-    """Open the member's live socket (token in the query string, or as `Authorization: Bearer`)."""
+    """Open the member's live socket (token in the query string, or as `Authorization: Bearer`);
+    messages whose type starts with one of `ignore` are skipped."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     try:
         ws = await connect(
@@ -258,7 +268,7 @@ async def live(
             f"websocket handshake refused: HTTP {exc.response.status_code} {exc.response.body!r}"
         ) from exc
     async with ws:
-        yield Live(ws)
+        yield Live(ws, ignore)
 
 
 async def close_of(

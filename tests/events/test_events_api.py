@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from server.events.models import MemberEvent
 from tests.support import unique
+
+# Balances here are this domain's own: no quest rewards for what the tests do.
+pytestmark = pytest.mark.usefixtures("no_quests")
 
 NOW = datetime.now(UTC).isoformat()
 

@@ -20,6 +20,9 @@ from server.tasks.jobs import streak_upkeep, streaks_at_risk
 from server.tasks.models import StreakState
 from tests.support import unique
 
+# Balances here are the check-ins' own: no quest rewards for the check-ins made.
+pytestmark = pytest.mark.usefixtures("no_quests")
+
 
 def at(zone: str, y: int, m: int, d: int, hh: int = 12, mm: int = 0, fold: int = 0) -> datetime:
     """A local wall-clock time in `zone`, as a UTC instant."""

@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
+# Balances here are this domain's own: no quest rewards for what the tests do.
+pytestmark = pytest.mark.usefixtures("no_quests")
+
 
 async def test_check_in_twice_and_the_calendar(http, as_member, member_id, ctx):
     headers = as_member(member_id)

@@ -1,0 +1,141 @@
+"""The catalogue of member events (content/events.yaml): which types exist and what they carry.
+
+The brand's systems may only send the types named here, with properties of the declared types;
+the server's own domains declare their event types in code (`declare_internal`). Quests and
+badges name event types and properties, and the content checks hold them to this catalogue.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.events import dispatch
+
+PropertyType = Literal["string", "number", "integer", "boolean"]
+# Names are checked as keys, so that every bad name and every bad entry is reported at once.
+TypeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
+PropertyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PropertySpec(_Strict):
+    type: PropertyType
+    required: bool = False
+    description: str | None = None
+    values: list[str | int | float] | None = Field(default=None, min_length=1, max_length=200)
+    min: float | None = None
+    max: float | None = None
+    max_length: int = Field(default=200, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> PropertySpec:
+        if (self.min is not None or self.max is not None) and self.type not in ("number", "integer"):
+            raise ValueError("min and max apply to number and integer properties only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is above max")
+        if self.values is not None and self.type == "boolean":
+            raise ValueError("a boolean property takes no list of values")
+        return self
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """Why `value` does not fit, or None."""
+        if self.type == "string":
+            if not isinstance(value, str):
+                return f"`{name}` is a string."
+            if len(value) > self.max_length:
+                return f"`{name}` is at most {self.max_length} characters."
+        elif self.type == "boolean":
+            if not isinstance(value, bool):
+                return f"`{name}` is true or false."
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"`{name}` is a number."
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"`{name}` is a finite number."
+            if self.type == "integer" and not (isinstance(value, int) or value.is_integer()):
+                return f"`{name}` is a whole number."
+            if self.min is not None and value < self.min:
+                return f"`{name}` is at least {self.min:g}."
+            if self.max is not None and value > self.max:
+                return f"`{name}` is at most {self.max:g}."
+        if self.values is not None and value not in self.values:
+            return f"`{name}` is one of {', '.join(map(str, self.values))}."
+        return None
+
+
+class EventType(_Strict):
+    description: str | None = None
+    # How the app says one and several of these: "order" / "orders" (used in "2 more orders").
+    noun: str | None = Field(default=None, max_length=40)
+    nouns: str | None = Field(default=None, max_length=40)
+    properties: dict[PropertyName, PropertySpec] = Field(default_factory=dict)
+
+    def problem(self, properties: dict[str, Any]) -> str | None:
+        for name, spec in self.properties.items():
+            if name not in properties or properties[name] is None:
+                if spec.required:
+                    return f"`{name}` is required."
+                continue
+            reason = spec.problem(name, properties[name])
+            if reason:
+                return reason
+        return None
+
+
+def _default_types() -> dict[str, EventType]:
+    return {
+        "purchase": EventType(
+            description="A purchase in a shop, online or in the app.",
+            noun="order",
+            nouns="orders",
+            properties={
+                "amount": PropertySpec(type="number", required=True, min=0),
+                "category": PropertySpec(type="string"),
+                "channel": PropertySpec(type="string"),
+            },
+        )
+    }
+
+
+class EventCatalog(_Strict):
+    types: dict[TypeName, EventType] = Field(default_factory=_default_types)
+
+    def knows(self, event_type: str) -> bool:
+        return event_type in self.types or dispatch.is_internal(event_type)
+
+    def property_type(self, event_type: str, name: str) -> str | None:
+        """The declared type of a property of an event type (from content or from a domain)."""
+        if event_type in self.types:
+            spec = self.types[event_type].properties.get(name)
+            return spec.type if spec else None
+        return dispatch.internal_properties(event_type).get(name)
+
+    def nouns_for(self, event_type: str) -> tuple[str, str]:
+        t = self.types.get(event_type)
+        if t and t.noun:
+            return t.noun, t.nouns or f"{t.noun}s"
+        label = event_type.replace(".", " ").replace("_", " ")
+        return f"{label} event", f"{label} events"
+
+
+def _check(store: ContentStore) -> list[ContentIssue]:
+    catalog: EventCatalog = store.get("events")
+    return [
+        store.issue(
+            "events.yaml",
+            ("types", name),
+            f"`{name}` is an event of the server's own; it cannot be declared here",
+        )
+        for name in catalog.types
+        if dispatch.is_internal(name)
+    ]
+
+
+register_kind(ContentKind(name="events", filename="events.yaml", model=EventCatalog, check=_check))

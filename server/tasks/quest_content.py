@@ -1,0 +1,395 @@
+"""Tasks and quest chains as content (content/quests/*.yaml), with the checks across files.
+
+A task is a quest with one `goal`; a chain is a quest with `steps`, each unlocking when the steps
+it requires (by default the step before it) are done. Goals count member events:
+
+    goal: {event: purchase, count: 3, where: "channel == 'online'"}
+    goal: {event: purchase, sum: amount, target: 500}
+    goal: {event: product_viewed, distinct: category, target: 5}
+    goal: {event: checkin.completed, streak: 3}          # on 3 consecutive local days
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.members.service import DEFAULT_TIERS
+from server.tasks.where import Where, WhereError, compile_where
+
+ID_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Period = Literal["once", "daily", "weekly", "monthly"]
+GoalKind = Literal["count", "sum", "distinct", "streak"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Goal(_Strict):
+    event: str = Field(max_length=64)
+    count: int | None = Field(default=None, ge=1, le=1_000_000)
+    sum: str | None = Field(default=None, max_length=64, description="the numeric property to add up")
+    distinct: str | None = Field(default=None, max_length=64, description="the property to collect")
+    streak: int | None = Field(default=None, ge=1, le=366, description="consecutive local days")
+    target: float | None = Field(default=None, gt=0, le=1e12, description="for sum and distinct")
+    where: str | dict[str, Any] | None = Field(
+        default=None, description="a filter on the event's properties, e.g. \"channel == 'online'\""
+    )
+    _where: Where = PrivateAttr()
+
+    @field_validator("where")
+    @classmethod
+    def _parses(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        try:
+            compile_where(value)
+        except WhereError as exc:
+            at = f" (column {exc.column})" if exc.column else ""
+            raise ValueError(f"{exc.message}{at}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Goal:
+        given = [k for k in ("count", "sum", "distinct", "streak") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a goal has exactly one of count, sum, distinct or streak")
+        if given[0] in ("sum", "distinct"):
+            if self.target is None:
+                raise ValueError(f"a {given[0]} goal needs a target")
+            if given[0] == "distinct" and not float(self.target).is_integer():
+                raise ValueError("a distinct goal's target is a whole number")
+        elif self.target is not None:
+            raise ValueError(f"a {given[0]} goal takes its target from `{given[0]}`; drop `target`")
+        self._where = compile_where(self.where)
+        return self
+
+    @property
+    def kind(self) -> GoalKind:
+        for k in ("count", "sum", "distinct", "streak"):
+            if getattr(self, k) is not None:
+                return k  # type: ignore[return-value]
+        raise AssertionError
+
+    @property
+    def goal_target(self) -> float:
+        if self.count is not None:
+            return self.count
+        if self.streak is not None:
+            return self.streak
+        assert self.target is not None
+        return self.target
+
+    @property
+    def property(self) -> str | None:
+        return self.sum or self.distinct
+
+    def accepts(self, event_type: str, properties: dict[str, Any]) -> bool:
+        return event_type == self.event and self._where.matches(properties)
+
+
+class Reward(_Strict):
+    points: int = Field(default=0, ge=0, le=1_000_000)
+    growth: int = Field(default=0, ge=0, le=1_000_000)
+    badge: str | None = Field(default=None, max_length=64)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.points or self.growth or self.badge)
+
+
+class RemainingText(_Strict):
+    one: str = Field(max_length=200)
+    other: str = Field(max_length=200)
+
+
+class Step(_Strict):
+    id: str = Field(pattern=ID_RE)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+    goal: Goal
+    # Steps that must be done first; by default the step before it (none for the first).
+    requires: list[str] | None = None
+    reward: Reward = Reward()
+    # What is left, for the app: "{remaining} more orders to unlock the coupon" ({target} and
+    # {progress} too); `one` / `other` for the singular and the plural.
+    remaining_text: str | RemainingText | None = None
+
+
+class Window(_Strict):
+    start: datetime | None = None
+    end: datetime | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"`{value}` is not an IANA time zone (like Europe/Paris)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        zone = ZoneInfo(self.timezone)
+        if self.start is not None and self.start.tzinfo is None:
+            self.start = self.start.replace(tzinfo=zone)
+        if self.end is not None and self.end.tzinfo is None:
+            self.end = self.end.replace(tzinfo=zone)
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("the window ends before it starts")
+        return self
+
+    def opens_after(self, at: datetime) -> bool:
+        return self.start is not None and at < self.start
+
+    def closed_at(self, at: datetime) -> bool:
+        return self.end is not None and at >= self.end
+
+
+class Quest(_Strict):
+    id: str = Field(pattern=ID_RE)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    period: Period = Field(default="once", description="progress resets each local day, week or month")
+    times: int = Field(default=1, ge=1, le=1000, description="completions allowed per period")
+    available: Window | None = None
+    tiers: list[str] | None = Field(default=None, description="only members of these tiers")
+    requires: list[str] = Field(default_factory=list, description="quests to complete first")
+    goal: Goal | None = None
+    steps: list[Step] | None = Field(default=None, min_length=1, max_length=50)
+    reward: Reward = Reward()
+    remaining_text: str | RemainingText | None = None
+    _steps: list[Step] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _task_or_chain(self) -> Quest:
+        if (self.goal is None) == (self.steps is None):
+            raise ValueError("a quest has either a `goal` (a task) or `steps` (a chain)")
+        if self.steps is not None:
+            if self.remaining_text is not None:
+                raise ValueError("a chain's steps carry their own remaining_text")
+            ids = [s.id for s in self.steps]
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise ValueError(f"step ids are unique within a quest: {', '.join(dup)}")
+            self._steps = self.steps
+        else:
+            assert self.goal is not None
+            self._steps = [
+                Step(id=self.id, title=self.title, goal=self.goal, remaining_text=self.remaining_text)
+            ]
+        return self
+
+    @property
+    def is_chain(self) -> bool:
+        return self.steps is not None
+
+    @property
+    def all_steps(self) -> list[Step]:
+        """The steps; a task is one step that bears the quest's id."""
+        return self._steps
+
+    def step_requires(self, index: int) -> list[str]:
+        step = self.all_steps[index]
+        if step.requires is not None:
+            return step.requires
+        return [self.all_steps[index - 1].id] if index else []
+
+    def open_at(self, at: datetime) -> bool:
+        w = self.available
+        return w is None or not (w.opens_after(at) or w.closed_at(at))
+
+
+class QuestFile(_Strict):
+    quests: list[Quest] = Field(default_factory=list)
+
+
+@dataclass
+class QuestCatalog:
+    """Every quest of every file, in file order, with an index by the event types they count."""
+
+    quests: dict[str, Quest] = field(default_factory=dict)
+    # Where each quest is written: (file, its location within the file).
+    places: dict[str, tuple[str, tuple[str | int, ...]]] = field(default_factory=dict)
+    duplicates: list[tuple[str, tuple[str | int, ...], str]] = field(default_factory=list)
+    by_event: dict[str, list[Quest]] = field(default_factory=dict)
+
+    def get(self, quest_id: str) -> Quest | None:
+        return self.quests.get(quest_id)
+
+
+def _combine(files: list[tuple[str, QuestFile]]) -> QuestCatalog:
+    catalog = QuestCatalog()
+    for rel, qf in files:
+        for i, quest in enumerate(qf.quests):
+            loc: tuple[str | int, ...] = ("quests", i)
+            if quest.id in catalog.quests:
+                catalog.duplicates.append((rel, (*loc, "id"), quest.id))
+                continue
+            catalog.quests[quest.id] = quest
+            catalog.places[quest.id] = (rel, loc)
+            for event_type in {s.goal.event for s in quest.all_steps}:
+                catalog.by_event.setdefault(event_type, []).append(quest)
+    return catalog
+
+
+def _step_loc(quest: Quest, base: tuple[str | int, ...], index: int) -> tuple[str | int, ...]:
+    return (*base, "steps", index) if quest.is_chain else base
+
+
+def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One cycle of the graph (as a path that returns to its start), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt in graph and state.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+_LITERAL_TYPES = {"string": (str,), "number": (int, float), "integer": (int, float), "boolean": (bool,)}
+
+
+def _check_goal(store: ContentStore, rel: str, loc: tuple[str | int, ...], goal: Goal) -> list[ContentIssue]:
+    from server.events.catalog import EventCatalog
+
+    events: EventCatalog = store.get("events")
+    if not events.knows(goal.event):
+        known = sorted([*events.types])
+        return [
+            store.issue(
+                rel,
+                (*loc, "goal", "event"),
+                f"unknown event type `{goal.event}` (content/events.yaml names: {', '.join(known)};"
+                " or one of the server's own, like checkin.completed)",
+            )
+        ]
+    issues = []
+    if goal.property is not None:
+        ptype = events.property_type(goal.event, goal.property)
+        key = "sum" if goal.sum else "distinct"
+        if ptype is None:
+            issues.append(
+                store.issue(rel, (*loc, "goal", key), f"`{goal.event}` has no property `{goal.property}`")
+            )
+        elif goal.sum and ptype not in ("number", "integer"):
+            issues.append(
+                store.issue(rel, (*loc, "goal", key), f"`{goal.property}` is a {ptype}; a sum needs a number")
+            )
+    for ref in goal._where.refs:
+        top = ref.property.split(".")[0]
+        ptype = events.property_type(goal.event, top)
+        if ptype is None:
+            issues.append(
+                store.issue(rel, (*loc, "goal", "where"), f"`{goal.event}` has no property `{ref.property}`")
+            )
+            continue
+        if "." in ref.property:
+            continue  # nested values are not declared: nothing more to check
+        allowed = _LITERAL_TYPES[ptype]
+        for value in ref.values:
+            fits = isinstance(value, allowed) and (ptype == "boolean" or not isinstance(value, bool))
+            if not fits:
+                issues.append(
+                    store.issue(
+                        rel,
+                        (*loc, "goal", "where"),
+                        f"`{ref.property}` is a {ptype}; it is compared with {value!r}",
+                    )
+                )
+    return issues
+
+
+def _known_badges(store: ContentStore) -> set[str]:
+    badges = store.get("badges")
+    return set(badges.ids()) if badges is not None else set()
+
+
+def _known_tiers(store: ContentStore) -> list[str]:
+    tiers = store.get("tiers")
+    return list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
+
+
+def _check_reward(
+    store: ContentStore, rel: str, loc: tuple[str | int, ...], reward: Reward
+) -> list[ContentIssue]:
+    if reward.badge is None or reward.badge in _known_badges(store):
+        return []
+    return [store.issue(rel, (*loc, "reward", "badge"), f"unknown badge `{reward.badge}`")]
+
+
+def check(store: ContentStore) -> list[ContentIssue]:
+    """The checks no single file can make: event types, steps, prerequisites, badges, tiers."""
+    catalog: QuestCatalog = store.get("quests")
+    issues = [
+        store.issue(rel, loc, f"quest id `{qid}` is already used") for rel, loc, qid in catalog.duplicates
+    ]
+    tiers = _known_tiers(store)
+    for quest in catalog.quests.values():
+        rel, base = catalog.places[quest.id]
+        step_ids = {s.id for s in quest.all_steps}
+        graph: dict[str, list[str]] = {}
+        for i, step in enumerate(quest.all_steps):
+            loc = _step_loc(quest, base, i)
+            issues += _check_goal(store, rel, loc, step.goal)
+            issues += _check_reward(store, rel, loc, step.reward)
+            needs = quest.step_requires(i)
+            graph[step.id] = needs
+            for need in needs:
+                if need not in step_ids:
+                    issues.append(store.issue(rel, (*loc, "requires"), f"requires a missing step `{need}`"))
+                elif need == step.id:
+                    issues.append(store.issue(rel, (*loc, "requires"), "a step cannot require itself"))
+        loop = _cycle(graph)
+        if loop and len(loop) > 2:
+            issues.append(
+                store.issue(
+                    rel, (*base, "steps"), f"steps require each other in a cycle: {' -> '.join(loop)}"
+                )
+            )
+        issues += _check_reward(store, rel, base, quest.reward)
+        for need in quest.requires:
+            if need not in catalog.quests:
+                issues.append(store.issue(rel, (*base, "requires"), f"requires a missing quest `{need}`"))
+            elif need == quest.id:
+                issues.append(store.issue(rel, (*base, "requires"), "a quest cannot require itself"))
+        for tier in quest.tiers or []:
+            if tier not in tiers:
+                issues.append(
+                    store.issue(rel, (*base, "tiers"), f"unknown tier `{tier}` (tiers: {', '.join(tiers)})")
+                )
+    loop = _cycle({q.id: [r for r in q.requires if r != q.id] for q in catalog.quests.values()})
+    if loop:
+        rel, base = catalog.places[loop[0]]
+        issues.append(
+            store.issue(
+                rel, (*base, "requires"), f"quests require each other in a cycle: {' -> '.join(loop)}"
+            )
+        )
+    return issues
+
+
+register_kind(ContentKind(name="quests", filename="quests/", model=QuestFile, check=check, combine=_combine))

@@ -1,0 +1,629 @@
+"""The quest engine: member events move tasks and quest chains forward; members read where they stand.
+
+Events reach `progress_quests` through the spine's dispatch, a run of them in one transaction
+and each event once. For every quest whose goals name the event's type, the member's run for
+the period the event falls in (in the member's local time) is created-and-locked in one
+statement, the event is applied to the first unlocked step that accepts it (an event counts at
+most once per quest), and what completes is rewarded through the ledger with keys that name the
+quest, the period, the round and the step: a second delivery awards nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import insert_or_touch, utcnow
+from server.errors import ProblemError
+from server.events.catalog import EventCatalog
+from server.events.dispatch import DomainEvent, declare_internal, emit
+from server.ledger import service as ledger
+from server.members.models import Member
+from server.members.service import tier_ladder
+from server.metrics import QUEST_COMPLETIONS
+from server.realtime.hub import send_live
+from server.tasks.models import QuestRun
+from server.tasks.quest_content import Goal, Quest, QuestCatalog, RemainingText, Reward, Step
+from server.tasks.schemas import QuestOut, QuestRewardOut, QuestStepOut
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+declare_internal("quest.completed", {"quest_id": "string", "period": "string", "round": "integer"})
+
+# Local days kept for a streak goal beyond its length (late events may fill an older gap).
+STREAK_SLACK = 7
+
+
+# --- periods in the member's local time ---------------------------------------------------------
+
+
+def local_day(zone: str, at: datetime) -> date:
+    return at.astimezone(ZoneInfo(zone)).date()
+
+
+def period_key(period: str, day: date) -> str:
+    if period == "daily":
+        return day.isoformat()
+    if period == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "monthly":
+        return f"{day.year}-{day.month:02d}"
+    return "all"
+
+
+def period_end(period: str, day: date, zone: str) -> datetime | None:
+    """When the period containing `day` ends (the next local midnight that starts a new one)."""
+    if period == "daily":
+        nxt = day + timedelta(days=1)
+    elif period == "weekly":
+        nxt = day + timedelta(days=7 - day.weekday())
+    elif period == "monthly":
+        nxt = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+    else:
+        return None
+    return datetime.combine(nxt, time(0), ZoneInfo(zone)).astimezone(UTC)
+
+
+# --- one step's progress ------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _streak_run(days: list[str]) -> int:
+    """Consecutive local days ending at the latest one seen."""
+    if not days:
+        return 0
+    ordered = sorted({date.fromisoformat(d) for d in days}, reverse=True)
+    run = 1
+    for a, b in pairwise(ordered):
+        if (a - b).days != 1:
+            break
+        run += 1
+    return run
+
+
+def step_progress(goal: Goal, st: dict[str, Any], today: date | None = None) -> float:
+    kind = goal.kind
+    if kind in ("count", "sum"):
+        return float(st.get("n", 0))
+    if kind == "distinct":
+        return float(len(st.get("vals", ())))
+    days = st.get("days", [])
+    if today is not None and days and (today - date.fromisoformat(max(days))).days > 1:
+        return 0.0  # the run is broken: it starts again with the next day
+    return float(_streak_run(days))
+
+
+def advance(goal: Goal, st: dict[str, Any], properties: dict[str, Any], day: date) -> None:
+    """Apply one accepted event to a step's state."""
+    kind = goal.kind
+    if kind == "count":
+        st["n"] = st.get("n", 0) + 1
+    elif kind == "sum":
+        value = _number(properties.get(goal.sum or ""))
+        if value is not None and value > 0:
+            total = st.get("n", 0) + value
+            st["n"] = int(total) if float(total).is_integer() else total
+    elif kind == "distinct":
+        value = properties.get(goal.distinct or "")
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            vals: list[Any] = st.setdefault("vals", [])
+            if value not in vals and len(vals) < goal.goal_target:
+                vals.append(value)
+    else:
+        days: list[str] = st.setdefault("days", [])
+        key = day.isoformat()
+        if key not in days:
+            days.append(key)
+            days.sort()
+            del days[: max(0, len(days) - (int(goal.goal_target) + STREAK_SLACK))]
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def remaining_text(ctx: Context, step: Step, progress: float) -> str:
+    goal = step.goal
+    target = goal.goal_target
+    remaining = max(0.0, target - progress)
+    if remaining <= 0:
+        return "Done"
+    values = {"remaining": _fmt(remaining), "target": _fmt(target), "progress": _fmt(progress)}
+    template = step.remaining_text
+    if isinstance(template, RemainingText):
+        template = template.one if remaining == 1 else template.other
+    if template:
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError):
+            return template
+    one = remaining == 1
+    if goal.kind == "count":
+        events: EventCatalog = ctx.content.get("events")
+        noun, nouns = events.nouns_for(goal.event)
+        return f"{values['remaining']} more {noun if one else nouns}"
+    if goal.kind == "sum":
+        return f"{values['remaining']} more {goal.sum} to go"
+    if goal.kind == "distinct":
+        return f"{values['remaining']} more different {goal.distinct}"
+    return f"{values['remaining']} more {'day' if one else 'days'} in a row"
+
+
+# --- applying events ----------------------------------------------------------------------------
+
+
+def _steps_done(st: dict[str, Any]) -> set[str]:
+    return {sid for sid, s in st.items() if s.get("done")}
+
+
+def unlocked(quest: Quest, done: set[str]) -> list[int]:
+    """Indexes of the steps not done whose required steps are all done."""
+    return [
+        i
+        for i, step in enumerate(quest.all_steps)
+        if step.id not in done and all(r in done for r in quest.step_requires(i))
+    ]
+
+
+@dataclass
+class _Run:
+    completions: int
+    state: dict[str, Any]
+    completed_at: datetime | None
+    dirty: bool = False
+
+
+@dataclass
+class _Outcome:
+    progress: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _reward_out(reward: Reward) -> dict[str, Any]:
+    return {"points": reward.points, "growth": reward.growth, "badge": reward.badge}
+
+
+async def _reward(
+    ctx: Context,
+    session: AsyncSession,
+    member_id: str,
+    reward: Reward,
+    key: str,
+    reason: str,
+    details: dict[str, Any],
+) -> None:
+    for currency, amount in (("points", reward.points), ("growth", reward.growth)):
+        if amount:
+            await ledger.post(
+                ctx,
+                session,
+                member_id,
+                currency=currency,
+                amount=amount,
+                reason=reason,
+                source="quest",
+                idempotency_key=key,
+                details=details,
+            )
+
+
+async def _apply(
+    ctx: Context,
+    session: AsyncSession,
+    quest: Quest,
+    period: str,
+    run: _Run,
+    event: DomainEvent,
+    day: date,
+    out: _Outcome,
+) -> bool:
+    """Apply one event to a member's run of a quest; True when the quest completed a round."""
+    st = run.state
+    done = _steps_done(st)
+    for index in unlocked(quest, done):
+        step = quest.all_steps[index]
+        if not step.goal.accepts(event.type, event.properties):
+            continue
+        sst = st.setdefault(step.id, {})
+        advance(step.goal, sst, event.properties, day)
+        run.dirty = True
+        progress = step_progress(step.goal, sst)
+        target = step.goal.goal_target
+        member = event.member_id
+        round_ = run.completions + 1
+        base = {"quest_id": quest.id, "period": period, "round": round_}
+        if progress >= target:
+            sst["done"] = utcnow().isoformat()
+            done.add(step.id)
+            if quest.is_chain:
+                QUEST_COMPLETIONS.labels("step").inc()
+                await _reward(
+                    ctx,
+                    session,
+                    member,
+                    step.reward,
+                    f"quest:{quest.id}:{period}:{round_}:{step.id}",
+                    "quest_step_completed",
+                    {
+                        **base,
+                        "rule": f"quest:{quest.id}:{step.id}",
+                        "step_id": step.id,
+                        "event_id": event.event_id,
+                    },
+                )
+                out.completed.append(
+                    (
+                        member,
+                        {
+                            **base,
+                            "step_id": step.id,
+                            "title": step.title,
+                            "quest_title": quest.title,
+                            "reward": _reward_out(step.reward),
+                            "quest_completed": len(done) == len(quest.all_steps),
+                        },
+                    )
+                )
+        out.progress[(member, quest.id)] = {
+            **base,
+            "step_id": step.id,
+            "title": step.title if quest.is_chain else quest.title,
+            "progress": progress,
+            "target": target,
+            "steps_done": len(done),
+            "steps": len(quest.all_steps),
+            "remaining_text": remaining_text(ctx, step, progress),
+        }
+        if len(done) == len(quest.all_steps):
+            await _complete(ctx, session, quest, period, run, event, out)
+            return True
+        return False  # an event counts at most once per quest
+    return False
+
+
+async def _complete(
+    ctx: Context,
+    session: AsyncSession,
+    quest: Quest,
+    period: str,
+    run: _Run,
+    event: DomainEvent,
+    out: _Outcome,
+) -> None:
+    member = event.member_id
+    run.completions += 1
+    round_ = run.completions
+    now = utcnow()
+    run.completed_at = now
+    run.state = {}  # the next round, if the quest allows one, starts from nothing
+    QUEST_COMPLETIONS.labels("quest").inc()
+    base = {"quest_id": quest.id, "period": period, "round": round_}
+    await _reward(
+        ctx,
+        session,
+        member,
+        quest.reward,
+        f"quest:{quest.id}:{period}:{round_}",
+        "quest_completed",
+        {**base, "rule": f"quest:{quest.id}", "event_id": event.event_id},
+    )
+    out.completed.append(
+        (
+            member,
+            {
+                **base,
+                "step_id": None,
+                "title": quest.title,
+                "quest_title": quest.title,
+                "reward": _reward_out(quest.reward),
+                "quest_completed": True,
+                "completions": run.completions,
+                "times": quest.times,
+            },
+        )
+    )
+    emit(
+        ctx,
+        session,
+        DomainEvent(
+            event_id=f"quest:{member}:{quest.id}:{period}:{round_}",
+            member_id=member,
+            type="quest.completed",
+            occurred_at=now,
+            properties=base,
+            source="quests",
+        ),
+    )
+
+
+def wants(ctx: Context, event_type: str) -> bool:
+    catalog: QuestCatalog | None = ctx.content.get("quests")
+    return catalog is not None and event_type in catalog.by_event
+
+
+async def _members(session: AsyncSession, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    rows = await session.execute(sa.select(Member.id, Member.timezone, Member.tier).where(Member.id.in_(ids)))
+    return {r.id: (r.timezone, r.tier) for r in rows}
+
+
+async def _completed_quests(session: AsyncSession, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not pairs:
+        return set()
+    t = QuestRun.__table__
+    rows = await session.execute(
+        sa.select(t.c.member_id, t.c.quest_id)
+        .where(sa.tuple_(t.c.member_id, t.c.quest_id).in_(sorted(pairs)), t.c.completions > 0)
+        .distinct()
+    )
+    return {(r.member_id, r.quest_id) for r in rows}
+
+
+async def _lock_runs(
+    session: AsyncSession, keys: list[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], _Run]:
+    """Create-and-lock each member's run of each quest and period, in key order, in one statement."""
+    t = QuestRun.__table__
+    now = utcnow()
+    stmt = insert_or_touch(session, t, ["member_id", "quest_id", "period"], "updated_at").values(
+        [
+            {
+                "member_id": m,
+                "quest_id": q,
+                "period": p,
+                "completions": 0,
+                "state": {},
+                "updated_at": now,
+            }
+            for m, q, p in keys
+        ]
+    )
+    rows = await session.execute(
+        stmt.returning(t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at)
+    )
+    return {
+        (r.member_id, r.quest_id, r.period): _Run(r.completions, dict(r.state or {}), r.completed_at)
+        for r in rows
+    }
+
+
+async def progress_quests(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """Apply a run of member events (sorted by member, then time) to every quest that counts them."""
+    catalog: QuestCatalog = ctx.content.get("quests")
+    members = await _members(session, sorted({e.member_id for e in events}))
+    lowest = tier_ladder(ctx)[0]
+    plan: list[tuple[DomainEvent, Quest, str, date]] = []
+    for event in events:
+        zone, tier = members.get(event.member_id, ("UTC", None))
+        day = local_day(zone, event.occurred_at)
+        for quest in catalog.by_event.get(event.type, ()):
+            if not quest.open_at(event.occurred_at):
+                continue
+            if quest.tiers and (tier or lowest) not in quest.tiers:
+                continue
+            if not any(s.goal.accepts(event.type, event.properties) for s in quest.all_steps):
+                continue
+            plan.append((event, quest, period_key(quest.period, day), day))
+    if not plan:
+        return
+    # Quests completed before (None), or in this run by the event named: a quest unlocked by an
+    # event does not count that same event.
+    done: dict[tuple[str, str], str | None] = dict.fromkeys(
+        await _completed_quests(session, {(e.member_id, r) for e, q, _, _ in plan for r in q.requires})
+    )
+    runs = await _lock_runs(session, sorted({(e.member_id, q.id, p) for e, q, p, _ in plan}))
+    out = _Outcome()
+    for event, quest, period, day in plan:
+        if any(done.get((event.member_id, r), event.event_id) == event.event_id for r in quest.requires):
+            continue
+        run = runs[(event.member_id, quest.id, period)]
+        if run.completions >= quest.times:
+            continue
+        if await _apply(ctx, session, quest, period, run, event, day, out):
+            done.setdefault((event.member_id, quest.id), event.event_id)
+    dirty = [(k, r) for k, r in runs.items() if r.dirty]
+    if dirty:
+        t = QuestRun.__table__
+        now = utcnow()
+        await session.execute(
+            sa.update(t)
+            .where(
+                t.c.member_id == sa.bindparam("m"),
+                t.c.quest_id == sa.bindparam("q"),
+                t.c.period == sa.bindparam("p"),
+            )
+            .values(
+                completions=sa.bindparam("c"),
+                state=sa.bindparam("s"),
+                completed_at=sa.bindparam("t"),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False),
+            [
+                {"m": m, "q": q, "p": p, "c": r.completions, "s": r.state, "t": r.completed_at}
+                for (m, q, p), r in dirty
+            ],
+        )
+    for (member, _), data in out.progress.items():
+        send_live(ctx, session, member, "quest.progress", data)
+    for member, data in out.completed:
+        send_live(ctx, session, member, "quest.completed", data)
+
+
+# --- what a member sees -------------------------------------------------------------------------
+
+
+def _quest_out(
+    ctx: Context,
+    quest: Quest,
+    zone: str,
+    tier: str,
+    now: datetime,
+    run: QuestRun | None,
+    completed_ever: set[str],
+) -> QuestOut:
+    catalog: QuestCatalog = ctx.content.get("quests")
+    today = local_day(zone, now)
+    period = period_key(quest.period, today)
+    w = quest.available
+    completions = run.completions if run else 0
+    state = run.state if run else {}
+    finished = completions >= quest.times
+    locked_reason: str | None = None
+    status = "active"
+    if finished:
+        status = "completed"
+    elif w is not None and w.closed_at(now):
+        status = "expired"
+    elif w is not None and w.opens_after(now):
+        status, locked_reason = "locked", "not_started"
+    elif quest.tiers and tier not in quest.tiers:
+        status, locked_reason = "locked", "tier"
+    elif any(r not in completed_ever for r in quest.requires):
+        status, locked_reason = "locked", "requires"
+
+    done = _steps_done(state)
+    open_steps = set(unlocked(quest, done))
+    steps: list[QuestStepOut] = []
+    for i, step in enumerate(quest.all_steps):
+        target = step.goal.goal_target
+        if finished or step.id in done:
+            s_status, progress = "completed", target
+        else:
+            progress = step_progress(step.goal, state.get(step.id, {}), today)
+            if status in ("locked", "expired"):
+                s_status = status
+            else:
+                s_status = "active" if i in open_steps else "locked"
+        if s_status == "completed":
+            text = "Done"
+        elif s_status == "expired":
+            text = "This quest has ended"
+        elif s_status == "locked" and status == "active":
+            titles = [
+                quest.all_steps[j].title
+                for j, s in enumerate(quest.all_steps)
+                if s.id in quest.step_requires(i)
+            ]
+            text = "Unlocks after: " + ", ".join(titles)
+        elif s_status == "locked":
+            text = _locked_text(catalog, quest, locked_reason, zone)
+        else:
+            text = remaining_text(ctx, step, progress)
+        steps.append(
+            QuestStepOut(
+                step_id=step.id,
+                title=step.title,
+                description=step.description,
+                status=s_status,
+                progress=progress,
+                target=target,
+                remaining_text=text,
+                requires=quest.step_requires(i),
+                reward=QuestRewardOut(**_reward_out(step.reward)),
+            )
+        )
+    if quest.is_chain:
+        progress_q: float = float(len(quest.all_steps) if finished else len(done))
+        target_q: float = float(len(quest.all_steps))
+        current = next((s for s in steps if s.status == "active"), None)
+        if status == "active" and current is not None:
+            text_q = f"{current.title}: {current.remaining_text}"
+        elif status == "locked":
+            text_q = _locked_text(catalog, quest, locked_reason, zone)
+        else:
+            text_q = steps[-1].remaining_text if status != "completed" else "Done"
+    else:
+        progress_q, target_q, text_q = steps[0].progress, steps[0].target, steps[0].remaining_text
+        if status == "locked":
+            text_q = _locked_text(catalog, quest, locked_reason, zone)
+    return QuestOut(
+        quest_id=quest.id,
+        title=quest.title,
+        description=quest.description,
+        kind="chain" if quest.is_chain else "task",
+        period=quest.period,
+        period_key=period,
+        status=status,
+        locked_reason=locked_reason,
+        progress=progress_q,
+        target=target_q,
+        remaining_text=text_q,
+        times=quest.times,
+        completions=completions,
+        completed_at=run.completed_at if run else None,
+        resets_at=period_end(quest.period, today, zone),
+        available_from=w.start.astimezone(UTC) if w and w.start else None,
+        available_until=w.end.astimezone(UTC) if w and w.end else None,
+        tiers=quest.tiers,
+        requires=quest.requires,
+        reward=QuestRewardOut(**_reward_out(quest.reward)),
+        steps=steps,
+    )
+
+
+def _locked_text(catalog: QuestCatalog, quest: Quest, reason: str | None, zone: str) -> str:
+    if reason == "not_started" and quest.available and quest.available.start:
+        start = quest.available.start.astimezone(ZoneInfo(zone))
+        return f"Starts {start:%Y-%m-%d %H:%M}"
+    if reason == "tier":
+        return "For " + ", ".join(quest.tiers or []) + " members"
+    if reason == "requires":
+        titles = [catalog.quests[r].title for r in quest.requires if r in catalog.quests]
+        return "Complete first: " + ", ".join(titles)
+    return "Locked"
+
+
+async def member_quests(
+    ctx: Context, member_id: str, now: datetime | None = None, only: str | None = None
+) -> list[QuestOut]:
+    """Every quest (or the one named), as the member sees it now."""
+    now = now or utcnow()
+    catalog: QuestCatalog = ctx.content.get("quests")
+    quests = list(catalog.quests.values())
+    if only is not None:
+        quest = catalog.get(only)
+        if quest is None:
+            raise ProblemError(404, "quest_not_found", f"There is no quest '{only}'.")
+        quests = [quest]
+    if not quests:
+        return []
+    async with ctx.db.session() as session:
+        member = await session.get(Member, member_id)
+        zone = member.timezone if member else "UTC"
+        tier = (member.tier if member else None) or tier_ladder(ctx)[0]
+        today = local_day(zone, now)
+        t = QuestRun.__table__
+        wanted = [(q.id, period_key(q.period, today)) for q in quests]
+        rows = await session.execute(
+            sa.select(QuestRun).where(
+                QuestRun.member_id == member_id,
+                sa.tuple_(t.c.quest_id, t.c.period).in_(wanted),
+            )
+        )
+        runs = {r.quest_id: r for r in rows.scalars()}
+        needed = sorted({r for q in quests for r in q.requires})
+        completed_ever: set[str] = set()
+        if needed:
+            completed_ever = set(
+                (
+                    await session.execute(
+                        sa.select(t.c.quest_id)
+                        .where(t.c.member_id == member_id, t.c.quest_id.in_(needed), t.c.completions > 0)
+                        .distinct()
+                    )
+                ).scalars()
+            )
+    return [_quest_out(ctx, q, zone, tier, now, runs.get(q.id), completed_ever) for q in quests]

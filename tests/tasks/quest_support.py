@@ -1,0 +1,58 @@
+"""Content of a test's own for the quest engine, and delivery of events through the real dispatch."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from server.content.loader import ContentStore, read_files, validate_files
+from server.context import Context
+from server.events import dispatch
+from server.events.dispatch import DomainEvent
+from tests.support import ROOT, unique
+
+
+def quest_files(quests_yaml: str, **others: str) -> dict[str, str]:
+    """The repository's content with the quests replaced by one file (and other files replaced)."""
+    files = {k: v for k, v in read_files(ROOT / "content").items() if not k.startswith("quests/")}
+    files["quests/test.yaml"] = quests_yaml
+    files.update(others)
+    return files
+
+
+def store_of(quests_yaml: str, **others: str) -> ContentStore:
+    store, issues = validate_files(quest_files(quests_yaml, **others), "test")
+    assert not issues, "\n".join(map(str, issues))
+    return store
+
+
+@contextlib.contextmanager
+def serving(ctx: Context, store: ContentStore) -> Iterator[ContentStore]:
+    """Serve `store` for the length of a test, then what served before."""
+    before = ctx.content
+    ctx.content = store
+    try:
+        yield store
+    finally:
+        ctx.content = before
+
+
+def event(
+    member_id: str, type_: str, at: datetime, event_id: str | None = None, **properties: Any
+) -> DomainEvent:
+    return DomainEvent(
+        event_id=event_id or unique("ev"),
+        member_id=member_id,
+        type=type_,
+        occurred_at=at,
+        properties=properties,
+    )
+
+
+async def deliver(ctx: Context, *events: DomainEvent) -> None:
+    """Hand events to the domains the way the outbox does after they are stored, then let the
+    outbox apply what that caused (awards, live messages, further events)."""
+    await dispatch._apply_dispatch(ctx, [(0, e.to_payload()) for e in events], False)
+    await ctx.outbox.flush()
