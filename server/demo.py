@@ -1,4 +1,5 @@
-"""Demo members for `make run`: a few profiles in different time zones, each with a welcome bonus."""
+"""Demo members for `make run`: a few profiles in different time zones and tiers, each with a welcome
+bonus; the quests, check-ins and the rest come from the demo content in content/."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ if TYPE_CHECKING:
     from server.context import Context
 
 DEMO_MEMBERS = [
-    ("demo-alice", "Alice", "Europe/Paris"),
-    ("demo-bao", "Bao", "Asia/Ho_Chi_Minh"),
-    ("demo-carmen", "Carmen", "America/Mexico_City"),
-    ("demo-kiri", "Kiri", "Pacific/Kiritimati"),
+    ("demo-alice", "Alice", "Europe/Paris", None),
+    ("demo-bao", "Bao", "Asia/Ho_Chi_Minh", "gold"),  # sees the gold-only quest unlocked
+    ("demo-carmen", "Carmen", "America/Mexico_City", "silver"),
+    ("demo-kiri", "Kiri", "Pacific/Kiritimati", None),
 ]
 
 
@@ -25,9 +26,12 @@ async def load_demo(ctx: Context) -> list[str]:
     """Create or refresh the demo members; the bonus is keyed, so running this again awards nothing."""
     signed_up = datetime(2026, 11, 1, tzinfo=UTC)
     async with ctx.db.transaction() as session:
-        for member_id, name, zone in DEMO_MEMBERS:
+        for member_id, name, zone, tier in DEMO_MEMBERS:
             await upsert_member(
-                ctx, session, member_id, MemberIn(display_name=name, timezone=zone, signed_up_at=signed_up)
+                ctx,
+                session,
+                member_id,
+                MemberIn(display_name=name, timezone=zone, signed_up_at=signed_up, tier=tier),
             )
             await ledger.post(
                 ctx,
@@ -40,7 +44,9 @@ async def load_demo(ctx: Context) -> list[str]:
                 idempotency_key="demo:welcome",
             )
     token = issue_member_token(ctx.settings, DEMO_MEMBERS[0][0])
+    base = f"http://{ctx.settings.host}:{ctx.settings.port}"
     return [
         f"demo members: {', '.join(m[0] for m in DEMO_MEMBERS)}",
-        f"try: curl -H 'Authorization: Bearer {token}' http://{ctx.settings.host}:{ctx.settings.port}/v1/me",
+        f"try: curl -H 'Authorization: Bearer {token}' {base}/v1/me",
+        f"     curl -H 'Authorization: Bearer {token}' {base}/v1/quests",
     ]

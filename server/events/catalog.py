@@ -121,6 +121,9 @@ class EventCatalog(_Strict):
         t = self.types.get(event_type)
         if t and t.noun:
             return t.noun, t.nouns or f"{t.noun}s"
+        own = dispatch.internal_nouns(event_type)
+        if own:
+            return own
         label = event_type.replace(".", " ").replace("_", " ")
         return f"{label} event", f"{label} events"
 

@@ -57,6 +57,7 @@ _handlers: dict[str, list[Handler]] = {}
 _batch_handlers: list[tuple[BatchHandler, Wants]] = []
 _property_checks: dict[str, PropertyCheck] = {}
 _internal: dict[str, dict[str, str]] = {}
+_internal_nouns: dict[str, tuple[str, str]] = {}
 
 
 def on(*event_types: str) -> Callable[[Handler], Handler]:
@@ -87,11 +88,16 @@ def declare_properties(event_type: str, check: PropertyCheck) -> None:
     _property_checks[event_type] = check
 
 
-def declare_internal(event_type: str, properties: dict[str, str] | None = None) -> None:
+def declare_internal(
+    event_type: str, properties: dict[str, str] | None = None, nouns: tuple[str, str] | None = None
+) -> None:
     """An event type only the server's own domains emit (the brand's systems cannot send it),
     with the type of each property it carries ('string', 'number', 'integer', 'boolean'), so that
-    content (quests, badges) can filter on them and be checked."""
+    content (quests, badges) can filter on them and be checked, and how the app names one and
+    several of them ("check-in", "check-ins")."""
     _internal[event_type] = dict(properties or {})
+    if nouns:
+        _internal_nouns[event_type] = nouns
 
 
 def is_internal(event_type: str) -> bool:
@@ -100,6 +106,10 @@ def is_internal(event_type: str) -> bool:
 
 def internal_properties(event_type: str) -> dict[str, str]:
     return _internal.get(event_type, {})
+
+
+def internal_nouns(event_type: str) -> tuple[str, str] | None:
+    return _internal_nouns.get(event_type)
 
 
 def check_properties(event_type: str, properties: dict[str, Any]) -> str | None:

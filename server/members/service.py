@@ -53,7 +53,8 @@ def check_timezone(name: str) -> str:
 
 def tier_ladder(ctx: Context) -> list[str]:
     """The tiers, lowest first: from content once it names a ladder, else the default one."""
-    tiers = ctx.content.get("tiers")
+    content = getattr(ctx, "content", None)  # a CLI command may run without loading content
+    tiers = content.get("tiers") if content is not None else None
     return list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
 
 

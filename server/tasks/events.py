@@ -18,6 +18,7 @@ declare_internal("member.timezone_changed", {"timezone": "string", "previous": "
 declare_internal(
     "checkin.completed",
     {"date": "string", "streak": "integer", "cycle_day": "integer", "chest": "boolean"},
+    nouns=("check-in", "check-ins"),
 )
 
 

@@ -35,7 +35,11 @@ from server.tasks.schemas import QuestOut, QuestRewardOut, QuestStepOut
 if TYPE_CHECKING:
     from server.context import Context
 
-declare_internal("quest.completed", {"quest_id": "string", "period": "string", "round": "integer"})
+declare_internal(
+    "quest.completed",
+    {"quest_id": "string", "period": "string", "round": "integer"},
+    nouns=("completed quest", "completed quests"),
+)
 
 # Local days kept for a streak goal beyond its length (late events may fill an older gap).
 STREAK_SLACK = 7
@@ -129,6 +133,11 @@ def advance(goal: Goal, st: dict[str, Any], properties: dict[str, Any], day: dat
             days.append(key)
             days.sort()
             del days[: max(0, len(days) - (int(goal.goal_target) + STREAK_SLACK))]
+
+
+def number(x: float) -> int | float:
+    """Whole numbers as integers, for the app's "2 / 3"."""
+    return int(x) if float(x).is_integer() else x
 
 
 def _fmt(x: float) -> str:
@@ -281,8 +290,8 @@ async def _apply(
             **base,
             "step_id": step.id,
             "title": step.title if quest.is_chain else quest.title,
-            "progress": progress,
-            "target": target,
+            "progress": number(progress),
+            "target": number(target),
             "steps_done": len(done),
             "steps": len(quest.all_steps),
             "remaining_text": remaining_text(ctx, step, progress),
@@ -342,7 +351,8 @@ async def _complete(
             event_id=f"quest:{member}:{quest.id}:{period}:{round_}",
             member_id=member,
             type="quest.completed",
-            occurred_at=now,
+            # When the member did what completed it: periods count from there, late events too.
+            occurred_at=event.occurred_at,
             properties=base,
             source="quests",
         ),
@@ -528,8 +538,8 @@ def _quest_out(
                 title=step.title,
                 description=step.description,
                 status=s_status,
-                progress=progress,
-                target=target,
+                progress=number(progress),
+                target=number(target),
                 remaining_text=text,
                 requires=quest.step_requires(i),
                 reward=QuestRewardOut(**_reward_out(step.reward)),
@@ -558,8 +568,8 @@ def _quest_out(
         period_key=period,
         status=status,
         locked_reason=locked_reason,
-        progress=progress_q,
-        target=target_q,
+        progress=number(progress_q),
+        target=number(target_q),
         remaining_text=text_q,
         times=quest.times,
         completions=completions,

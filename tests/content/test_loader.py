@@ -80,3 +80,15 @@ def test_cli_schema(tmp_path):
     out = run_cli("content", "schema", str(tmp_path / "schemas"))
     assert out.returncode == 0
     assert (tmp_path / "schemas" / "earning.schema.json").exists()
+
+
+def test_committed_schemas_are_current():
+    """content/schemas/ is what editors read while managers type: it must match the code."""
+    import json
+
+    from server.content.loader import json_schemas
+
+    for filename, schema in json_schemas().items():
+        committed = ROOT / "content" / "schemas" / (Path(filename).stem + ".schema.json")
+        assert committed.exists(), f"run `engage content schema` ({committed} is missing)"
+        assert json.loads(committed.read_text()) == schema, f"run `engage content schema` ({committed})"

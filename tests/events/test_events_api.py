@@ -144,3 +144,56 @@ async def test_events_need_an_api_key(http, as_member, member_id):
     assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
     r = await http.post("/v1/events", json={"events": []}, headers=as_member(member_id))
     assert r.status_code == 401
+
+
+async def test_the_catalogue_decides_types_and_property_types(http, as_brand, ctx, member_id):
+    """Types not in content/events.yaml, and properties of the wrong type, are refused one by one."""
+
+    def ev(type_: str, **properties: object) -> dict:
+        return {
+            "event_id": unique("ev"),
+            "member_id": member_id,
+            "type": type_,
+            "occurred_at": NOW,
+            "properties": properties,
+        }
+
+    batch = [
+        ev("review_posted", rating=4),
+        ev("reviews_posted", rating=4),  # a typo of a type
+        ev("review_posted", rating="great"),
+        ev("review_posted", rating=4.5),
+        ev("review_posted", rating=9),
+        ev("purchase", amount=10, channel="fax"),  # not one of the channel's values
+        ev("product_viewed"),  # its category is required
+        ev("store_visit", store_id=12),
+        ev("share", network="chat", extra={"kept": True}),  # undeclared properties are kept as sent
+    ]
+    out = (await http.post("/v1/events", json={"events": batch}, headers=as_brand)).json()
+    assert out["accepted"] == 2
+    assert [(x["index"], x["code"]) for x in out["rejected"]] == [
+        (1, "unknown_type"),
+        (2, "invalid_properties"),
+        (3, "invalid_properties"),
+        (4, "invalid_properties"),
+        (5, "invalid_properties"),
+        (6, "invalid_properties"),
+        (7, "invalid_properties"),
+    ]
+    reasons = [x["reason"] for x in out["rejected"]]
+    assert "`reviews_posted` is not an event type" in reasons[0]
+    assert reasons[1:] == [
+        "`rating` is a number.",
+        "`rating` is a whole number.",
+        "`rating` is at most 5.",
+        "`channel` is one of online, store, app.",
+        "`category` is required.",
+        "`store_id` is a string.",
+    ]
+    async with ctx.db.session() as session:
+        stored = set(
+            (await session.execute(sa.select(MemberEvent.event_id).where(MemberEvent.member_id == member_id)))
+            .scalars()
+            .all()
+        )
+    assert stored == {batch[0]["event_id"], batch[-1]["event_id"]}

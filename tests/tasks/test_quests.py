@@ -81,6 +81,11 @@ quests:
     available: {start: "2026-12-01T00:00:00", end: "2026-12-08T00:00:00", timezone: Asia/Tokyo}
     goal: {event: store_visit, count: 1}
     reward: {points: 9}
+  - id: dailies-week
+    title: The daily view on two days of a week
+    period: weekly
+    goal: {event: quest.completed, count: 2, where: "quest_id == 'daily-view'"}
+    reward: {points: 4}
   - id: gold-only
     title: Gold members
     tiers: [gold]
@@ -300,6 +305,17 @@ async def test_repeatable_n_times_per_period(ctx, content):
     ]
     await deliver(ctx, event(m, "review_posted", T0 + timedelta(days=20), rating=5))  # December
     assert (await quest(ctx, m, "monthly-review", now=T0 + timedelta(days=20))).completions == 1
+
+
+async def test_quests_count_completed_quests(ctx, content):
+    m = await make_member(ctx)
+    await deliver(ctx, event(m, "product_viewed", T0, category="a"))
+    await deliver(ctx, event(m, "product_viewed", T0 + timedelta(hours=1), category="b"))  # same day
+    assert (await quest(ctx, m, "dailies-week")).progress == 1
+    await deliver(ctx, event(m, "product_viewed", T0 + timedelta(days=2), category="c"))
+    q = await quest(ctx, m, "dailies-week", now=T0 + timedelta(days=2))
+    assert (q.status, q.period_key) == ("completed", "2026-W47")
+    assert ("quest:dailies-week:2026-W47:1", "points", 4) in await rewards(ctx, m)
 
 
 async def test_tier_gating(ctx, content):
