@@ -152,3 +152,20 @@ def insert_or_touch(session: AsyncSession, table: sa.Table, keys: list[str], tou
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table)
     return stmt.on_conflict_do_update(index_elements=keys, set_={touch: stmt.excluded[touch]})
+
+
+_LOCK_MEMBERS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended('member:' || m, 0))) "
+    "FROM (SELECT m FROM unnest(CAST(:ids AS text[])) AS t(m) ORDER BY m) AS sorted"
+)
+
+
+async def lock_members(session: AsyncSession, member_ids: list[str]) -> None:
+    """Hold every member of a run of work, in one order, until the transaction ends.
+
+    For work on many members whose rows of different kinds (ledger accounts, quest runs) would
+    otherwise be locked in orders that vary with the events: two such transactions then meet on
+    the first member they share and never deadlock. SQLite's writers are serialized already.
+    """
+    if session.get_bind().dialect.name == "postgresql" and member_ids:
+        await session.execute(_LOCK_MEMBERS, {"ids": sorted(set(member_ids))})

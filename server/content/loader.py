@@ -173,6 +173,33 @@ def read_files(root: Path) -> dict[str, str]:
     return files
 
 
+def data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The part of a validation error's location that names places in the file.
+
+    The schema's own steps (which member of a union, which validator) are left out: a manager
+    reads `quests.0.remaining_text`, not `quests.0.remaining_text.function-after[...]`.
+    """
+    out: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict):
+            if part in cur:
+                out.append(part)
+                cur = cur[part]
+            elif i + 1 < len(loc) and loc[i + 1] in cur:
+                continue  # a union member's name: the next part is in the data
+            else:
+                out.append(part)  # a missing field, or a key's own error
+                cur = None
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif cur is None and part == "[key]":
+            out.append(part)
+        # anything else goes below a plain value: the schema's own steps
+    return tuple(out)
+
+
 def _parse(store: ContentStore, rel: str, model: type[BaseModel]) -> tuple[Any, list[ContentIssue]]:
     where = store.where(rel)
     try:
@@ -188,7 +215,7 @@ def _parse(store: ContentStore, rel: str, model: type[BaseModel]) -> tuple[Any, 
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = data_path(data, tuple(err["loc"]))
             issues.append(ContentIssue(where, doc.line_of(loc), ".".join(str(p) for p in loc), err["msg"]))
         return None, issues
 

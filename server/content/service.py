@@ -141,30 +141,35 @@ class ContentWatcher:
                 await task
 
     async def check(self, hint: int | None = None) -> bool:
-        """Serve the newest version if it is newer than the one serving; True if it switched."""
+        """Serve the newest version this code accepts, if newer than the one serving; True if it
+        switched. A version it rejects is logged once and skipped for the next newest."""
         async with self._lock:
             newest = await latest_version(self.ctx.db)
             current = self.ctx.content.version or 0
             if newest is None or newest <= current or newest in self.rejected:
                 return False
-            row = await get_version(self.ctx.db, newest)
-            if row is None:
-                return False
-            try:
-                store = store_of(row)
-            except ContentInvalid as exc:
-                self.rejected.add(newest)
-                log.error(
-                    "content_version_rejected",
-                    version=newest,
-                    serving=current,
-                    problems=[str(i) for i in exc.issues][:20],
-                )
-                return False
-            self.ctx.content = store
-            CONTENT_VERSION.set(newest)
-            log.info("content_switched", version=newest, previous=current, hint=hint)
-            return True
+            for version in range(newest, current, -1):
+                if version in self.rejected:
+                    continue
+                row = await get_version(self.ctx.db, version)
+                if row is None:
+                    continue
+                try:
+                    store = store_of(row)
+                except ContentInvalid as exc:
+                    self.rejected.add(version)
+                    log.error(
+                        "content_version_rejected",
+                        version=version,
+                        serving=current,
+                        problems=[str(i) for i in exc.issues][:20],
+                    )
+                    continue
+                self.ctx.content = store
+                CONTENT_VERSION.set(version)
+                log.info("content_switched", version=version, previous=current, hint=hint)
+                return True
+            return False
 
     async def _poll(self) -> None:
         interval = self.ctx.settings.content_poll_seconds

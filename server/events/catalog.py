@@ -16,6 +16,7 @@ from server.content.loader import ContentIssue, ContentKind, ContentStore, regis
 from server.events import dispatch
 
 PropertyType = Literal["string", "number", "integer", "boolean"]
+MAX_NUMBER = 1e15  # far beyond any spend or count; keeps sums exact enough and floats finite
 # Names are checked as keys, so that every bad name and every bad entry is reported at once.
 TypeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
 PropertyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
@@ -59,6 +60,8 @@ class PropertySpec(_Strict):
                 return f"`{name}` is a number."
             if isinstance(value, float) and not math.isfinite(value):
                 return f"`{name}` is a finite number."
+            if abs(value) > MAX_NUMBER:
+                return f"`{name}` is beyond ±{MAX_NUMBER:,.0f}."
             if self.type == "integer" and not (isinstance(value, int) or value.is_integer()):
                 return f"`{name}` is a whole number."
             if self.min is not None and value < self.min:
@@ -116,6 +119,12 @@ class EventCatalog(_Strict):
             spec = self.types[event_type].properties.get(name)
             return spec.type if spec else None
         return dispatch.internal_properties(event_type).get(name)
+
+    def property_values(self, event_type: str, name: str) -> list[str | int | float] | None:
+        """The values a property may take, when the catalogue lists them."""
+        t = self.types.get(event_type)
+        spec = t.properties.get(name) if t else None
+        return spec.values if spec else None
 
     def nouns_for(self, event_type: str) -> tuple[str, str]:
         t = self.types.get(event_type)

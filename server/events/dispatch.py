@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_ignore, utcnow
+from server.db import insert_ignore, lock_members, utcnow
 from server.events.models import DispatchedEvent
 from server.outbox import effect
 
@@ -134,10 +134,10 @@ def emit(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
 async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
     """Hand events to their handlers, a run of events in one transaction, each event once.
 
-    Events are taken member by member (in order within a member) so that two runs lock members'
-    rows in the same order and cannot deadlock. A receipt per event, written in the same
-    transaction, makes a second delivery (a replayed outbox row, two instances draining at once)
-    change nothing: the second waits on the first's receipt and then skips the event.
+    Events are taken member by member (in order within a member), and the members are held in
+    that order before anything else, so that two runs cannot deadlock. A receipt per event,
+    written in the same transaction, makes a second delivery (a replayed outbox row, two
+    instances draining at once) change nothing: the second finds the receipt and skips the event.
     """
     seen: set[str] = set()
     events: list[DomainEvent] = []
@@ -148,8 +148,11 @@ async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]],
             events.append(event)
     if not events:
         return  # nobody listens to these
-    events.sort(key=lambda e: (e.member_id, e.occurred_at))
+    events.sort(key=lambda e: (e.member_id, e.occurred_at, e.event_id))
     async with ctx.db.transaction() as session:
+        # Handlers lock rows of several kinds per member (ledger account, quest runs) in orders
+        # that depend on the events: holding the members first, in order, rules out deadlocks.
+        await lock_members(session, [e.member_id for e in events])
         now = utcnow()
         fresh = set(
             (

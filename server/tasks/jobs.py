@@ -1,4 +1,4 @@
-"""Streak upkeep: the state is right even for members who do not open the app."""
+"""Streak upkeep (the state is right even for members who do not open the app) and quest upkeep."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import structlog
 from server.db import utcnow
 from server.realtime.hub import send_live
 from server.scheduler import job
-from server.tasks.models import StreakState
+from server.tasks.models import QuestRun, StreakState
 from server.tasks.service import local_date, next_midnight, rules, settle
 
 if TYPE_CHECKING:
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 BATCH = 500
+# Runs of past days, weeks and months are kept a little over a year (for "last year's" questions);
+# one-off quests ("all") are kept: they decide prerequisites and what a member already did.
+QUEST_RUNS_KEPT = timedelta(days=400)
 
 
 async def _candidates(ctx: Context, where: sa.ColumnElement[bool]) -> list[str]:
@@ -96,3 +99,14 @@ async def streaks_at_risk(ctx: Context, period: str) -> None:
                         "freezes_held": state.freezes_held,
                     },
                 )
+
+
+@job("quests.prune", 24 * 3600)
+async def prune_quest_runs(ctx: Context, period: str) -> None:
+    """Forget the progress of periods that ended more than QUEST_RUNS_KEPT ago."""
+    table = QuestRun.__table__
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            sa.delete(table).where(table.c.period != "all", table.c.updated_at < utcnow() - QUEST_RUNS_KEPT)
+        )
+    log.info("quest_runs_pruned", period=period, rows=result.rowcount)

@@ -11,18 +11,31 @@ it requires (by default the step before it) are done. Goals count member events:
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.members.service import DEFAULT_TIERS
 from server.tasks.where import Where, WhereError, compile_where
 
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31}  # the most local days a period holds
 Period = Literal["once", "daily", "weekly", "monthly"]
 GoalKind = Literal["count", "sum", "distinct", "streak"]
 
@@ -61,8 +74,8 @@ class Goal(_Strict):
         if given[0] in ("sum", "distinct"):
             if self.target is None:
                 raise ValueError(f"a {given[0]} goal needs a target")
-            if given[0] == "distinct" and not float(self.target).is_integer():
-                raise ValueError("a distinct goal's target is a whole number")
+            if given[0] == "distinct" and not (float(self.target).is_integer() and self.target <= 10_000):
+                raise ValueError("a distinct goal's target is a whole number, at most 10,000")
         elif self.target is not None:
             raise ValueError(f"a {given[0]} goal takes its target from `{given[0]}`; drop `target`")
         self._where = compile_where(self.where)
@@ -102,9 +115,42 @@ class Reward(_Strict):
         return not (self.points or self.growth or self.badge)
 
 
+TEMPLATE_FIELDS = ("remaining", "target", "progress")
+
+
+def check_template(text: str) -> str:
+    """A remaining_text may name {remaining}, {target} and {progress}, and nothing else."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"remaining_text: {exc} (write {{{{ and }}}} for literal braces)") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            raise ValueError(
+                f"remaining_text may use {{remaining}}, {{target}} and {{progress}}; not {{{name}}}"
+            )
+    return text
+
+
+Template = Annotated[str, Field(max_length=200), AfterValidator(check_template)]
+
+
 class RemainingText(_Strict):
-    one: str = Field(max_length=200)
-    other: str = Field(max_length=200)
+    one: Template
+    other: Template
+
+
+def _text_or_plural(value: Any) -> str:
+    return "plural" if isinstance(value, dict | RemainingText) else "text"
+
+
+# One sentence, or one for the singular and one for the plural.
+TextOrPlural = Annotated[
+    Annotated[Template, Tag("text")] | Annotated[RemainingText, Tag("plural")],
+    Discriminator(_text_or_plural),
+]
 
 
 class Step(_Strict):
@@ -117,12 +163,27 @@ class Step(_Strict):
     reward: Reward = Reward()
     # What is left, for the app: "{remaining} more orders to unlock the coupon" ({target} and
     # {progress} too); `one` / `other` for the singular and the plural.
-    remaining_text: str | RemainingText | None = None
+    remaining_text: TextOrPlural | None = None
+
+
+# Local times are written without an offset (the window's zone applies): not JSON Schema's date-time.
+_TIME_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {
+                "type": "string",
+                "pattern": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$",
+            },
+            {"type": "null"},
+        ],
+        "description": "a time in the window's zone (an offset, if given, wins)",
+    }
+)
 
 
 class Window(_Strict):
-    start: datetime | None = None
-    end: datetime | None = None
+    start: Annotated[datetime | None, _TIME_SCHEMA] = None
+    end: Annotated[datetime | None, _TIME_SCHEMA] = None
     timezone: str = "UTC"
 
     @field_validator("timezone")
@@ -164,7 +225,7 @@ class Quest(_Strict):
     goal: Goal | None = None
     steps: list[Step] | None = Field(default=None, min_length=1, max_length=50)
     reward: Reward = Reward()
-    remaining_text: str | RemainingText | None = None
+    remaining_text: TextOrPlural | None = None
     _steps: list[Step] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
@@ -308,8 +369,16 @@ def _check_goal(store: ContentStore, rel: str, loc: tuple[str | int, ...], goal:
             )
             continue
         if "." in ref.property:
-            continue  # nested values are not declared: nothing more to check
+            issues.append(
+                store.issue(
+                    rel,
+                    (*loc, "goal", "where"),
+                    f"`{top}` is a {ptype}: it has no `{ref.property[len(top) + 1 :]}` inside",
+                )
+            )
+            continue
         allowed = _LITERAL_TYPES[ptype]
+        known = events.property_values(goal.event, top)
         for value in ref.values:
             fits = isinstance(value, allowed) and (ptype == "boolean" or not isinstance(value, bool))
             if not fits:
@@ -318,6 +387,14 @@ def _check_goal(store: ContentStore, rel: str, loc: tuple[str | int, ...], goal:
                         rel,
                         (*loc, "goal", "where"),
                         f"`{ref.property}` is a {ptype}; it is compared with {value!r}",
+                    )
+                )
+            elif known is not None and ref.op in ("==", "!=", "in", "not in") and value not in known:
+                issues.append(
+                    store.issue(
+                        rel,
+                        (*loc, "goal", "where"),
+                        f"`{ref.property}` is never {value!r} (its values: {', '.join(map(str, known))})",
                     )
                 )
     return issues
@@ -351,6 +428,16 @@ def check(store: ContentStore) -> list[ContentIssue]:
     for quest in catalog.quests.values():
         rel, base = catalog.places[quest.id]
         step_ids = {s.id for s in quest.all_steps}
+        longest = PERIOD_DAYS.get(quest.period)
+        for i, step in enumerate(quest.all_steps):
+            if longest and step.goal.streak and step.goal.streak > longest:
+                issues.append(
+                    store.issue(
+                        rel,
+                        (*_step_loc(quest, base, i), "goal", "streak"),
+                        f"a {quest.period} quest cannot hold a streak of {step.goal.streak} days",
+                    )
+                )
         graph: dict[str, list[str]] = {}
         for i, step in enumerate(quest.all_steps):
             loc = _step_loc(quest, base, i)

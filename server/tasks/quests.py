@@ -43,6 +43,8 @@ declare_internal(
 
 # Local days kept for a streak goal beyond its length (late events may fill an older gap).
 STREAK_SLACK = 7
+LOCK_CHUNK = 2000  # runs created-and-locked per statement
+FINISHED_KEPT = 200_000  # finished runs remembered per process (some tens of MB at most)
 
 
 # --- periods in the member's local time ---------------------------------------------------------
@@ -82,7 +84,10 @@ def period_end(period: str, day: date, zone: str) -> datetime | None:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: not a spend worth counting
+        return None
 
 
 def _streak_run(days: list[str]) -> int:
@@ -157,7 +162,7 @@ def remaining_text(ctx: Context, step: Step, progress: float) -> str:
     if template:
         try:
             return template.format(**values)
-        except (KeyError, IndexError, ValueError):
+        except Exception:  # content checks the templates; an unforeseen one shows as written
             return template
     one = remaining == 1
     if goal.kind == "count":
@@ -174,8 +179,9 @@ def remaining_text(ctx: Context, step: Step, progress: float) -> str:
 # --- applying events ----------------------------------------------------------------------------
 
 
-def _steps_done(st: dict[str, Any]) -> set[str]:
-    return {sid for sid, s in st.items() if s.get("done")}
+def _steps_done(quest: Quest, st: dict[str, Any]) -> set[str]:
+    """The quest's steps done in this round (steps dropped from the content since do not count)."""
+    return {step.id for step in quest.all_steps if st.get(step.id, {}).get("done")}
 
 
 def unlocked(quest: Quest, done: set[str]) -> list[int]:
@@ -241,7 +247,7 @@ async def _apply(
 ) -> bool:
     """Apply one event to a member's run of a quest; True when the quest completed a round."""
     st = run.state
-    done = _steps_done(st)
+    done = _steps_done(quest, st)
     for index in unlocked(quest, done):
         step = quest.all_steps[index]
         if not step.goal.accepts(event.type, event.properties):
@@ -384,29 +390,44 @@ async def _completed_quests(session: AsyncSession, pairs: set[tuple[str, str]]) 
 async def _lock_runs(
     session: AsyncSession, keys: list[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], _Run]:
-    """Create-and-lock each member's run of each quest and period, in key order, in one statement."""
+    """Create-and-lock each member's run of each quest and period, in key order: one statement
+    per LOCK_CHUNK keys (SQL drivers bound the parameters of one statement)."""
     t = QuestRun.__table__
     now = utcnow()
-    stmt = insert_or_touch(session, t, ["member_id", "quest_id", "period"], "updated_at").values(
-        [
-            {
-                "member_id": m,
-                "quest_id": q,
-                "period": p,
-                "completions": 0,
-                "state": {},
-                "updated_at": now,
-            }
-            for m, q, p in keys
-        ]
-    )
-    rows = await session.execute(
-        stmt.returning(t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at)
-    )
-    return {
-        (r.member_id, r.quest_id, r.period): _Run(r.completions, dict(r.state or {}), r.completed_at)
-        for r in rows
-    }
+    runs: dict[tuple[str, str, str], _Run] = {}
+    for start in range(0, len(keys), LOCK_CHUNK):
+        stmt = insert_or_touch(session, t, ["member_id", "quest_id", "period"], "updated_at").values(
+            [
+                {
+                    "member_id": m,
+                    "quest_id": q,
+                    "period": p,
+                    "completions": 0,
+                    "state": {},
+                    "updated_at": now,
+                }
+                for m, q, p in keys[start : start + LOCK_CHUNK]
+            ]
+        )
+        rows = await session.execute(
+            stmt.returning(
+                t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at
+            )
+        )
+        for r in rows:
+            runs[(r.member_id, r.quest_id, r.period)] = _Run(
+                r.completions, dict(r.state or {}), r.completed_at
+            )
+    return runs
+
+
+def _finished(ctx: Context) -> set[tuple[str, str, str, int]]:
+    """Runs this process has seen finished for their period, with the quest's `times` then: they
+    stay finished, so events for them need no lock and no write."""
+    finished: set[tuple[str, str, str, int]] | None = ctx.extras.get("quests_finished")
+    if finished is None or len(finished) > FINISHED_KEPT:
+        finished = ctx.extras["quests_finished"] = set()
+    return finished
 
 
 async def progress_quests(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
@@ -426,6 +447,8 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
             if not any(s.goal.accepts(event.type, event.properties) for s in quest.all_steps):
                 continue
             plan.append((event, quest, period_key(quest.period, day), day))
+    finished = _finished(ctx)
+    plan = [p for p in plan if (p[0].member_id, p[1].id, p[2], p[1].times) not in finished]
     if not plan:
         return
     # Quests completed before (None), or in this run by the event named: a quest unlocked by an
@@ -433,7 +456,20 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
     done: dict[tuple[str, str], str | None] = dict.fromkeys(
         await _completed_quests(session, {(e.member_id, r) for e, q, _, _ in plan for r in q.requires})
     )
+    # A quest whose prerequisites are neither done nor under way in this run cannot move.
+    planned = {(e.member_id, q.id) for e, q, _, _ in plan}
+    plan = [
+        p
+        for p in plan
+        if all((p[0].member_id, r) in done or (p[0].member_id, r) in planned for r in p[1].requires)
+    ]
+    if not plan:
+        return
     runs = await _lock_runs(session, sorted({(e.member_id, q.id, p) for e, q, p, _ in plan}))
+    for (member, quest_id, period), run in runs.items():  # as committed: safe to remember
+        quest = catalog.quests[quest_id]
+        if run.completions >= quest.times:
+            finished.add((member, quest_id, period, quest.times))
     out = _Outcome()
     for event, quest, period, day in plan:
         if any(done.get((event.member_id, r), event.event_id) == event.event_id for r in quest.requires):
@@ -504,7 +540,7 @@ def _quest_out(
     elif any(r not in completed_ever for r in quest.requires):
         status, locked_reason = "locked", "requires"
 
-    done = _steps_done(state)
+    done = _steps_done(quest, state)
     open_steps = set(unlocked(quest, done))
     steps: list[QuestStepOut] = []
     for i, step in enumerate(quest.all_steps):

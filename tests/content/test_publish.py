@@ -93,6 +93,19 @@ async def test_watcher_switches_to_a_new_version_and_skips_a_rejected_one(own_ct
         )
     assert not await watcher.check()
     assert ctx.content.version == v
+    # A good version below a rejected newest one is still taken.
+    good, _ = await publish(ctx, files_with("between", "Between"), by="tester")
+    async with ctx.db.transaction() as session:
+        session.add(
+            ContentVersion(
+                digest="y" * 64,
+                files={"quests/bad.yaml": "quests: [{id: y}]"},
+                published_at=utcnow(),
+                published_by="elsewhere",
+            )
+        )
+    assert await watcher.check()
+    assert ctx.content.version == good and ctx.content.get("quests").get("between") is not None
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

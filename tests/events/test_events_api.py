@@ -167,6 +167,7 @@ async def test_the_catalogue_decides_types_and_property_types(http, as_brand, ct
         ev("purchase", amount=10, channel="fax"),  # not one of the channel's values
         ev("product_viewed"),  # its category is required
         ev("store_visit", store_id=12),
+        ev("purchase", amount=10**400),
         ev("share", network="chat", extra={"kept": True}),  # undeclared properties are kept as sent
     ]
     out = (await http.post("/v1/events", json={"events": batch}, headers=as_brand)).json()
@@ -179,6 +180,7 @@ async def test_the_catalogue_decides_types_and_property_types(http, as_brand, ct
         (5, "invalid_properties"),
         (6, "invalid_properties"),
         (7, "invalid_properties"),
+        (8, "invalid_properties"),
     ]
     reasons = [x["reason"] for x in out["rejected"]]
     assert "`reviews_posted` is not an event type" in reasons[0]
@@ -189,6 +191,7 @@ async def test_the_catalogue_decides_types_and_property_types(http, as_brand, ct
         "`channel` is one of online, store, app.",
         "`category` is required.",
         "`store_id` is a string.",
+        "`amount` is beyond ±1,000,000,000,000,000.",
     ]
     async with ctx.db.session() as session:
         stored = set(

@@ -214,3 +214,61 @@ def test_json_schema_covers_quests_and_events():
     assert {"quests", "events.yaml", "checkin.yaml", "earning.yaml"} <= set(schemas)
     quest = schemas["quests"]["$defs"]["Quest"]
     assert {"id", "title", "goal", "steps", "period", "available", "tiers"} <= set(quest["properties"])
+
+
+def test_remaining_text_templates_are_checked():
+    found = problems(
+        """quests:
+  - id: a
+    title: A
+    goal: {event: purchase, count: 2}
+    remaining_text: "{remaining.real} more"
+  - id: b
+    title: B
+    goal: {event: purchase, count: 2}
+    remaining_text: {one: "{remaining} more", other: "{left} more"}
+  - id: c
+    title: C
+    goal: {event: purchase, count: 2}
+    remaining_text: "{remaining} more {"
+  - id: d
+    title: D
+    goal: {event: purchase, count: 2}
+    remaining_text: "{remaining} of {target}, {{literally}}"
+"""
+    )
+    assert [(line, field) for _, line, field, _ in found] == [
+        (5, "quests.0.remaining_text"),
+        (9, "quests.1.remaining_text.other"),
+        (13, "quests.2.remaining_text"),
+    ]
+    assert "not {remaining.real}" in found[0][3]
+
+
+def test_filters_on_values_that_never_come_and_streaks_longer_than_their_period():
+    found = problems(
+        """quests:
+  - id: a
+    title: A
+    goal: {event: purchase, count: 1, where: "channel == 'onlin'"}
+  - id: b
+    title: B
+    goal: {event: purchase, count: 1, where: "channel.kind == 'web'"}
+  - id: c
+    title: C
+    period: weekly
+    goal: {event: checkin.completed, streak: 8}
+"""
+    )
+    assert [(line, field) for _, line, field, _ in found] == [
+        (4, "quests.0.goal.where"),
+        (7, "quests.1.goal.where"),
+        (11, "quests.2.goal.streak"),
+    ]
+    assert "`channel` is never 'onlin' (its values: online, store, app)" in found[0][3]
+    assert "a weekly quest cannot hold a streak of 8 days" in found[2][3]
+    line, field, message = one_problem(
+        "quests:\n  - id: d\n    title: D\n"
+        "    goal: {event: product_viewed, distinct: category, target: 100000}\n"
+    )
+    assert (line, field) == (4, "quests.0.goal") and "at most 10,000" in message

@@ -408,3 +408,49 @@ async def test_quests_over_http(http, as_member, as_brand, member_id):
     missing = await http.get("/v1/quests/nope", headers=as_member(member_id))
     assert missing.status_code == 404 and missing.json()["code"] == "quest_not_found"
     assert (await http.get("/v1/quests")).status_code == 401
+
+
+async def test_steps_dropped_from_the_content_do_not_finish_a_chain(ctx, content):
+    m = await make_member(ctx)
+    await deliver(ctx, event(m, "store_visit", T0, store_id="s"))  # `visit` done
+    renamed = store_of(
+        QUESTS.replace("      - id: visit\n", "      - id: visit-again\n").replace(
+            "title: Visit a store", "title: Visit a store again"
+        )
+    )
+    with serving(ctx, renamed):
+        q = await quest(ctx, m, "chain")
+        assert [s.status for s in q.steps] == ["active", "locked", "locked"]
+        await deliver(ctx, event(m, "store_visit", T0, store_id="s"))
+        await deliver(ctx, event(m, "purchase", T0, amount=1), event(m, "purchase", T0, amount=1))
+        q = await quest(ctx, m, "chain")
+        assert (q.status, [s.status for s in q.steps]) == ("active", ["completed", "completed", "active"])
+    assert not [k for k, _, _ in await rewards(ctx, m) if k == "quest:chain:all:1"]
+
+
+async def test_a_large_run_of_events_across_many_members(ctx, content):
+    """A full batch whose events touch thousands of runs (more than one statement's worth)."""
+    members = [unique("bulk") for _ in range(1000)]
+    await deliver(ctx, *[event(m, "purchase", T0, amount=40, channel="online") for m in members])
+    for m in members[:3]:
+        assert (await quest(ctx, m, "online-orders")).progress == 1
+        assert (await quest(ctx, m, "big-spender")).progress == 40
+
+
+async def test_concurrent_runs_mixing_members_and_kinds_of_work(ctx, content):
+    """Runs that lock ledger accounts and quest runs of the same members in different orders."""
+    import random
+
+    members = [await make_member(ctx) for _ in range(4)]
+    rng = random.Random(7)
+
+    def run() -> list:
+        out = []
+        for m in rng.sample(members, len(members)):
+            out.append(event(m, rng.choice(["purchase", "store_visit"]), T0, amount=12, store_id="s"))
+            out.append(event(m, "checkin.completed", T0, streak=1))
+        return out
+
+    await asyncio.gather(*(deliver(ctx, *run()) for _ in range(8)))
+    for m in members:
+        assert (await quest(ctx, m, "chain")).steps[0].status == "completed"
