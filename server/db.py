@@ -110,6 +110,8 @@ class Database:
                 if self._sqlite_writer is not None:
                     await session.connection(execution_options={"engage_write": True})
                 yield session
+                for hook in session.info.pop("before_commit", []):
+                    await hook()
             hooks = session.info.pop("after_commit", [])
         for hook in hooks:
             await hook()
@@ -128,6 +130,11 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def before_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run `hook` at the end of the unit of work of `session`, inside it, just before it commits."""
+    session.info.setdefault("before_commit", []).append(hook)
 
 
 def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
 
-from server.db import UTCDateTime, after_commit, utcnow
+from server.db import UTCDateTime, after_commit, before_commit, utcnow
 from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
 from server.scheduler import job
 
@@ -66,6 +67,16 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+@dataclass
+class Held:
+    """An outbox row this process wrote and holds the claim on: what `apply` needs of it."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int = 0
+
+
 class Outbox:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -77,23 +88,48 @@ class Outbox:
         self._flusher: asyncio.Task[None] | None = None
 
     def add(self, session: AsyncSession, kind: str, payload: dict[str, Any]) -> None:
-        """Queue an effect in the caller's transaction; it is applied right after commit."""
+        """Queue an effect in the caller's transaction; it is applied right after commit.
+
+        The effects of one transaction are written together at its end, in one statement.
+        """
         if kind not in _effects:
             raise KeyError(f"no outbox effect '{kind}'")
-        now = utcnow()
-        row = OutboxRow(kind=kind, payload=payload, created_at=now, claimed_until=now + self.claim)
-        session.add(row)
-        pending: list[OutboxRow] | None = session.info.get("outbox_rows")
-        if pending is None:
-            pending = session.info["outbox_rows"] = []
+        queued: list[tuple[str, dict[str, Any]]] | None = session.info.get("outbox_queued")
+        if queued is None:
+            queued = session.info["outbox_queued"] = []
+            written: list[Held] = []
+
+            async def write_before_commit() -> None:
+                written.extend(await self._write(session, queued))
 
             async def apply_after_commit() -> None:
-                await self.apply(pending)
+                await self.apply(written)
 
+            before_commit(session, write_before_commit)
             after_commit(session, apply_after_commit)
-        pending.append(row)
+        queued.append((kind, payload))
 
-    async def apply(self, rows: list[OutboxRow], retry: bool = False) -> None:
+    async def _write(self, session: AsyncSession, queued: list[tuple[str, dict[str, Any]]]) -> list[Held]:
+        now = utcnow()
+        table = OutboxRow.__table__
+        ids = (
+            await session.execute(
+                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "kind": kind,
+                        "payload": payload,
+                        "created_at": now,
+                        "claimed_until": now + self.claim,
+                        "attempts": 0,
+                    }
+                    for kind, payload in queued
+                ],
+            )
+        ).scalars()
+        return [Held(row_id, kind, payload) for row_id, (kind, payload) in zip(ids, queued, strict=True)]
+
+    async def apply(self, rows: Sequence[OutboxRow | Held], retry: bool = False) -> None:
         """Apply rows this process holds, in order; keep the ones that fail for the drain.
 
         Consecutive rows of one kind go to their effect together; if that run fails, each of its
@@ -161,7 +197,7 @@ class Outbox:
         await self.flush()
 
     @staticmethod
-    def _failure(row: OutboxRow, exc: Exception) -> tuple[int, int, str]:
+    def _failure(row: OutboxRow | Held, exc: Exception) -> tuple[int, int, str]:
         OUTBOX_FAILED.labels(row.kind).inc()
         log.warning("outbox_effect_failed", kind=row.kind, row=row.id, error=type(exc).__name__)
         assert row.id is not None

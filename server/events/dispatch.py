@@ -157,9 +157,10 @@ async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]],
         fresh = set(
             (
                 await session.execute(
-                    insert_ignore(session, DispatchedEvent.__table__)
-                    .values([{"event_id": e.event_id, "dispatched_at": now} for e in events])
-                    .returning(DispatchedEvent.__table__.c.event_id)
+                    insert_ignore(session, DispatchedEvent.__table__).returning(
+                        DispatchedEvent.__table__.c.event_id
+                    ),
+                    [{"event_id": e.event_id, "dispatched_at": now} for e in events],
                 )
             ).scalars()
         )

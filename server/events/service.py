@@ -116,25 +116,25 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
     if fresh:
         async with ctx.db.transaction() as session:
             await ensure_members(session, [e.member_id for e in fresh.values()])
+            # One statement, compiled once per process (the rows are parameters, not SQL).
             stored = set(
                 (
                     await session.execute(
-                        insert_ignore(session, MemberEvent.__table__)
-                        .values(
-                            [
-                                dict(
-                                    event_id=e.event_id,
-                                    member_id=e.member_id,
-                                    type=e.type,
-                                    occurred_at=e.occurred_at,
-                                    properties=e.properties,
-                                    source=source,
-                                    received_at=now,
-                                )
-                                for e in fresh.values()
-                            ]
-                        )
-                        .returning(MemberEvent.event_id)
+                        insert_ignore(session, MemberEvent.__table__).returning(
+                            MemberEvent.__table__.c.event_id
+                        ),
+                        [
+                            dict(
+                                event_id=e.event_id,
+                                member_id=e.member_id,
+                                type=e.type,
+                                occurred_at=e.occurred_at,
+                                properties=e.properties,
+                                source=source,
+                                received_at=now,
+                            )
+                            for e in fresh.values()
+                        ],
                     )
                 ).scalars()
             )

@@ -43,7 +43,6 @@ declare_internal(
 
 # Local days kept for a streak goal beyond its length (late events may fill an older gap).
 STREAK_SLACK = 7
-LOCK_CHUNK = 2000  # runs created-and-locked per statement
 FINISHED_KEPT = 200_000  # finished runs remembered per process (some tens of MB at most)
 
 
@@ -205,6 +204,7 @@ class _Run:
 class _Outcome:
     progress: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[DomainEvent] = field(default_factory=list)  # for the domains, after the messages
 
 
 def _reward_out(reward: Reward) -> dict[str, Any]:
@@ -350,9 +350,7 @@ async def _complete(
             },
         )
     )
-    emit(
-        ctx,
-        session,
+    out.events.append(
         DomainEvent(
             event_id=f"quest:{member}:{quest.id}:{period}:{round_}",
             member_id=member,
@@ -361,7 +359,7 @@ async def _complete(
             occurred_at=event.occurred_at,
             properties=base,
             source="quests",
-        ),
+        )
     )
 
 
@@ -390,35 +388,27 @@ async def _completed_quests(session: AsyncSession, pairs: set[tuple[str, str]]) 
 async def _lock_runs(
     session: AsyncSession, keys: list[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], _Run]:
-    """Create-and-lock each member's run of each quest and period, in key order: one statement
-    per LOCK_CHUNK keys (SQL drivers bound the parameters of one statement)."""
+    """Create-and-lock each member's run of each quest and period, in key order.
+
+    The keys are parameters of one compiled statement, which the driver sends in pages of
+    rows (within the bound on one statement's parameters), still in key order.
+    """
     t = QuestRun.__table__
     now = utcnow()
-    runs: dict[tuple[str, str, str], _Run] = {}
-    for start in range(0, len(keys), LOCK_CHUNK):
-        stmt = insert_or_touch(session, t, ["member_id", "quest_id", "period"], "updated_at").values(
-            [
-                {
-                    "member_id": m,
-                    "quest_id": q,
-                    "period": p,
-                    "completions": 0,
-                    "state": {},
-                    "updated_at": now,
-                }
-                for m, q, p in keys[start : start + LOCK_CHUNK]
-            ]
-        )
-        rows = await session.execute(
-            stmt.returning(
-                t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at
-            )
-        )
-        for r in rows:
-            runs[(r.member_id, r.quest_id, r.period)] = _Run(
-                r.completions, dict(r.state or {}), r.completed_at
-            )
-    return runs
+    stmt = insert_or_touch(session, t, ["member_id", "quest_id", "period"], "updated_at").returning(
+        t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at
+    )
+    rows = await session.execute(
+        stmt,
+        [
+            {"member_id": m, "quest_id": q, "period": p, "completions": 0, "state": {}, "updated_at": now}
+            for m, q, p in keys
+        ],
+    )
+    return {
+        (r.member_id, r.quest_id, r.period): _Run(r.completions, dict(r.state or {}), r.completed_at)
+        for r in rows
+    }
 
 
 def _finished(ctx: Context) -> set[tuple[str, str, str, int]]:
@@ -502,10 +492,17 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
                 for (m, q, p), r in dirty
             ],
         )
+    # One message per member for what a run of events moved: an order that moves five quests
+    # is one update for the app (and one publish), not five.
+    moved: dict[str, list[dict[str, Any]]] = {}
     for (member, _), data in out.progress.items():
-        send_live(ctx, session, member, "quest.progress", data)
+        moved.setdefault(member, []).append(data)
+    for member, quests in moved.items():
+        send_live(ctx, session, member, "quest.progress", {"quests": quests})
     for member, data in out.completed:
         send_live(ctx, session, member, "quest.completed", data)
+    for domain_event in out.events:
+        emit(ctx, session, domain_event)
 
 
 # --- what a member sees -------------------------------------------------------------------------

@@ -17,16 +17,18 @@ async def test_check_in_moves_quests_live(server: ServerProcess, token_for) -> N
         r = await app.post("/v1/checkins")
         assert r.status_code == 200, r.text
         checkin_points = r.json()["reward"]["points"]
+
+        def moved(ms: list[dict]) -> list[dict]:
+            return [q for m in ms if m["type"] == "quest.progress" for q in m["data"]["quests"]]
+
         got = await sock.take_until(
             lambda ms: (
-                {("quest.completed", "daily-check-in"), ("quest.progress", "first-week")}
-                <= {(m["type"], m["data"].get("quest_id")) for m in ms}
+                any(q["quest_id"] == "first-week" for q in moved(ms))
+                and any(m["type"] == "quest.completed" for m in ms)
                 and any(m["type"] == "points.awarded" and m["data"]["source"] == "quest" for m in ms)
             )
         )
-        progress = next(
-            m["data"] for m in got if m["type"] == "quest.progress" and m["data"]["quest_id"] == "first-week"
-        )
+        progress = next(q for q in moved(got) if q["quest_id"] == "first-week")
         assert (progress["step_id"], progress["progress"], progress["target"]) == ("check-in-3", 1, 3)
         assert progress["remaining_text"] == "2 more check-ins to go"
         done = next(m["data"] for m in got if m["type"] == "quest.completed")

@@ -225,7 +225,8 @@ async def test_chain_unlocks_in_order_with_step_and_chain_rewards(ctx, content):
     # What the app heard.
     got = [(x["type"], x["data"].get("step_id")) for x in await messages(ctx, m)]
     assert ("quest.completed", "visit") in got and ("quest.completed", None) in got
-    assert ("quest.progress", "buy") in got
+    moved = [q for x in await messages(ctx, m) if x["type"] == "quest.progress" for q in x["data"]["quests"]]
+    assert ("chain", "buy", 2) in [(q["quest_id"], q["step_id"], q["progress"]) for q in moved]
 
 
 async def test_one_event_counts_once_per_quest(ctx, content):
@@ -353,10 +354,13 @@ async def test_progress_and_completion_messages(ctx, content):
     m = await make_member(ctx)
     await deliver(ctx, event(m, "product_viewed", T0, category="a"))
     got = await messages(ctx, m)
-    progress = [
-        x["data"] for x in got if x["type"] == "quest.progress" and x["data"]["quest_id"] == "explorer"
+    progress = [x["data"] for x in got if x["type"] == "quest.progress"]
+    # One message for everything the event moved; then one for what the completed daily moved.
+    assert [[q["quest_id"] for q in p["quests"]] for p in progress] == [
+        ["explorer", "daily-view"],
+        ["dailies-week"],
     ]
-    assert progress == [
+    assert [q for q in progress[0]["quests"] if q["quest_id"] == "explorer"] == [
         {
             "quest_id": "explorer",
             "period": "all",
