@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     WithJsonSchema,
     field_validator,
@@ -54,7 +53,6 @@ class Goal(_Strict):
     where: str | dict[str, Any] | None = Field(
         default=None, description="a filter on the event's properties, e.g. \"channel == 'online'\""
     )
-    _where: Where = PrivateAttr()
 
     @field_validator("where")
     @classmethod
@@ -78,31 +76,39 @@ class Goal(_Strict):
                 raise ValueError("a distinct goal's target is a whole number, at most 10,000")
         elif self.target is not None:
             raise ValueError(f"a {given[0]} goal takes its target from `{given[0]}`; drop `target`")
-        self._where = compile_where(self.where)
+        # What the event path reads for every event, worked out once. Kept in the instance's
+        # dict beside the fields (out of the schema, the dumps and comparisons): plain attribute
+        # reads, where pydantic's private attributes would cost a method call each.
+        where = compile_where(self.where)
+        target = self.count or self.streak or self.target
+        assert target is not None
+        self.__dict__.update(
+            _where=where,
+            _matches=where.matches,
+            _kind=given[0],
+            _target=float(target),
+            _property=self.sum or self.distinct,
+        )
         return self
 
     @property
     def kind(self) -> GoalKind:
-        for k in ("count", "sum", "distinct", "streak"):
-            if getattr(self, k) is not None:
-                return k  # type: ignore[return-value]
-        raise AssertionError
+        return self.__dict__["_kind"]  # type: ignore[no-any-return]
 
     @property
     def goal_target(self) -> float:
-        if self.count is not None:
-            return self.count
-        if self.streak is not None:
-            return self.streak
-        assert self.target is not None
-        return self.target
+        return self.__dict__["_target"]  # type: ignore[no-any-return]
 
     @property
+    def compiled_where(self) -> Where:
+        return self.__dict__["_where"]  # type: ignore[no-any-return]
+
+    @property  # last: below it, `property` in this class body would mean this one
     def property(self) -> str | None:
-        return self.sum or self.distinct
+        return self.__dict__["_property"]  # type: ignore[no-any-return]
 
     def accepts(self, event_type: str, properties: dict[str, Any]) -> bool:
-        return event_type == self.event and self._where.matches(properties)
+        return event_type == self.event and self.__dict__["_matches"](properties)
 
 
 class Reward(_Strict):
@@ -226,7 +232,6 @@ class Quest(_Strict):
     steps: list[Step] | None = Field(default=None, min_length=1, max_length=50)
     reward: Reward = Reward()
     remaining_text: TextOrPlural | None = None
-    _steps: list[Step] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _task_or_chain(self) -> Quest:
@@ -239,12 +244,16 @@ class Quest(_Strict):
             dup = sorted({i for i in ids if ids.count(i) > 1})
             if dup:
                 raise ValueError(f"step ids are unique within a quest: {', '.join(dup)}")
-            self._steps = self.steps
+            steps = self.steps
         else:
             assert self.goal is not None
-            self._steps = [
-                Step(id=self.id, title=self.title, goal=self.goal, remaining_text=self.remaining_text)
-            ]
+            steps = [Step(id=self.id, title=self.title, goal=self.goal, remaining_text=self.remaining_text)]
+        # Worked out once, beside the fields (see Goal): read for every event.
+        requires = [
+            step.requires if step.requires is not None else ([steps[i - 1].id] if i else [])
+            for i, step in enumerate(steps)
+        ]
+        self.__dict__.update(_steps=steps, _requires=requires)
         return self
 
     @property
@@ -254,13 +263,11 @@ class Quest(_Strict):
     @property
     def all_steps(self) -> list[Step]:
         """The steps; a task is one step that bears the quest's id."""
-        return self._steps
+        return self.__dict__["_steps"]  # type: ignore[no-any-return]
 
     def step_requires(self, index: int) -> list[str]:
-        step = self.all_steps[index]
-        if step.requires is not None:
-            return step.requires
-        return [self.all_steps[index - 1].id] if index else []
+        """The steps that must be done first (by default the step before)."""
+        return self.__dict__["_requires"][index]  # type: ignore[no-any-return]
 
     def open_at(self, at: datetime) -> bool:
         w = self.available
@@ -360,7 +367,7 @@ def _check_goal(store: ContentStore, rel: str, loc: tuple[str | int, ...], goal:
             issues.append(
                 store.issue(rel, (*loc, "goal", key), f"`{goal.property}` is a {ptype}; a sum needs a number")
             )
-    for ref in goal._where.refs:
+    for ref in goal.compiled_where.refs:
         top = ref.property.split(".")[0]
         ptype = events.property_type(goal.event, top)
         if ptype is None:

@@ -120,12 +120,12 @@ def advance(goal: Goal, st: dict[str, Any], properties: dict[str, Any], day: dat
     if kind == "count":
         st["n"] = st.get("n", 0) + 1
     elif kind == "sum":
-        value = _number(properties.get(goal.sum or ""))
+        value = _number(properties.get(goal.property or ""))
         if value is not None and value > 0:
             total = st.get("n", 0) + value
             st["n"] = int(total) if float(total).is_integer() else total
     elif kind == "distinct":
-        value = properties.get(goal.distinct or "")
+        value = properties.get(goal.property or "")
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             vals: list[Any] = st.setdefault("vals", [])
             if value not in vals and len(vals) < goal.goal_target:
@@ -368,8 +368,33 @@ def wants(ctx: Context, event_type: str) -> bool:
     return catalog is not None and event_type in catalog.by_event
 
 
+# Statements of the event path, built once (SQLAlchemy then only binds their parameters).
+_RUNS = QuestRun.__table__
+_MEMBERS = sa.select(Member.id, Member.timezone, Member.tier).where(
+    Member.id.in_(sa.bindparam("ids", expanding=True))  # type: ignore[attr-defined]
+)
+_SAVE_RUNS = (
+    sa.update(_RUNS)
+    .where(
+        _RUNS.c.member_id == sa.bindparam("m"),
+        _RUNS.c.quest_id == sa.bindparam("q"),
+        _RUNS.c.period == sa.bindparam("p"),
+    )
+    .values(
+        completions=sa.bindparam("c"),
+        state=sa.bindparam("s"),
+        completed_at=sa.bindparam("t"),
+        updated_at=sa.bindparam("u"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+_LOCK_RUNS: dict[str, Any] = {}  # by SQL dialect
+
+
 async def _members(session: AsyncSession, ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    rows = await session.execute(sa.select(Member.id, Member.timezone, Member.tier).where(Member.id.in_(ids)))
+    rows = await session.execute(_MEMBERS, {"ids": ids})
     return {r.id: (r.timezone, r.tier) for r in rows}
 
 
@@ -393,11 +418,14 @@ async def _lock_runs(
     The keys are parameters of one compiled statement, which the driver sends in pages of
     rows (within the bound on one statement's parameters), still in key order.
     """
-    t = QuestRun.__table__
     now = utcnow()
-    stmt = insert_or_touch(session, t, ["member_id", "quest_id", "period"], "updated_at").returning(
-        t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at
-    )
+    dialect = session.get_bind().dialect.name
+    stmt = _LOCK_RUNS.get(dialect)
+    if stmt is None:
+        t = _RUNS
+        stmt = _LOCK_RUNS[dialect] = insert_or_touch(
+            session, t, ["member_id", "quest_id", "period"], "updated_at"
+        ).returning(t.c.member_id, t.c.quest_id, t.c.period, t.c.completions, t.c.state, t.c.completed_at)
     rows = await session.execute(
         stmt,
         [
@@ -471,24 +499,11 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
             done.setdefault((event.member_id, quest.id), event.event_id)
     dirty = [(k, r) for k, r in runs.items() if r.dirty]
     if dirty:
-        t = QuestRun.__table__
         now = utcnow()
         await session.execute(
-            sa.update(t)
-            .where(
-                t.c.member_id == sa.bindparam("m"),
-                t.c.quest_id == sa.bindparam("q"),
-                t.c.period == sa.bindparam("p"),
-            )
-            .values(
-                completions=sa.bindparam("c"),
-                state=sa.bindparam("s"),
-                completed_at=sa.bindparam("t"),
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False),
+            _SAVE_RUNS,
             [
-                {"m": m, "q": q, "p": p, "c": r.completions, "s": r.state, "t": r.completed_at}
+                {"m": m, "q": q, "p": p, "c": r.completions, "s": r.state, "t": r.completed_at, "u": now}
                 for (m, q, p), r in dirty
             ],
         )
