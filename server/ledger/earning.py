@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.loader import ContentKind, register_kind
-from server.events.dispatch import DomainEvent, declare_properties, on
+from server.events.dispatch import DomainEvent, declare_properties, on_batch
 from server.ledger import service as ledger
 
 if TYPE_CHECKING:
@@ -59,29 +59,37 @@ def purchase_amounts(rule: PurchaseRule, amount: float) -> dict[str, int]:
     }
 
 
-@on("purchase")
-async def earn_from_purchase(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
+def _purchases(ctx: Context, event_type: str) -> bool:
+    return event_type == "purchase"
+
+
+@on_batch(_purchases)
+async def earn_from_purchases(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """Points and growth for a run of purchases, posted together."""
     rule: PurchaseRule = ctx.content.get("earning").purchase
-    amount = event.properties.get("amount")
-    if not isinstance(amount, int | float) or isinstance(amount, bool):
-        return
-    details = {
-        "rule": "earning.purchase",
-        "event_id": event.event_id,
-        "spend": amount,
-        "points_per_unit": str(rule.points_per_unit),
-        "growth_per_unit": str(rule.growth_per_unit),
-    }
-    for currency, value in purchase_amounts(rule, amount).items():
-        if value:
-            await ledger.post(
-                ctx,
-                session,
-                event.member_id,
-                currency=currency,
-                amount=value,
-                reason="purchase",
-                source="purchase",
-                idempotency_key=f"event:{event.event_id}",
-                details=details,
-            )
+    postings: list[ledger.Posting] = []
+    for event in events:
+        amount = event.properties.get("amount")
+        if not isinstance(amount, int | float) or isinstance(amount, bool):
+            continue
+        details = {
+            "rule": "earning.purchase",
+            "event_id": event.event_id,
+            "spend": amount,
+            "points_per_unit": str(rule.points_per_unit),
+            "growth_per_unit": str(rule.growth_per_unit),
+        }
+        for currency, value in purchase_amounts(rule, amount).items():
+            if value:
+                postings.append(
+                    ledger.Posting(
+                        event.member_id,
+                        currency,
+                        value,
+                        reason="purchase",
+                        source="purchase",
+                        idempotency_key=f"event:{event.event_id}",
+                        details=details,
+                    )
+                )
+    await ledger.post_many(ctx, session, postings)

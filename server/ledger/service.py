@@ -218,6 +218,137 @@ async def post(
         return Posted(entry, created=True)
 
 
+@dataclass(frozen=True)
+class Posting:
+    """One movement of a run posted together (`post_many`)."""
+
+    member_id: str
+    currency: str
+    amount: int
+    reason: str
+    source: str
+    idempotency_key: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[str, _Account]:
+    """`_lock_account` for many members: the missing ones created-and-locked in one statement."""
+    locked: dict[str, _Account] = session.info.setdefault("locked_accounts", {})
+    missing = sorted({m for m in member_ids if m not in locked})
+    if missing:
+        table = LedgerAccount.__table__
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(table)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
+        ).returning(table.c.member_id, table.c.points, table.c.growth, table.c.seq, table.c.head_hash)
+        rows = await session.execute(
+            stmt, [dict(member_id=m, points=0, growth=0, seq=0, head_hash="") for m in missing]
+        )
+        for r in rows:
+            locked[r.member_id] = _Account(r.points, r.growth, r.seq, r.head_hash)
+    return locked
+
+
+async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]) -> list[Posted]:
+    """Post a run of movements in the caller's transaction, in a few statements whatever their
+    number: the accounts locked together, the keys used before looked up together, the entries
+    and the accounts written together. Each answers like `post` (a key used before is a replay);
+    a movement that would take a balance below zero refuses the whole run (409).
+    """
+    for p in postings:
+        _check_posting(p.currency, p.amount, p.reason, p.source, p.idempotency_key, None)
+    if not postings:
+        return []
+    with session.no_autoflush:
+        accounts = await _lock_accounts(session, [p.member_id for p in postings])
+        # Under the accounts' locks, a key is either used already (committed) or free.
+        keys = sorted({(p.member_id, p.currency, p.idempotency_key) for p in postings})
+        t = LedgerEntry.__table__
+        used = {
+            (e.member_id, e.currency, e.idempotency_key): e
+            for e in (
+                await session.execute(
+                    sa.select(LedgerEntry).where(
+                        sa.tuple_(t.c.member_id, t.c.currency, t.c.idempotency_key).in_(keys)
+                    )
+                )
+            ).scalars()
+        }
+        results: list[Posted | None] = []
+        fresh: list[LedgerEntry] = []
+        for p in postings:
+            key = (p.member_id, p.currency, p.idempotency_key)
+            if key in used:
+                results.append(_replay(used[key], p.amount, None, p.idempotency_key))
+                continue
+            account = accounts[p.member_id]
+            entry = _next_entry(
+                account,
+                p.member_id,
+                p.currency,
+                p.amount,
+                p.reason,
+                p.source,
+                p.idempotency_key,
+                p.details,
+                None,
+            )
+            setattr(account, p.currency, entry.balance_after)
+            account.seq, account.head_hash = entry.seq, entry.hash
+            used[key] = entry  # the same key twice in one run: the second is a replay
+            fresh.append(entry)
+            results.append(None)
+        if fresh:
+            ids = (
+                await session.execute(
+                    sa.insert(t).returning(t.c.id, sort_by_parameter_order=True),
+                    [e.model_dump(exclude={"id"}) for e in fresh],
+                )
+            ).scalars()
+            for entry, entry_id in zip(fresh, ids, strict=True):
+                entry.id = entry_id
+            touched = {e.member_id for e in fresh}
+            await session.execute(
+                _SAVE_ACCOUNTS,
+                [
+                    {
+                        "m": m,
+                        "p": accounts[m].points,
+                        "g": accounts[m].growth,
+                        "s": accounts[m].seq,
+                        "h": accounts[m].head_hash,
+                    }
+                    for m in sorted(touched)
+                ],
+            )
+        out: list[Posted] = []
+        fresh_iter = iter(fresh)
+        for result in results:
+            if result is not None:
+                out.append(result)
+                continue
+            entry = next(fresh_iter)
+            LEDGER_ENTRIES.labels(entry.currency, entry.source).inc()
+            type_, data = _live(entry)
+            send_live(ctx, session, entry.member_id, type_, data, at=entry.created_at)
+            out.append(Posted(entry, created=True))
+        return out
+
+
+_SAVE_ACCOUNTS = (
+    sa.update(LedgerAccount.__table__)
+    .where(LedgerAccount.__table__.c.member_id == sa.bindparam("m"))
+    .values(
+        points=sa.bindparam("p"),
+        growth=sa.bindparam("g"),
+        seq=sa.bindparam("s"),
+        head_hash=sa.bindparam("h"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def _next_entry(
     account: _Account,
     member_id: str,

@@ -206,34 +206,20 @@ class _Outcome:
     progress: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     events: list[DomainEvent] = field(default_factory=list)  # for the domains, after the messages
+    rewards: list[ledger.Posting] = field(default_factory=list)
 
 
 def _reward_out(reward: Reward) -> dict[str, Any]:
     return {"points": reward.points, "growth": reward.growth, "badge": reward.badge}
 
 
-async def _reward(
-    ctx: Context,
-    session: AsyncSession,
-    member_id: str,
-    reward: Reward,
-    key: str,
-    reason: str,
-    details: dict[str, Any],
+def _reward(
+    out: _Outcome, member_id: str, reward: Reward, key: str, reason: str, details: dict[str, Any]
 ) -> None:
+    """Queue a reward; the run's rewards are posted together at its end."""
     for currency, amount in (("points", reward.points), ("growth", reward.growth)):
         if amount:
-            await ledger.post(
-                ctx,
-                session,
-                member_id,
-                currency=currency,
-                amount=amount,
-                reason=reason,
-                source="quest",
-                idempotency_key=key,
-                details=details,
-            )
+            out.rewards.append(ledger.Posting(member_id, currency, amount, reason, "quest", key, details))
 
 
 async def _apply(
@@ -266,9 +252,8 @@ async def _apply(
             done.add(step.id)
             if quest.is_chain:
                 QUEST_COMPLETIONS.labels("step").inc()
-                await _reward(
-                    ctx,
-                    session,
+                _reward(
+                    out,
                     member,
                     step.reward,
                     f"quest:{quest.id}:{period}:{round_}:{step.id}",
@@ -327,9 +312,8 @@ async def _complete(
     run.state = {}  # the next round, if the quest allows one, starts from nothing
     QUEST_COMPLETIONS.labels("quest").inc()
     base = {"quest_id": quest.id, "period": period, "round": round_}
-    await _reward(
-        ctx,
-        session,
+    _reward(
+        out,
         member,
         quest.reward,
         f"quest:{quest.id}:{period}:{round_}",
@@ -555,6 +539,7 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
     dirty = [(k, r) for k, r in runs.items() if r.dirty]
     if dirty:
         await _save_runs(session, dirty)
+    await ledger.post_many(ctx, session, out.rewards)
     # One message per member for what a run of events moved: an order that moves five quests
     # is one update for the app (and one publish), not five.
     moved: dict[str, list[dict[str, Any]]] = {}
