@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.award_path
 	$(BIN)/python -m bench.checkin_path --database both
 	$(BIN)/python -m bench.live_messages
+	$(BIN)/python -m bench.event_ingest --concurrency 16
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -8,7 +8,7 @@ idempotent, which awards are when their idempotency key names the event.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,15 @@ class DomainEvent:
     source: str = "api"
 
     def to_payload(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["occurred_at"] = self.occurred_at.isoformat()
-        return d
+        # By hand: dataclasses.asdict deep-copies the properties, for every event of a batch.
+        return {
+            "event_id": self.event_id,
+            "member_id": self.member_id,
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "properties": self.properties,
+            "source": self.source,
+        }
 
     @classmethod
     def from_payload(cls, d: dict[str, Any]) -> DomainEvent:
