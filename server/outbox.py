@@ -208,6 +208,18 @@ class Outbox:
         total = 0
         while True:
             now = utcnow()
+            # Most ticks find nothing: look before taking a writer's transaction (on SQLite the
+            # database's one write lock, which every tick would otherwise take).
+            async with self.ctx.db.session() as session:
+                waiting = (
+                    await session.execute(
+                        sa.select(OutboxRow.id)
+                        .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
+                        .limit(1)
+                    )
+                ).first()
+            if waiting is None:
+                return total
             async with self.ctx.db.transaction() as session:
                 ids = (
                     (

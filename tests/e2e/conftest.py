@@ -3,6 +3,7 @@ need nothing special; tests that need their own configuration start their own pr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +15,13 @@ from tests.support import ServerProcess
 
 
 @pytest.fixture(scope="session")
-def brand_key(settings: Settings) -> str:
-    """An API key for the brand's systems, created with the CLI against the run's database."""
-    return create_api_key(server_env(settings))
+async def brand_key(settings: Settings) -> str:
+    """An API key for the brand's systems, created with the CLI against the run's database.
+
+    Off the event loop, which keeps running meanwhile: the app served in this process may be in
+    the middle of a write on the same SQLite file, and must be able to finish it.
+    """
+    return await asyncio.to_thread(create_api_key, server_env(settings))
 
 
 @pytest.fixture(scope="session")
