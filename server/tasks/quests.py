@@ -449,8 +449,8 @@ async def _lock_runs(
 ) -> dict[tuple[str, str, str], _Run]:
     """Create-and-lock each member's run of each quest and period, in key order.
 
-    The keys are parameters of one compiled statement, which the driver sends in pages of
-    rows (within the bound on one statement's parameters), still in key order.
+    On PostgreSQL: one prepared statement taking the keys as arrays. Elsewhere: the keys are
+    parameters of one compiled statement, sent in pages of rows, still in key order.
     """
     now = utcnow()
     dialect = session.get_bind().dialect.name
