@@ -107,6 +107,7 @@ class Database:
         """
         async with self._writer(), self.sessionmaker() as session:
             async with session.begin():
+                session.info["unit_of_work"] = True
                 if self._sqlite_writer is not None:
                     await session.connection(execution_options={"engage_write": True})
                 yield session

@@ -94,6 +94,9 @@ class Outbox:
         """
         if kind not in _effects:
             raise KeyError(f"no outbox effect '{kind}'")
+        if not session.info.get("unit_of_work"):
+            # Only `Database.transaction` writes the queued rows (just before it commits).
+            raise RuntimeError("outbox effects are queued inside ctx.db.transaction()")
         queued: list[tuple[str, dict[str, Any]]] | None = session.info.get("outbox_queued")
         if queued is None:
             queued = session.info["outbox_queued"] = []
