@@ -132,8 +132,26 @@ def _wanted(ctx: Context, event_type: str) -> bool:
 
 
 def emit(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
-    """Hand an event to every domain after the caller's transaction commits."""
+    """Hand an event to every domain after the caller's transaction commits.
+
+    A handler's own events about a member its run already holds (a quest completed by a
+    purchase) are handled in the same transaction, right after the run: no second transaction.
+    """
+    inline: _Inline | None = session.info.get("dispatch_inline")
+    if inline is not None and event.member_id in inline.members:
+        inline.queue.append(event)
+        return
     ctx.outbox.add(session, "dispatch", event.to_payload())
+
+
+@dataclass
+class _Inline:
+    members: set[str]
+    queue: list[DomainEvent] = field(default_factory=list)
+
+
+# Rounds of events caused by events handled in one transaction; any further go through the outbox.
+INLINE_ROUNDS = 8
 
 
 @effect("dispatch")
@@ -158,23 +176,41 @@ async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]],
     async with ctx.db.transaction() as session:
         # Handlers lock rows of several kinds per member (ledger account, quest runs) in orders
         # that depend on the events: holding the members first, in order, rules out deadlocks.
-        await lock_members(session, [e.member_id for e in events])
-        now = utcnow()
-        fresh = set(
-            (
-                await session.execute(
-                    insert_ignore(session, DispatchedEvent.__table__).returning(
-                        DispatchedEvent.__table__.c.event_id
-                    ),
-                    [{"event_id": e.event_id, "dispatched_at": now} for e in events],
-                )
-            ).scalars()
-        )
-        events = [e for e in events if e.event_id in fresh]
-        for event in events:
-            for handler in handlers_for(event.type):
-                await handler(ctx, session, event)
-        for batch_handler, wants in _batch_handlers:
-            wanted = [e for e in events if wants(ctx, e.type)]
-            if wanted:
-                await batch_handler(ctx, session, wanted)
+        members = sorted({e.member_id for e in events})
+        await lock_members(session, members)
+        inline = session.info["dispatch_inline"] = _Inline(set(members))
+        for _ in range(INLINE_ROUNDS):
+            await _handle(ctx, session, events)
+            events = sorted(
+                (e for e in inline.queue if _wanted(ctx, e.type)),
+                key=lambda e: (e.member_id, e.occurred_at, e.event_id),
+            )
+            inline.queue = []
+            if not events:
+                break
+        del session.info["dispatch_inline"]
+        for event in events:  # a chain longer than INLINE_ROUNDS goes on after commit
+            ctx.outbox.add(session, "dispatch", event.to_payload())
+
+
+async def _handle(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """One round: the receipts, then each handler, for the events not handled before."""
+    now = utcnow()
+    fresh = set(
+        (
+            await session.execute(
+                insert_ignore(session, DispatchedEvent.__table__).returning(
+                    DispatchedEvent.__table__.c.event_id
+                ),
+                [{"event_id": e.event_id, "dispatched_at": now} for e in events],
+            )
+        ).scalars()
+    )
+    events = [e for e in events if e.event_id in fresh]
+    for event in events:
+        for handler in handlers_for(event.type):
+            await handler(ctx, session, event)
+    for batch_handler, wants in _batch_handlers:
+        wanted = [e for e in events if wants(ctx, e.type)]
+        if wanted:
+            await batch_handler(ctx, session, wanted)

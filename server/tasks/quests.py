@@ -523,10 +523,12 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
     if not plan:
         return
     runs = await _lock_runs(session, sorted({(e.member_id, q.id, p) for e, q, p, _ in plan}))
-    for (member, quest_id, period), run in runs.items():  # as committed: safe to remember
-        quest = catalog.quests[quest_id]
-        if run.completions >= quest.times:
-            finished.add((member, quest_id, period, quest.times))
+    written: set[tuple[str, str, str]] = session.info.setdefault("quest_runs_written", set())
+    for key, run in runs.items():
+        quest = catalog.quests[key[1]]
+        # Remembered only as committed: not a run this transaction wrote (it may roll back).
+        if run.completions >= quest.times and key not in written:
+            finished.add((*key, quest.times))
     out = _Outcome()
     for event, quest, period, day in plan:
         if any(done.get((event.member_id, r), event.event_id) == event.event_id for r in quest.requires):
@@ -539,6 +541,7 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
     dirty = [(k, r) for k, r in runs.items() if r.dirty]
     if dirty:
         await _save_runs(session, dirty)
+        written.update(k for k, _ in dirty)
     await ledger.post_many(ctx, session, out.rewards)
     # One message per member for what a run of events moved: an order that moves five quests
     # is one update for the app (and one publish), not five.

@@ -458,3 +458,23 @@ async def test_concurrent_runs_mixing_members_and_kinds_of_work(ctx, content):
     await asyncio.gather(*(deliver(ctx, *run()) for _ in range(8)))
     for m in members:
         assert (await quest(ctx, m, "chain")).steps[0].status == "completed"
+
+
+async def test_a_long_cascade_of_completions_all_counts(ctx):
+    """Quests counting the completion of the one before: handled in the same transaction up to a
+    number of rounds, and the rest after it commits."""
+    depth = 12
+    quests = ["quests:", "  - id: level-0", "    title: Level 0", "    goal: {event: share, count: 1}"]
+    for n in range(1, depth):
+        quests += [
+            f"  - id: level-{n}",
+            f"    title: Level {n}",
+            f"    goal: {{event: quest.completed, count: 1, where: \"quest_id == 'level-{n - 1}'\"}}",
+            "    reward: {points: 1}",
+        ]
+    with serving(ctx, store_of("\n".join(quests) + "\n")):
+        m = await make_member(ctx)
+        await deliver(ctx, event(m, "share", T0))
+        statuses = [(await quest(ctx, m, f"level-{n}")).status for n in range(depth)]
+    assert statuses == ["completed"] * depth
+    assert len(await rewards(ctx, m)) == depth - 1
