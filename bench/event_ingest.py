@@ -84,7 +84,7 @@ from bench.infra import (
     stop_process,
     write_results,
 )
-from bench.loadgen import NOW, HttpConnection, HttpError, _cpu_sample, _cpu_use, run_async
+from bench.loadgen import NOW, HttpConnection, HttpError, cpu_sample, cpu_use, create_members, run_async
 
 TARGET_EVENTS_PER_S = 5_000
 
@@ -527,40 +527,17 @@ def write_content(dest: Path, with_quests: bool) -> Path:
 # ---------------------------------------------------------------- setup: members
 
 
-def _put_member(port: int, api_key: str, member_id: str, body: bytes) -> bytes:
-    return (
-        b"PUT /v1/members/%s HTTP/1.1\r\nHost: %s:%d\r\nX-Api-Key: %s\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-    ) % (member_id.encode(), LOOPBACK.encode(), port, api_key.encode(), len(body), body)
-
-
-async def create_members(
-    port: int, api_key: str, member_ids: list[str], seed: int, connections: int = 32
+async def create_profiled_members(
+    port: int, api_key: str, member_ids: list[str], seed: int
 ) -> tuple[Counter[str], Counter[str]]:
     """PUT every member with a time zone and a tier; (zones used, tiers used)."""
     rng = random.Random(seed)
-    profiles = [
-        (m, {"display_name": f"Bench {m}", "timezone": _ZONE.draw(rng), "tier": _TIER.draw(rng)})
+    profiles = {
+        m: {"display_name": f"Bench {m}", "timezone": _ZONE.draw(rng), "tier": _TIER.draw(rng)}
         for m in member_ids
-    ]
-    zones = Counter(p["timezone"] for _, p in profiles)
-    tiers = Counter(p["tier"] for _, p in profiles)
-    pending = list(reversed(profiles))
-
-    async def worker() -> None:
-        conn = await HttpConnection(LOOPBACK, port).open()
-        try:
-            while pending:
-                member_id, profile = pending.pop()
-                raw = _put_member(port, api_key, member_id, json.dumps(profile).encode())
-                status, body = await conn.request(raw)
-                if status not in (200, 201):
-                    raise RuntimeError(f"PUT member {member_id}: {status} {body[:300]!r}")
-        finally:
-            conn.close()
-
-    await asyncio.gather(*(worker() for _ in range(min(connections, len(member_ids)))))
-    return zones, tiers
+    }
+    await create_members([port], api_key, member_ids, profiles=profiles)
+    return Counter(p["timezone"] for p in profiles.values()), Counter(p["tier"] for p in profiles.values())
 
 
 # ---------------------------------------------------------------- the load
@@ -611,9 +588,9 @@ async def drive(load: Load) -> tuple[dict[str, Any], Counter[str]]:
 
     async def monitor() -> None:
         await asyncio.sleep(max(0.0, window_start - NOW()))
-        before = _cpu_sample(load.watch_pids)
+        before = cpu_sample(load.watch_pids)
         await asyncio.sleep(max(0.0, end - NOW()))
-        tally.cpu = _cpu_use(before, _cpu_sample(load.watch_pids))
+        tally.cpu = cpu_use(before, cpu_sample(load.watch_pids))
 
     async def worker(i: int) -> None:
         conn = HttpConnection(LOOPBACK, load.port)
@@ -921,7 +898,7 @@ def run_phase(kind: str, with_quests: bool, args: argparse.Namespace) -> dict[st
 
         t0 = time.monotonic()
         members = [f"ev-{rid}-{i}" for i in range(args.members)]
-        zones, tiers = run_async(create_members(port, api_key, members, seed=7))
+        zones, tiers = run_async(create_profiled_members(port, api_key, members, seed=7))
         setup_s = time.monotonic() - t0
         print(
             f"  {phase}: {len(members):,} members created in {setup_s:.1f} s "

@@ -117,8 +117,8 @@ def checkin_request(port: int, token: str) -> bytes:
     ) % (LOOPBACK.encode(), port, token.encode())
 
 
-def put_member_request(port: int, api_key: str, member_id: str, display_name: str) -> bytes:
-    body = json.dumps({"display_name": display_name}).encode()
+def put_member_request(port: int, api_key: str, member_id: str, profile: dict[str, Any]) -> bytes:
+    body = json.dumps(profile).encode()
     return (
         b"PUT /v1/members/%s HTTP/1.1\r\nHost: %s:%d\r\nX-Api-Key: %s\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -126,9 +126,13 @@ def put_member_request(port: int, api_key: str, member_id: str, display_name: st
 
 
 async def create_members(
-    ports: list[int], api_key: str, member_ids: list[str], connections: int = 32
+    ports: list[int],
+    api_key: str,
+    member_ids: list[str],
+    connections: int = 32,
+    profiles: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """PUT every member (spread over `ports`); raises if any is refused."""
+    """PUT every member (spread over `ports`), with its profile if given; raises if any is refused."""
     pending = list(reversed(member_ids))
 
     async def worker(i: int) -> None:
@@ -137,9 +141,8 @@ async def create_members(
         try:
             while pending:
                 member_id = pending.pop()
-                status, body = await conn.request(
-                    put_member_request(port, api_key, member_id, f"Bench {member_id}")
-                )
+                profile = (profiles or {}).get(member_id) or {"display_name": f"Bench {member_id}"}
+                status, body = await conn.request(put_member_request(port, api_key, member_id, profile))
                 if status not in (200, 201):
                     raise RuntimeError(f"PUT member {member_id}: {status} {body[:300]!r}")
         finally:
@@ -196,7 +199,7 @@ def _group(proc: psutil.Process, watched: list[int], own: int) -> str:
     return "other"
 
 
-def _cpu_sample(watched: list[int]) -> dict[str, Any]:
+def cpu_sample(watched: list[int]) -> dict[str, Any]:
     """CPU seconds used so far by every process of the host (by pid, with its group), and in all."""
     own = os.getpid()
     procs: dict[int, tuple[str, float]] = {}
@@ -209,7 +212,7 @@ def _cpu_sample(watched: list[int]) -> dict[str, Any]:
     return {"t": NOW(), "procs": procs, "busy": busy, "all": sum(system)}
 
 
-def _cpu_use(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def cpu_use(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """CPU used in the window: by group of processes in % of one core, the machine's in % of all cores.
 
     A process that started in the window counts from zero; one that ended in it is missed.
@@ -244,9 +247,9 @@ async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, flo
 
     async def monitor() -> None:
         await asyncio.sleep(max(0.0, window_start - NOW()))
-        before = _cpu_sample(cfg.watch_pids)
+        before = cpu_sample(cfg.watch_pids)
         await asyncio.sleep(max(0.0, end - NOW()))
-        st.cpu = _cpu_use(before, _cpu_sample(cfg.watch_pids))
+        st.cpu = cpu_use(before, cpu_sample(cfg.watch_pids))
 
     async def worker(i: int) -> None:
         nonlocal next_due

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import structlog
@@ -101,7 +102,7 @@ async def announce(ctx: Context, version: int) -> None:
         log.warning("content_announce_failed", version=version, error=type(exc).__name__)
 
 
-async def startup_content(settings_dir: Any, db: Database) -> ContentStore:
+async def startup_content(content_dir: Path, db: Database) -> ContentStore:
     """What an instance serves at start: the newest published version that this code accepts,
     else the files in the content directory (a fresh install before its first publish)."""
     try:
@@ -113,7 +114,7 @@ async def startup_content(settings_dir: Any, db: Database) -> ContentStore:
             return store_of(row)
         except ContentInvalid as exc:
             log.error("content_version_rejected", version=row.version, problems=[str(i) for i in exc.issues])
-    store, issues = validate_files(read_files(settings_dir), str(settings_dir))
+    store, issues = validate_files(read_files(content_dir), str(content_dir))
     if issues:
         raise ContentInvalid(issues)
     return store

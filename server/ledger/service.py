@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_ignore, utcnow
+from server.db import utcnow
 from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount, LedgerEntry
 from server.ledger.schemas import EntryOut
@@ -95,30 +95,6 @@ class _Account:
     head_hash: str
 
 
-async def _lock_account(session: AsyncSession, member_id: str) -> _Account:
-    """Create the member's account if needed and lock it until the transaction ends, in one statement.
-
-    `ON CONFLICT DO UPDATE` takes the row lock on PostgreSQL (SQLite's writer holds the database).
-    Locked once per transaction; later postings in it use what this one saw and wrote.
-    """
-    locked: dict[str, _Account] = session.info.setdefault("locked_accounts", {})
-    if member_id in locked:
-        return locked[member_id]
-    table = LedgerAccount.__table__
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
-    row = (
-        await session.execute(
-            insert.values(member_id=member_id, points=0, growth=0, seq=0, head_hash="")
-            .on_conflict_do_update(
-                index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
-            )
-            .returning(table.c.points, table.c.growth, table.c.seq, table.c.head_hash)
-        )
-    ).one()
-    locked[member_id] = account = _Account(*row)
-    return account
-
-
 async def entry_for_key(session: AsyncSession, member_id: str, currency: str, key: str) -> LedgerEntry | None:
     """The entry an idempotency key produced, if any."""
     return (
@@ -179,43 +155,10 @@ async def post(
     Refuses (409 `insufficient_balance`) a movement that would take the balance below zero, and
     (409 `idempotency_key_reused`) a key already used for a different movement.
     """
-    _check_posting(currency, amount, reason, source, idempotency_key, reverses_entry_id)
-    details = details or {}
-
-    # The ledger reads and writes its own tables only: what the caller added to the session is
-    # flushed once, at commit, instead of before each of these statements.
-    with session.no_autoflush:
-        account = await _lock_account(session, member_id)
-        if getattr(account, currency) + amount < 0:
-            # A retried spend is answered from its entry even when it could not be made again.
-            existing = await entry_for_key(session, member_id, currency, idempotency_key)
-            if existing is not None:
-                return _replay(existing, amount, reverses_entry_id, idempotency_key)
-        entry = _next_entry(
-            account, member_id, currency, amount, reason, source, idempotency_key, details, reverses_entry_id
-        )
-        # The unique idempotency key decides: no row back means the key was used before.
-        values = entry.model_dump(exclude={"id"})
-        entry.id = (
-            await session.execute(
-                insert_ignore(session, LedgerEntry.__table__).values(values).returning(LedgerEntry.id)
-            )
-        ).scalar_one_or_none()
-        if entry.id is None:
-            existing = await entry_for_key(session, member_id, currency, idempotency_key)
-            assert existing is not None
-            return _replay(existing, amount, reverses_entry_id, idempotency_key)
-        await session.execute(
-            sa.update(LedgerAccount)
-            .where(LedgerAccount.member_id == member_id)
-            .values({currency: entry.balance_after, "seq": entry.seq, "head_hash": entry.hash})
-        )
-        setattr(account, currency, entry.balance_after)
-        account.seq, account.head_hash = entry.seq, entry.hash
-        LEDGER_ENTRIES.labels(currency, source).inc()
-        type_, data = _live(entry)
-        send_live(ctx, session, member_id, type_, data, at=entry.created_at)
-        return Posted(entry, created=True)
+    posting = Posting(
+        member_id, currency, amount, reason, source, idempotency_key, details or {}, reverses_entry_id
+    )
+    return (await post_many(ctx, session, [posting]))[0]
 
 
 @dataclass(frozen=True)
@@ -229,10 +172,15 @@ class Posting:
     source: str
     idempotency_key: str
     details: dict[str, Any] = field(default_factory=dict)
+    reverses_entry_id: int | None = None
 
 
 async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[str, _Account]:
-    """`_lock_account` for many members: the missing ones created-and-locked in one statement."""
+    """Create-and-lock the accounts of these members, in order, in one statement.
+
+    `ON CONFLICT DO UPDATE` takes the row lock on PostgreSQL (SQLite's writer holds the database).
+    Locked once per transaction; later postings in it use what this one saw and wrote.
+    """
     locked: dict[str, _Account] = session.info.setdefault("locked_accounts", {})
     missing = sorted({m for m in member_ids if m not in locked})
     if missing:
@@ -257,7 +205,7 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
     a movement that would take a balance below zero refuses the whole run (409).
     """
     for p in postings:
-        _check_posting(p.currency, p.amount, p.reason, p.source, p.idempotency_key, None)
+        _check_posting(p.currency, p.amount, p.reason, p.source, p.idempotency_key, p.reverses_entry_id)
     if not postings:
         return []
     with session.no_autoflush:
@@ -280,7 +228,8 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
         for p in postings:
             key = (p.member_id, p.currency, p.idempotency_key)
             if key in used:
-                results.append(_replay(used[key], p.amount, None, p.idempotency_key))
+                # A retried spend is answered from its entry even when it could not be made again.
+                results.append(_replay(used[key], p.amount, p.reverses_entry_id, p.idempotency_key))
                 continue
             account = accounts[p.member_id]
             entry = _next_entry(
@@ -292,7 +241,7 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
                 p.source,
                 p.idempotency_key,
                 p.details,
-                None,
+                p.reverses_entry_id,
             )
             setattr(account, p.currency, entry.balance_after)
             account.seq, account.head_hash = entry.seq, entry.hash

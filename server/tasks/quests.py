@@ -222,9 +222,8 @@ def _reward(
             out.rewards.append(ledger.Posting(member_id, currency, amount, reason, "quest", key, details))
 
 
-async def _apply(
+def _apply(
     ctx: Context,
-    session: AsyncSession,
     quest: Quest,
     period: str,
     run: _Run,
@@ -289,15 +288,13 @@ async def _apply(
             "remaining_text": remaining_text(ctx, step, progress),
         }
         if len(done) == len(quest.all_steps):
-            await _complete(ctx, session, quest, period, run, event, out)
+            _complete(quest, period, run, event, out)
             return True
         return False  # an event counts at most once per quest
     return False
 
 
-async def _complete(
-    ctx: Context,
-    session: AsyncSession,
+def _complete(
     quest: Quest,
     period: str,
     run: _Run,
@@ -536,7 +533,7 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
         run = runs[(event.member_id, quest.id, period)]
         if run.completions >= quest.times:
             continue
-        if await _apply(ctx, session, quest, period, run, event, day, out):
+        if _apply(ctx, quest, period, run, event, day, out):
             done.setdefault((event.member_id, quest.id), event.event_id)
     dirty = [(k, r) for k, r in runs.items() if r.dirty]
     if dirty:

@@ -310,19 +310,18 @@ async def check_in(ctx: Context, member_id: str, now: datetime | None = None) ->
 
 
 async def _award(ctx: Context, session: AsyncSession, member_id: str, day: date, reward: Reward) -> None:
-    for currency, amount in (("points", reward.points), ("growth", reward.growth)):
-        if amount:
-            await ledger.post(
-                ctx,
-                session,
-                member_id,
-                currency=currency,
-                amount=amount,
-                reason="daily check-in" + (" chest" if reward.chest else ""),
-                source="checkin",
-                idempotency_key=f"checkin:{member_id}:{day.isoformat()}",
-                details={"date": day.isoformat(), "cycle_day": reward.cycle_day},
-            )
+    reason = "daily check-in" + (" chest" if reward.chest else "")
+    key = f"checkin:{member_id}:{day.isoformat()}"
+    details = {"date": day.isoformat(), "cycle_day": reward.cycle_day}
+    await ledger.post_many(
+        ctx,
+        session,
+        [
+            ledger.Posting(member_id, currency, amount, reason, "checkin", key, details)
+            for currency, amount in (("points", reward.points), ("growth", reward.growth))
+            if amount
+        ],
+    )
 
 
 async def _spend(
