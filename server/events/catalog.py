@@ -8,12 +8,15 @@ badges name event types and properties, and the content checks hold them to this
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.events import dispatch
+
+if TYPE_CHECKING:
+    from server.tasks.where import Where
 
 PropertyType = Literal["string", "number", "integer", "boolean"]
 MAX_NUMBER = 1e15  # far beyond any spend or count; keeps sums exact enough and floats finite
@@ -135,6 +138,82 @@ class EventCatalog(_Strict):
             return own
         label = event_type.replace(".", " ").replace("_", " ")
         return f"{label} event", f"{label} events"
+
+
+_LITERAL_TYPES = {"string": (str,), "number": (int, float), "integer": (int, float), "boolean": (bool,)}
+
+
+def check_event_use(
+    store: ContentStore,
+    rel: str,
+    loc: tuple[str | int, ...],
+    event: str,
+    *,
+    prop: str | None = None,
+    prop_key: str = "value",
+    needs_number: bool = False,
+    where: Where | None = None,
+) -> list[ContentIssue]:
+    """Problems with content that counts events of type `event` (a quest goal, a board's metric):
+    the type must be known, `prop` (named under `prop_key`) carried, and the filter `where` must
+    compare properties the event carries with values of their type. `loc` is the mapping holding
+    `event`, `prop_key` and `where`."""
+    events: EventCatalog = store.get("events")
+    if not events.knows(event):
+        known = sorted([*events.types])
+        return [
+            store.issue(
+                rel,
+                (*loc, "event"),
+                f"unknown event type `{event}` (content/events.yaml names: {', '.join(known)};"
+                " or one of the server's own, like checkin.completed)",
+            )
+        ]
+    issues = []
+    if prop is not None:
+        ptype = events.property_type(event, prop)
+        if ptype is None:
+            issues.append(store.issue(rel, (*loc, prop_key), f"`{event}` has no property `{prop}`"))
+        elif needs_number and ptype not in ("number", "integer"):
+            issues.append(
+                store.issue(rel, (*loc, prop_key), f"`{prop}` is a {ptype}; a {prop_key} needs a number")
+            )
+    for ref in where.refs if where is not None else ():
+        top = ref.property.split(".")[0]
+        ptype = events.property_type(event, top)
+        if ptype is None:
+            issues.append(store.issue(rel, (*loc, "where"), f"`{event}` has no property `{ref.property}`"))
+            continue
+        if "." in ref.property:
+            issues.append(
+                store.issue(
+                    rel,
+                    (*loc, "where"),
+                    f"`{top}` is a {ptype}: it has no `{ref.property[len(top) + 1 :]}` inside",
+                )
+            )
+            continue
+        allowed = _LITERAL_TYPES[ptype]
+        known = events.property_values(event, top)
+        for value in ref.values:
+            fits = isinstance(value, allowed) and (ptype == "boolean" or not isinstance(value, bool))
+            if not fits:
+                issues.append(
+                    store.issue(
+                        rel,
+                        (*loc, "where"),
+                        f"`{ref.property}` is a {ptype}; it is compared with {value!r}",
+                    )
+                )
+            elif known is not None and ref.op in ("==", "!=", "in", "not in") and value not in known:
+                issues.append(
+                    store.issue(
+                        rel,
+                        (*loc, "where"),
+                        f"`{ref.property}` is never {value!r} (its values: {', '.join(map(str, known))})",
+                    )
+                )
+    return issues
 
 
 def _check(store: ContentStore) -> list[ContentIssue]:

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,29 @@ if TYPE_CHECKING:
 MAX_AMOUNT = 10**12
 MAX_ID = 2**31 - 1
 SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+# Domains that count what members earn (the leaderboards) see each run of new entries inside
+# the transaction that writes them; `wants(ctx, currency)` says whether they care under the
+# content serving now.
+PostedListener = Callable[["Context", AsyncSession, list[LedgerEntry]], Awaitable[None]]
+CurrencyWanted = Callable[["Context", str], bool]
+_listeners: list[tuple[PostedListener, CurrencyWanted]] = []
+
+
+def on_posted(wants: CurrencyWanted) -> Callable[[PostedListener], PostedListener]:
+    """Register `fn(ctx, session, entries)` for new entries of the currencies `wants` accepts."""
+
+    def register(fn: PostedListener) -> PostedListener:
+        if all(fn is not f for f, _ in _listeners):
+            _listeners.append((fn, wants))
+        return fn
+
+    return register
+
+
+def _listened(ctx: Context, currency: str) -> bool:
+    return any(wants(ctx, currency) for _, wants in _listeners)
 
 
 @dataclass
@@ -271,6 +294,10 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
                     for m in sorted(touched)
                 ],
             )
+        for listener, wants in _listeners:
+            chosen = [e for e in fresh if wants(ctx, e.currency)]
+            if chosen:
+                await listener(ctx, session, chosen)
         out: list[Posted] = []
         fresh_iter = iter(fresh)
         for result in results:
@@ -411,7 +438,8 @@ async def post_alone(
     """One posting in a unit of work of its own (what `POST /v1/members/{id}/points` does)."""
     _check_posting(currency, amount, reason, source, idempotency_key, None)
     details = details or {}
-    if ctx.settings.is_sqlite:
+    if ctx.settings.is_sqlite or _listened(ctx, currency):
+        # The short path writes the entry alone; what listens to postings needs the session's.
         posted = await award(
             ctx,
             member_id,

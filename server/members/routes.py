@@ -6,8 +6,15 @@ from server.auth import ApiClient
 from server.context import Context
 from server.errors import not_found
 from server.ledger.service import balances
-from server.members.schemas import MemberIn, MemberOut, MeOut
-from server.members.service import check_member_id, get_member, to_out, upsert_member
+from server.members.schemas import FriendsIn, FriendsOut, MemberIn, MemberOut, MeOut
+from server.members.service import (
+    check_member_id,
+    friends_of,
+    get_member,
+    set_friends,
+    to_out,
+    upsert_member,
+)
 from server.tasks.service import current_streak
 
 
@@ -33,6 +40,25 @@ class MembersController(Controller):
         if member is None:
             raise not_found("member", member_id)
         return to_out(member)
+
+    @put("/members/{member_id:str}/friends", operation_id="setFriends", status_code=200)
+    async def put_friends(
+        self, ctx: Context, api_client: ApiClient, member_id: str, data: FriendsIn
+    ) -> FriendsOut:
+        """Replace a member's friend list (brand systems); friends need not be members yet."""
+        async with ctx.db.transaction() as session:
+            friends = await set_friends(ctx, session, member_id, data.friends)
+        return FriendsOut(member_id=member_id, friends=friends)
+
+    @get("/members/{member_id:str}/friends", operation_id="getFriends")
+    async def get_friends(self, ctx: Context, api_client: ApiClient, member_id: str) -> FriendsOut:
+        """A member's friend list, sorted (brand systems)."""
+        check_member_id(member_id)
+        async with ctx.db.session() as session:
+            if await get_member(session, member_id) is None:
+                raise not_found("member", member_id)
+            friends = await friends_of(session, member_id)
+        return FriendsOut(member_id=member_id, friends=friends)
 
     @get("/me", operation_id="getMe")
     async def me(self, ctx: Context, current_member: str) -> MeOut:

@@ -11,6 +11,8 @@ class MemberIn(msgspec.Struct, forbid_unknown_fields=True):
     birthday: date | None = None
     signed_up_at: datetime | None = None
     tier: str | None = None
+    # Interim until a teams domain exists; "" clears it.
+    team_id: str | None = None
 
 
 class MemberOut(msgspec.Struct):
@@ -18,6 +20,7 @@ class MemberOut(msgspec.Struct):
     display_name: str | None
     timezone: str
     tier: str | None
+    team_id: str | None
     birthday: date | None
     signed_up_at: datetime | None
     created_at: datetime
@@ -34,3 +37,12 @@ class MeOut(msgspec.Struct):
     streak: int
     birthday: date | None
     signed_up_at: datetime | None
+
+
+class FriendsIn(msgspec.Struct, forbid_unknown_fields=True):
+    friends: list[str]
+
+
+class FriendsOut(msgspec.Struct):
+    member_id: str
+    friends: list[str]

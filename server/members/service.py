@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_ignore, utcnow
+from server.db import after_commit, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
-from server.members.models import Member
+from server.members.models import Member, MemberFriend
 from server.members.schemas import MemberIn, MemberOut
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # The ladder when content names none: the lowest first. A member without a tier is on the first.
 DEFAULT_TIERS = ("regular", "silver", "gold", "diamond")
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
+MAX_FRIENDS = 1000
 _ZONES: set[str] | None = None
 
 
@@ -33,6 +34,18 @@ def check_member_id(member_id: str) -> str:
             "A member id is 1 to 64 characters: letters, digits and . _ : @ - (not starting with a symbol).",
         )
     return member_id
+
+
+def check_team_id(team_id: str) -> str:
+    """A team id follows the rules of a member id (interim until a teams domain exists)."""
+    if not MEMBER_ID_RE.match(team_id):
+        raise ProblemError(
+            400,
+            "invalid_team_id",
+            "A team id is 1 to 64 characters: letters, digits and . _ : @ - (not starting with a symbol);"
+            ' "" clears it.',
+        )
+    return team_id
 
 
 def check_timezone(name: str) -> str:
@@ -64,6 +77,7 @@ def to_out(m: Member) -> MemberOut:
         display_name=m.display_name,
         timezone=m.timezone,
         tier=m.tier,
+        team_id=m.team_id,
         birthday=m.birthday,
         signed_up_at=m.signed_up_at,
         created_at=m.created_at,
@@ -128,8 +142,9 @@ async def upsert_member(
 ) -> tuple[Member, bool]:
     """Create or update a profile; fields not given keep their value. Returns (member, created).
 
-    A change of time zone is announced as a `member.timezone_changed` event: domains that count
-    local dates (check-ins) decide when the new zone takes over.
+    An empty `team_id` clears the member's team. A change of time zone is announced as a
+    `member.timezone_changed` event: domains that count local dates (check-ins) decide when the
+    new zone takes over.
     """
     check_member_id(member_id)
     if data.timezone is not None:
@@ -144,9 +159,12 @@ async def upsert_member(
             raise ProblemError(
                 400, "invalid_tier", f"'{data.tier}' is not a tier; the ladder is {', '.join(ladder)}."
             )
+    if data.team_id:
+        check_team_id(data.team_id)
     created = await ensure_member(session, member_id)
     member = await session.get(Member, member_id, with_for_update=True, populate_existing=True)
     assert member is not None
+    shown = (member.display_name, member.tier, member.team_id, member.signed_up_at)
     if data.display_name is not None:
         member.display_name = data.display_name.strip()
     if data.timezone is not None and data.timezone != member.timezone:
@@ -166,6 +184,8 @@ async def upsert_member(
         member.timezone = data.timezone
     if data.tier is not None:
         member.tier = data.tier
+    if data.team_id is not None:
+        member.team_id = data.team_id or None
     if data.birthday is not None:
         member.birthday = data.birthday
     if data.signed_up_at is not None:
@@ -173,4 +193,73 @@ async def upsert_member(
     member.updated_at = utcnow()
     session.add(member)
     await session.flush()
+    if not created and shown != (member.display_name, member.tier, member.team_id, member.signed_up_at):
+        # What the boards show and scope by moved: the member's live scores move with it.
+        from server.leaderboards.service import member_changed
+
+        await member_changed(ctx, session, member_id)
     return member, created
+
+
+def check_friends(member_id: str, friend_ids: list[str]) -> list[str]:
+    """The list to store: distinct valid member ids, sorted, not the member, at most MAX_FRIENDS."""
+    friends = sorted(set(friend_ids))
+    if len(friends) > MAX_FRIENDS:
+        raise ProblemError(
+            400,
+            "too_many_friends",
+            f"A friend list holds at most {MAX_FRIENDS} members; this one names {len(friends)}.",
+        )
+    for friend_id in friends:
+        if not MEMBER_ID_RE.match(friend_id):
+            raise ProblemError(
+                400,
+                "invalid_member_id",
+                f"'{friend_id}' in friends is not a member id: 1 to 64 characters, letters, digits"
+                " and . _ : @ - (not starting with a symbol).",
+            )
+    if member_id in friends:
+        raise ProblemError(
+            400, "invalid_friends", f"A member is not their own friend: take '{member_id}' out of friends."
+        )
+    return friends
+
+
+async def set_friends(
+    ctx: Context, session: AsyncSession, member_id: str, friend_ids: list[str]
+) -> list[str]:
+    """Replace a member's friend list (brand systems); returns it sorted.
+
+    The member is created if need be; friends need not be members yet. Duplicates count once.
+    Friends kept from the previous list keep their `created_at`.
+    """
+    check_member_id(member_id)
+    friends = check_friends(member_id, friend_ids)
+    await ensure_member(session, member_id)
+    # The member's row serializes replacements of one list (SQLite's writers are serialized already).
+    await session.execute(sa.select(Member.id).where(Member.id == member_id).with_for_update())  # type: ignore[arg-type]
+    table = MemberFriend.__table__
+    found = await session.execute(sa.select(table.c.friend_id).where(table.c.member_id == member_id))
+    before = set(found.scalars())
+    gone = before.difference(friends)
+    if gone:
+        await session.execute(
+            sa.delete(table).where(table.c.member_id == member_id, table.c.friend_id.in_(sorted(gone)))
+        )
+    now = utcnow()
+    added = [dict(member_id=member_id, friend_id=f, created_at=now) for f in friends if f not in before]
+    if added:
+        await session.execute(sa.insert(table), added)
+
+    async def remember() -> None:
+        remember_member(ctx, member_id)
+
+    after_commit(session, remember)
+    return friends
+
+
+async def friends_of(session: AsyncSession, member_id: str) -> list[str]:
+    """A member's friend list, sorted (empty for a member without one, or unknown)."""
+    table = MemberFriend.__table__
+    found = await session.execute(sa.select(table.c.friend_id).where(table.c.member_id == member_id))
+    return sorted(found.scalars())

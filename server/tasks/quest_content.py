@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.events.catalog import check_event_use
 from server.members.service import DEFAULT_TIERS
 from server.tasks.where import Where, WhereError, compile_where
 
@@ -338,73 +339,17 @@ def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-_LITERAL_TYPES = {"string": (str,), "number": (int, float), "integer": (int, float), "boolean": (bool,)}
-
-
 def _check_goal(store: ContentStore, rel: str, loc: tuple[str | int, ...], goal: Goal) -> list[ContentIssue]:
-    from server.events.catalog import EventCatalog
-
-    events: EventCatalog = store.get("events")
-    if not events.knows(goal.event):
-        known = sorted([*events.types])
-        return [
-            store.issue(
-                rel,
-                (*loc, "goal", "event"),
-                f"unknown event type `{goal.event}` (content/events.yaml names: {', '.join(known)};"
-                " or one of the server's own, like checkin.completed)",
-            )
-        ]
-    issues = []
-    if goal.property is not None:
-        ptype = events.property_type(goal.event, goal.property)
-        key = "sum" if goal.sum else "distinct"
-        if ptype is None:
-            issues.append(
-                store.issue(rel, (*loc, "goal", key), f"`{goal.event}` has no property `{goal.property}`")
-            )
-        elif goal.sum and ptype not in ("number", "integer"):
-            issues.append(
-                store.issue(rel, (*loc, "goal", key), f"`{goal.property}` is a {ptype}; a sum needs a number")
-            )
-    for ref in goal.compiled_where.refs:
-        top = ref.property.split(".")[0]
-        ptype = events.property_type(goal.event, top)
-        if ptype is None:
-            issues.append(
-                store.issue(rel, (*loc, "goal", "where"), f"`{goal.event}` has no property `{ref.property}`")
-            )
-            continue
-        if "." in ref.property:
-            issues.append(
-                store.issue(
-                    rel,
-                    (*loc, "goal", "where"),
-                    f"`{top}` is a {ptype}: it has no `{ref.property[len(top) + 1 :]}` inside",
-                )
-            )
-            continue
-        allowed = _LITERAL_TYPES[ptype]
-        known = events.property_values(goal.event, top)
-        for value in ref.values:
-            fits = isinstance(value, allowed) and (ptype == "boolean" or not isinstance(value, bool))
-            if not fits:
-                issues.append(
-                    store.issue(
-                        rel,
-                        (*loc, "goal", "where"),
-                        f"`{ref.property}` is a {ptype}; it is compared with {value!r}",
-                    )
-                )
-            elif known is not None and ref.op in ("==", "!=", "in", "not in") and value not in known:
-                issues.append(
-                    store.issue(
-                        rel,
-                        (*loc, "goal", "where"),
-                        f"`{ref.property}` is never {value!r} (its values: {', '.join(map(str, known))})",
-                    )
-                )
-    return issues
+    return check_event_use(
+        store,
+        rel,
+        (*loc, "goal"),
+        goal.event,
+        prop=goal.property,
+        prop_key="sum" if goal.sum else "distinct",
+        needs_number=bool(goal.sum),
+        where=goal.compiled_where,
+    )
 
 
 def _known_badges(store: ContentStore) -> set[str]:

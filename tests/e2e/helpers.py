@@ -251,9 +251,11 @@ async def live(
     since: str | None = None,
     bearer: str | None = None,
     ignore: tuple[str, ...] = (),
+    ranks: bool = False,
 ) -> AsyncIterator[Live]:
     """Open the member's live socket (token in the query string, or as `Authorization: Bearer`);
-    messages whose type starts with one of `ignore` are skipped."""
+    messages whose type starts with one of `ignore` are skipped, and so are rank messages
+    (`leaderboard.`) unless `ranks` is set: the demo boards rank every member who earns."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     try:
         ws = await connect(
@@ -268,7 +270,7 @@ async def live(
             f"websocket handshake refused: HTTP {exc.response.status_code} {exc.response.body!r}"
         ) from exc
     async with ws:
-        yield Live(ws, ignore)
+        yield Live(ws, ignore if ranks else (*ignore, "leaderboard."))
 
 
 async def close_of(

@@ -1,0 +1,54 @@
+"""What the boards count: events from the dispatch, and points and growth from the ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.events.dispatch import DomainEvent, on_batch
+from server.leaderboards.service import Observation, boards, record
+from server.ledger import service as ledger
+from server.ledger.models import LedgerEntry
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+# Negative movements that lower what a member earned: corrections. Spends do not.
+_CORRECTIONS = ("reversal", "adjustment")
+
+
+def _wants_event(ctx: Context, event_type: str) -> bool:
+    return bool(boards(ctx).for_event(event_type))
+
+
+@on_batch(_wants_event)
+async def count_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """Each event, on every board whose metric counts its type (and passes its filter)."""
+    found = boards(ctx)
+    seen: list[Observation] = []
+    for event in events:
+        for board in found.for_event(event.type):
+            metric = board.event_metric
+            assert metric is not None
+            amount = metric.amount(event.properties)
+            if amount is not None:
+                seen.append(Observation(board, event.member_id, amount, event.occurred_at))
+    await record(ctx, session, seen)
+
+
+def _wants_currency(ctx: Context, currency: str) -> bool:
+    return bool(boards(ctx).for_currency(currency))
+
+
+@ledger.on_posted(_wants_currency)
+async def count_earnings(ctx: Context, session: AsyncSession, entries: list[LedgerEntry]) -> None:
+    """Points or growth earned (and corrections of them) on the boards that count that currency."""
+    found = boards(ctx)
+    seen = [
+        Observation(board, e.member_id, e.amount, e.created_at)
+        for e in entries
+        if e.amount > 0 or e.source in _CORRECTIONS
+        for board in found.for_currency(e.currency)
+    ]
+    await record(ctx, session, seen)

@@ -1,0 +1,497 @@
+"""The Redis index of the boards: applied from the outbox, told to members, rebuilt and checked.
+
+Each outbox row carries a member's absolute score and the row's version; Redis takes it only if
+it is newer than what it holds, so replays and rows applied out of order change nothing. After a
+write, the members whose rank crossed a threshold that matters (entering the top 10, being pushed
+out of it, passing a friend or being passed by one) get `leaderboard.rank_changed`, at most one
+per member and board every `notify.every_seconds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import structlog
+from redis.exceptions import NoScriptError
+
+from server.db import utcnow
+from server.leaderboards import keys
+from server.leaderboards.content import Board
+from server.leaderboards.models import BoardPeriod, BoardScore
+from server.leaderboards.periods import Span, span_at, span_of_key
+from server.leaderboards.service import Profile, boards, expire_at, index_payload
+from server.members.models import Member, MemberFriend
+from server.outbox import effect
+from server.realtime.hub import LiveMessage
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+SCORES = BoardScore.__table__
+
+
+def scripts(ctx: Context) -> dict[str, AsyncScript]:
+    found: dict[str, AsyncScript] | None = ctx.extras.get("lb_scripts")
+    if found is None:
+        client = ctx.redis.boards
+        found = ctx.extras["lb_scripts"] = {
+            "apply": client.register_script(keys.APPLY),
+            "read": client.register_script(keys.READ),
+        }
+    return found
+
+
+async def eval_many(ctx: Context, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    """Run a script for each (keys, args) in one round trip, on Redis or a Redis Cluster.
+
+    Calls that found the script missing (a restarted Redis, a new cluster node) are run again
+    after it is loaded everywhere; the others are not repeated.
+    """
+    client = ctx.redis.boards
+    if len(calls) == 1:
+        k, a = calls[0]
+        return [await script(keys=k, args=a, client=client)]
+    results: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        for i in todo:
+            k, a = calls[i]
+            # Cluster pipelines refuse `evalsha` by name, but route the raw command by its keys.
+            pipe.execute_command("EVALSHA", script.sha, len(k), *k, *a)
+        answers = await pipe.execute(raise_on_error=False)
+        missing = []
+        for i, answer in zip(todo, answers, strict=True):
+            if isinstance(answer, NoScriptError) and attempt == 1:
+                missing.append(i)
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                results[i] = answer
+        if not missing:
+            return results
+        await client.script_load(script.script)
+        todo = missing
+    raise AssertionError("unreachable")
+
+
+@effect("leaderboard.score")
+async def apply_scores(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+    """Index absolute scores in Redis (newer versions only), then tell members whose rank moved."""
+    all_boards = boards(ctx)
+    calls = []
+    payloads = [p for _, p in items]
+    for p in payloads:
+        b = keys.base(ctx, p["b"], p["p"])
+        board = all_boards.get(p["b"])
+        tops = ",".join(str(t) for t in board.notify.top) if board is not None else ""
+        args = [b, p["m"], p["v"], p["c"], p["sc"], f"{p['s']}\t{p['n']}", p["x"], p["j"], tops, p["o"]]
+        calls.append(([b + ":m", b + ":g"], args))
+    results = await eval_many(ctx, scripts(ctx)["apply"], calls)
+    try:
+        await _tell(ctx, payloads, results)
+    except Exception:  # the scores are in; a lost rank message is not worth a replay
+        log.warning("rank_messages_failed", exc_info=True)
+
+
+@dataclass
+class _Note:
+    member_id: str
+    board: Board
+    period: str
+    data: dict[str, Any]
+
+
+def _rank(value: int) -> int | None:
+    return value + 1 if value >= 0 else None
+
+
+async def _tell(ctx: Context, payloads: list[dict[str, Any]], results: list[Any]) -> None:
+    all_boards = boards(ctx)
+    notes: list[_Note] = []
+    movers: list[tuple[dict[str, Any], Board, int, int, float | None]] = []
+    for p, r in zip(payloads, results, strict=True):
+        if not r or int(r[0]) == -2:
+            continue
+        board = all_boards.get(p["b"])
+        if board is None:
+            continue
+        old, new = int(r[0]), int(r[1])
+        old_comp = float(r[2]) if r[2] not in ("", None) else None
+        pairs = r[3:]
+        if pairs:
+            notes.append(
+                _Note(
+                    p["m"],
+                    board,
+                    p["p"],
+                    {
+                        "reason": "entered_top",
+                        "threshold": int(pairs[0]),
+                        "rank": new + 1,
+                        "previous_rank": _rank(old),
+                    },
+                )
+            )
+            for t, pushed in zip(pairs[::2], pairs[1::2], strict=True):
+                if pushed != p["m"]:
+                    notes.append(
+                        _Note(
+                            pushed,
+                            board,
+                            p["p"],
+                            {
+                                "reason": "overtaken",
+                                "threshold": int(t),
+                                "rank": int(t) + 1,
+                                "previous_rank": int(t),
+                                "by_member_id": p["m"],
+                                "by_display_name": p["n"] or None,
+                            },
+                        )
+                    )
+        if (old == -1 or new < old) and board.notify.friends and "friends" in board.scopes:
+            movers.append((p, board, old, new, old_comp))
+    if movers:
+        notes += await _friend_notes(ctx, movers)
+    if not notes:
+        return
+    # One message per member and board in a run, and at most one every `every_seconds`.
+    firsts: dict[tuple[str, str], _Note] = {}
+    for n in notes:
+        firsts.setdefault((n.member_id, n.board.id), n)
+    chosen = list(firsts.values())
+    limited = [n for n in chosen if n.board.notify.every_seconds > 0]
+    allowed = set()
+    if limited:
+        pipe = ctx.redis.r.pipeline(transaction=False)
+        for n in limited:
+            pipe.set(
+                keys.rate_key(ctx, n.board.id, n.member_id),
+                "1",
+                nx=True,
+                px=n.board.notify.every_seconds * 1000,
+            )
+        for n, ok in zip(limited, await pipe.execute(), strict=True):
+            if ok:
+                allowed.add(id(n))
+    now = utcnow()
+    messages = [
+        LiveMessage(
+            n.member_id,
+            "leaderboard.rank_changed",
+            {"board_id": n.board.id, "board_name": n.board.name, "period": n.period, **n.data},
+            now,
+        )
+        for n in chosen
+        if n.board.notify.every_seconds == 0 or id(n) in allowed
+    ]
+    if messages:
+        await ctx.hub.publish_many(messages)
+
+
+async def _friend_notes(
+    ctx: Context, movers: list[tuple[dict[str, Any], Board, int, int, float | None]]
+) -> list[_Note]:
+    """Friends a member passed with this write: both sides are told."""
+    f = MemberFriend.__table__.c
+    async with ctx.db.session() as session:
+        rows = await session.execute(
+            sa.select(f.member_id, f.friend_id).where(f.member_id.in_(sorted({p["m"] for p, *_ in movers})))
+        )
+        friends: dict[str, list[str]] = {}
+        for r in rows:
+            friends.setdefault(r.member_id, []).append(r.friend_id)
+    todo = [(m, friends[m[0]["m"]]) for m in movers if friends.get(m[0]["m"])]
+    if not todo:
+        return []
+    client = ctx.redis.boards
+    pipe = client.pipeline(transaction=False)
+    for (p, *_), their in todo:
+        pipe.zmscore(keys.base(ctx, p["b"], p["p"]) + ":g", their)
+    scored = await pipe.execute()
+    notes: list[_Note] = []
+    for ((p, board, old, new, old_comp), their), comps in zip(todo, scored, strict=True):
+        new_comp = float(p["c"])
+        passed = []
+        for friend, comp in zip(their, comps, strict=True):
+            if comp is None:
+                continue
+            if board.order == "desc":
+                hit = comp < new_comp and (old_comp is None or comp > old_comp)
+            else:
+                hit = comp > new_comp and (old_comp is None or comp < old_comp)
+            if hit:
+                passed.append(friend)
+        if not passed:
+            continue
+        notes.append(
+            _Note(
+                p["m"],
+                board,
+                p["p"],
+                {
+                    "reason": "passed_friend",
+                    "friend_ids": passed[:20],
+                    "rank": new + 1,
+                    "previous_rank": _rank(old),
+                },
+            )
+        )
+        for friend in passed:
+            notes.append(
+                _Note(
+                    friend,
+                    board,
+                    p["p"],
+                    {
+                        "reason": "overtaken_by_friend",
+                        "by_member_id": p["m"],
+                        "by_display_name": p["n"] or None,
+                    },
+                )
+            )
+    return notes
+
+
+# --- recovery -------------------------------------------------------------------------------------
+
+
+async def live_periods(ctx: Context, board_ids: list[str] | None = None) -> list[tuple[Board, Span]]:
+    """Each board's periods that Redis serves: the current one and any finished but not archived."""
+    now = utcnow()
+    chosen = [b for b in boards(ctx).boards if board_ids is None or b.id in board_ids]
+    out: list[tuple[Board, Span]] = []
+    async with ctx.db.session() as session:
+        open_rows = (
+            await session.execute(
+                sa.select(BoardPeriod.board_id, BoardPeriod.period).where(BoardPeriod.status == "open")  # type: ignore[arg-type]
+            )
+        ).all()
+    for board in chosen:
+        spans: dict[str, Span] = {}
+        current = span_at(board, now)
+        if current is not None:
+            spans[current.key] = current
+        for board_id, period in open_rows:
+            if board_id == board.id and period not in spans:
+                span = span_of_key(board, period)
+                if span is not None:
+                    spans[period] = span
+        out += [(board, s) for s in sorted(spans.values(), key=lambda s: s.start)]
+    return out
+
+
+def _rows_query(board: Board, span: Span, since: Any = None) -> Any:
+    m = Member.__table__.c
+    q = (
+        sa.select(
+            SCORES.c.member_id,
+            SCORES.c.score,
+            SCORES.c.tiebreak,
+            SCORES.c.version,
+            SCORES.c.tier,
+            SCORES.c.team,
+            SCORES.c.cohort,
+            SCORES.c.signed_up_at,
+            m.display_name,
+        )
+        .select_from(SCORES.outerjoin(Member.__table__, m.id == SCORES.c.member_id))
+        .where(SCORES.c.board_id == board.id, SCORES.c.period == span.key)
+    )
+    if since is not None:
+        q = q.where(SCORES.c.updated_at >= since)
+    return q
+
+
+def _payload(ctx: Context, board: Board, span: Span, row: Any, now: Any) -> dict[str, Any]:
+    profile = Profile(row.display_name, row.tier, row.team, row.signed_up_at)
+    return index_payload(
+        ctx,
+        board,
+        span,
+        row.member_id,
+        score=row.score,
+        tiebreak=row.tiebreak,
+        version=row.version,
+        cohort=row.cohort,
+        profile=profile,
+        now=now,
+    )
+
+
+@dataclass
+class Rebuilt:
+    board_id: str
+    period: str
+    members: int
+    caught_up: int
+
+
+async def count_rows(ctx: Context, periods: list[tuple[Board, Span]]) -> int:
+    total = 0
+    async with ctx.db.session() as session:
+        for board, span in periods:
+            total += (
+                await session.execute(
+                    sa.select(sa.func.count())
+                    .select_from(SCORES)
+                    .where(SCORES.c.board_id == board.id, SCORES.c.period == span.key)
+                )
+            ).scalar_one()
+    return int(total)
+
+
+async def rebuild(
+    ctx: Context,
+    periods: list[tuple[Board, Span]],
+    advance: Callable[[int], None] | None = None,
+    chunk: int = 5000,
+) -> list[Rebuilt]:
+    """Restore the Redis index of these board periods from SQL.
+
+    Each period is built under keys of its own, then swapped in one key at a time (reads see the
+    old index, then the new one, never a half-built one). Scores written meanwhile are applied
+    again afterwards; being newer they win, and replayed ones change nothing.
+    """
+    client = ctx.redis.boards
+    done: list[Rebuilt] = []
+    for board, span in periods:
+        started = utcnow()
+        b = keys.base(ctx, board.id, span.key)
+        tmp = b + ":rb"
+        leftovers = await client.smembers(tmp + ":k")
+        for k in [*(f"{tmp}:{s}" for s in leftovers), tmp + ":g", tmp + ":m", tmp + ":rj", tmp + ":k"]:
+            await client.delete(k)
+        built: set[str] = set()
+        count = 0
+        async with ctx.db.session() as session:
+            result = await session.stream(_rows_query(board, span).execution_options(yield_per=chunk))
+            async for rows in result.partitions(chunk):
+                count += await _write_chunk(ctx, board, span, tmp, rows, built, started)
+                if advance is not None:
+                    advance(len(rows))
+        live_scopes = await client.smembers(b + ":k")
+        expire = expire_at(ctx, span)
+        suffixes = ["g", "m", "rj", "k", *sorted(built)]
+        pipe = client.pipeline(transaction=False)
+        for suffix in suffixes:
+            pipe.exists(f"{tmp}:{suffix}")
+        present = await pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        for suffix, there in zip(suffixes, present, strict=True):
+            target = f"{b}:{suffix}"
+            if there:
+                pipe.rename(f"{tmp}:{suffix}", target)
+                if expire:
+                    pipe.expireat(target, expire)
+            else:
+                pipe.delete(target)
+        for scope in sorted(set(live_scopes) - built):
+            pipe.delete(f"{b}:{scope}")
+        await pipe.execute()
+        caught = await _catch_up(ctx, board, span, started - timedelta(seconds=5))
+        done.append(Rebuilt(board.id, span.key, count, caught))
+    return done
+
+
+async def _write_chunk(
+    ctx: Context, board: Board, span: Span, tmp: str, rows: Any, built: set[str], now: Any
+) -> int:
+    by_key: dict[str, dict[str, int]] = {}
+    hashes: dict[str, str] = {}
+    joined: dict[str, int] = {}
+    for row in rows:
+        p = _payload(ctx, board, span, row, now)
+        by_key.setdefault("g", {})[row.member_id] = p["c"]
+        for scope in filter(None, p["sc"].split(",")):
+            by_key.setdefault(scope, {})[row.member_id] = p["c"]
+        if p["j"] != "":
+            joined[row.member_id] = p["j"]
+        hashes[row.member_id] = f"{p['v']}\t{p['sc']}\t{p['s']}\t{p['n']}"
+    client = ctx.redis.boards
+    pipe = client.pipeline(transaction=False)
+    for suffix, mapping in by_key.items():
+        pipe.zadd(f"{tmp}:{suffix}", mapping)
+        if suffix != "g":
+            built.add(suffix)
+            pipe.sadd(f"{tmp}:k", suffix)
+    if joined:
+        pipe.zadd(f"{tmp}:rj", joined)
+    pipe.hset(f"{tmp}:m", mapping=hashes)
+    await pipe.execute()
+    return len(hashes)
+
+
+async def _catch_up(ctx: Context, board: Board, span: Span, since: Any) -> int:
+    """Apply again the rows written since the rebuild began (the version check keeps the newest)."""
+    now = utcnow()
+    async with ctx.db.session() as session:
+        rows = (await session.execute(_rows_query(board, span, since))).all()
+    payloads = [_payload(ctx, board, span, r, now) for r in rows]
+    for i in range(0, len(payloads), 500):
+        part = payloads[i : i + 500]
+        await apply_scores(ctx, [(0, p) for p in part], True)
+    return len(payloads)
+
+
+@dataclass
+class Drift:
+    board_id: str
+    period: str
+    in_sql: int
+    in_redis: int
+    missing: int = 0
+    wrong: int = 0
+    extra: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.wrong or self.extra)
+
+
+async def check(ctx: Context, periods: list[tuple[Board, Span]], chunk: int = 2000) -> list[Drift]:
+    """Compare each board period's Redis index with its SQL rows."""
+    client = ctx.redis.boards
+    out: list[Drift] = []
+    now = utcnow()
+    for board, span in periods:
+        b = keys.base(ctx, board.id, span.key)
+        drift = Drift(board.id, span.key, 0, int(await client.zcard(b + ":g")))
+        found = 0
+        async with ctx.db.session() as session:
+            result = await session.stream(_rows_query(board, span).execution_options(yield_per=chunk))
+            async for rows in result.partitions(chunk):
+                members = [r.member_id for r in rows]
+                pipe = client.pipeline(transaction=False)
+                pipe.zmscore(b + ":g", members)
+                pipe.hmget(b + ":m", members)
+                comps, values = await pipe.execute()
+                for row, comp, value in zip(rows, comps, values, strict=True):
+                    drift.in_sql += 1
+                    if comp is None:
+                        drift.missing += 1
+                        if len(drift.examples) < 10:
+                            drift.examples.append(f"{row.member_id}: missing")
+                        continue
+                    found += 1
+                    p = _payload(ctx, board, span, row, now)
+                    held = (value or "").split("\t")
+                    held_score = held[2] if len(held) > 2 else None
+                    if int(comp) != p["c"] or held_score != str(row.score):
+                        drift.wrong += 1
+                        if len(drift.examples) < 10:
+                            drift.examples.append(
+                                f"{row.member_id}: SQL score {row.score}, Redis {held_score}"
+                            )
+        drift.extra = max(drift.in_redis - found, 0)
+        out.append(drift)
+    return out

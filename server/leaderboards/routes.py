@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.params import Parameter
+
+from server.context import Context
+from server.leaderboards import standings
+from server.leaderboards.schemas import BoardsOut, EntryOut, MyStandingOut, PeriodOut, StandingsOut
+from server.leaderboards.service import list_boards
+
+_Period = Annotated[str | None, Parameter(max_length=64)]
+_Scope = Annotated[str | None, Parameter(max_length=100)]
+
+
+def _period(page: standings.Page) -> PeriodOut:
+    return PeriodOut(page.span.key, page.span.start, page.span.end, "archived" if page.archived else "live")
+
+
+def _entries(page: standings.Page) -> list[EntryOut]:
+    return [EntryOut(r.rank, r.member_id, r.display_name, r.score) for r in page.rows]
+
+
+class LeaderboardsController(Controller):
+    path = "/v1/leaderboards"
+    tags = ["leaderboards"]
+
+    @get("/", operation_id="listLeaderboards")
+    async def list_all(self, ctx: Context, current_member: str) -> BoardsOut:
+        """The boards and their current and previous periods."""
+        return await list_boards(ctx, current_member)
+
+    @get("/{board_id:str}", operation_id="getLeaderboard")
+    async def standings(
+        self,
+        ctx: Context,
+        current_member: str,
+        board_id: Annotated[str, Parameter(max_length=64)],
+        period: _Period = None,
+        scope: _Scope = None,
+        limit: int = 10,
+        cursor: Annotated[str | None, Parameter(max_length=100)] = None,
+    ) -> StandingsOut:
+        """Standings from the top: `period` = current (default), previous, a period name or a date;
+        `scope` = global, tier, team, friends, rookie or league; `limit` 1-100; `cursor` for the next page."""
+        page = await standings.top(ctx, current_member, board_id, period, scope, limit, cursor)
+        return StandingsOut(
+            page.board.id, _period(page), page.scope, page.total, _entries(page), page.next_cursor
+        )
+
+    @get("/{board_id:str}/me", operation_id="getMyLeaderboardStanding")
+    async def me(
+        self,
+        ctx: Context,
+        current_member: str,
+        board_id: Annotated[str, Parameter(max_length=64)],
+        period: _Period = None,
+        scope: _Scope = None,
+        around: int = 5,
+    ) -> MyStandingOut:
+        """The member's rank and score, and `around` members (0-50) above and below."""
+        page = await standings.around(ctx, current_member, board_id, period, scope, around)
+        me = page.me
+        return MyStandingOut(
+            page.board.id,
+            _period(page),
+            page.scope,
+            current_member,
+            me.rank if me else None,
+            me.score if me else None,
+            page.total,
+            _entries(page),
+        )

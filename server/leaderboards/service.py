@@ -1,0 +1,410 @@
+"""Board scores: written in SQL by the transaction that earned them, indexed in Redis after commit.
+
+A domain reports what a member did (`record`): points earned, an event counted. In the same
+transaction the member's score row of each board and period it counts on is created or updated,
+by the board's operator, and an outbox row carries the *absolute* score to Redis (`index.py`), so
+that a replayed or late row changes nothing. Reads come from Redis while a period is live, and
+from the archived standings in SQL once it is archived.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import insert_ignore, utcnow
+from server.leaderboards import keys
+from server.leaderboards.content import Board, LeaderboardsFile
+from server.leaderboards.models import BoardPeriod, BoardScore
+from server.leaderboards.periods import Span, span_at
+from server.members.models import Member
+from server.members.service import tier_ladder
+
+if TYPE_CHECKING:
+    from server.context import Context
+    from server.leaderboards.schemas import BoardsOut
+
+SCORES = BoardScore.__table__
+_EMPTY = LeaderboardsFile()
+
+
+def boards(ctx: Context) -> LeaderboardsFile:
+    """The boards of the content serving now."""
+    content = getattr(ctx, "content", None)
+    found = content.get("leaderboards") if content is not None else None
+    return found if found is not None else _EMPTY
+
+
+@dataclass
+class Observation:
+    """Something a member did that a board counts: `amount` at `at`."""
+
+    board: Board
+    member_id: str
+    amount: float
+    at: datetime
+
+
+@dataclass
+class _Write:
+    board: Board
+    span: Span
+    member_id: str
+    score: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Profile:
+    display_name: str | None
+    tier: str | None
+    team: str | None
+    signed_up_at: datetime | None
+
+
+def _merge(w: _Write, score: int, at: datetime) -> None:
+    """Two amounts for one member, board and period in one run: combined by the board's operator."""
+    board = w.board
+    if board.operator == "increment":
+        w.score += score
+        w.at = max(w.at, at)
+    elif board.operator == "best":
+        better = score > w.score if board.order == "desc" else score < w.score
+        if better:
+            w.score, w.at = score, at
+    elif at >= w.at:
+        w.score, w.at = score, at
+
+
+def _upsert(dialect: str, operator: str, order: str) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE applying the board's operator, for one dialect."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(SCORES)
+    new, old = insert.excluded, SCORES.c
+    if operator == "increment":
+        changed = new.score != 0
+        score = old.score + new.score
+        later = sa.and_(changed, new.reached_at > old.reached_at)
+    elif operator == "best":
+        changed = new.score > old.score if order == "desc" else new.score < old.score
+        score = sa.case((changed, new.score), else_=old.score)
+        later = changed
+    else:
+        newer = new.reached_at >= old.reached_at
+        changed = sa.and_(newer, new.score != old.score)
+        score = sa.case((newer, new.score), else_=old.score)
+        later = changed
+    return insert.on_conflict_do_update(
+        index_elements=[SCORES.c.board_id, SCORES.c.period, SCORES.c.member_id],
+        set_={
+            "score": score,
+            "reached_at": sa.case((later, new.reached_at), else_=old.reached_at),
+            "tiebreak": sa.case((later, new.tiebreak), else_=old.tiebreak),
+            "version": old.version + 1,
+            "tier": new.tier,
+            "team": new.team,
+            "cohort": sa.func.coalesce(old.cohort, new.cohort),
+            "signed_up_at": new.signed_up_at,
+            "updated_at": new.updated_at,
+        },
+    ).returning(
+        SCORES.c.board_id,
+        SCORES.c.period,
+        SCORES.c.member_id,
+        SCORES.c.score,
+        SCORES.c.tiebreak,
+        SCORES.c.version,
+        SCORES.c.cohort,
+    )
+
+
+_STATEMENTS: dict[tuple[str, str, str], Any] = {}
+
+
+def _statement(dialect: str, operator: str, order: str) -> Any:
+    key = (dialect, operator, order)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = _upsert(dialect, operator, order)
+    return _STATEMENTS[key]
+
+
+async def profiles(session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
+    """What the boards show and scope by, for each member."""
+    m = Member.__table__.c
+    rows = await session.execute(
+        sa.select(m.id, m.display_name, m.tier, m.team_id, m.signed_up_at).where(m.id.in_(member_ids))
+    )
+    return {r.id: Profile(r.display_name, r.tier, r.team_id, r.signed_up_at) for r in rows}
+
+
+def is_rookie(board: Board, profile: Profile | None, at: datetime) -> bool:
+    if board.rookie is None or profile is None or profile.signed_up_at is None:
+        return False
+    return profile.signed_up_at >= at - timedelta(days=board.rookie.days)
+
+
+async def _note_periods(ctx: Context, session: AsyncSession, spans: set[tuple[str, Span]]) -> None:
+    """Each period that receives scores has a row, so that the archive job knows to close it."""
+    known: set[tuple[str, str]] = ctx.extras.setdefault("lb_periods", set())
+    fresh = [(b, s) for b, s in spans if (b, s.key) not in known]
+    if not fresh:
+        return
+    await session.execute(
+        insert_ignore(session, BoardPeriod.__table__),
+        [
+            {
+                "board_id": b,
+                "period": s.key,
+                "starts_at": s.start,
+                "ends_at": s.end,
+                "status": "open",
+                "entries": 0,
+            }
+            for b, s in sorted(fresh, key=lambda x: (x[0], x[1].key))
+        ],
+    )
+
+    async def remember() -> None:
+        known.update((b, s.key) for b, s in fresh)
+
+    from server.db import after_commit
+
+    after_commit(session, remember)
+
+
+def expire_at(ctx: Context, span: Span) -> int:
+    """When a period's keys may leave Redis (epoch seconds; 0: never)."""
+    if span.end is None:
+        return 0
+    keep = ctx.settings.leaderboard_grace_seconds + ctx.settings.leaderboard_redis_keep_seconds
+    return int((span.end + timedelta(seconds=keep)).timestamp())
+
+
+def index_payload(
+    ctx: Context,
+    board: Board,
+    span: Span,
+    member_id: str,
+    *,
+    score: int,
+    tiebreak: int,
+    version: int,
+    cohort: str | None,
+    profile: Profile | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """What the outbox carries to Redis for one score row: everything absolute."""
+    rookie = is_rookie(board, profile, now)
+    tier = team = None
+    if profile is not None:
+        tier, team = profile.tier, profile.team
+    name = (profile.display_name or "") if profile is not None else ""
+    return {
+        "b": board.id,
+        "p": span.key,
+        "m": member_id,
+        "v": version,
+        "c": keys.encode(score, tiebreak, board.order),
+        "o": board.order[0],
+        "sc": ",".join(keys.scope_keys(tier, team, cohort, rookie, board.scopes)),
+        "s": score,
+        "n": name.replace("\t", " "),
+        "x": expire_at(ctx, span),
+        "j": int(profile.signed_up_at.timestamp() * 1000)
+        if rookie and profile and profile.signed_up_at
+        else "",
+    }
+
+
+async def record(ctx: Context, session: AsyncSession, observations: list[Observation]) -> None:
+    """Count what members did on the boards, in the caller's transaction (which holds the members).
+
+    Amounts count in the period holding the moment they happened (no later than now); a period
+    takes amounts until `leaderboard_grace_seconds` after its end, then it is archived and closed.
+    Scores are whole numbers: fractions round down.
+    """
+    if not observations:
+        return
+    now = utcnow()
+    grace = timedelta(seconds=ctx.settings.leaderboard_grace_seconds)
+    writes: dict[tuple[str, str, str], _Write] = {}
+    for o in observations:
+        at = min(o.at, now)
+        span = span_at(o.board, at)
+        if span is None or (span.end is not None and now >= span.end + grace):
+            continue
+        if not math.isfinite(o.amount):
+            continue
+        score = math.floor(o.amount)
+        key = (o.board.id, span.key, o.member_id)
+        w = writes.get(key)
+        if w is None:
+            writes[key] = _Write(o.board, span, o.member_id, score, at)
+        else:
+            _merge(w, score, at)
+    if not writes:
+        return
+    members = await profiles(session, sorted({k[2] for k in writes}))
+    await _note_periods(ctx, session, {(w.board.id, w.span) for w in writes.values()})
+    league_writes = [w for w in writes.values() if w.board.league is not None]
+    cohorts: dict[tuple[str, str, str], str] = {}
+    if league_writes:
+        from server.leaderboards.leagues import place
+
+        cohorts = await place(ctx, session, league_writes)
+    first_tier = tier_ladder(ctx)[0]
+    dialect = session.get_bind().dialect.name
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for key in sorted(writes):
+        w = writes[key]
+        p = members.get(w.member_id)
+        groups.setdefault((w.board.operator, w.board.order), []).append(
+            {
+                "board_id": w.board.id,
+                "period": w.span.key,
+                "member_id": w.member_id,
+                "score": w.score,
+                "reached_at": w.at,
+                "tiebreak": keys.slot_of(w.span, w.at),
+                "version": 1,
+                "tier": (p.tier if p else None) or first_tier,
+                "team": p.team if p else None,
+                "cohort": cohorts.get(key),
+                "signed_up_at": p.signed_up_at if p else None,
+                "updated_at": now,
+            }
+        )
+    for (operator, order), rows in groups.items():
+        result = await session.execute(_statement(dialect, operator, order), rows)
+        for r in result:
+            w = writes[(r.board_id, r.period, r.member_id)]
+            p = members.get(r.member_id)
+            if p is not None and p.tier is None:
+                p = Profile(p.display_name, first_tier, p.team, p.signed_up_at)
+            ctx.outbox.add(
+                session,
+                "leaderboard.score",
+                index_payload(
+                    ctx,
+                    w.board,
+                    w.span,
+                    r.member_id,
+                    score=r.score,
+                    tiebreak=r.tiebreak,
+                    version=r.version,
+                    cohort=r.cohort,
+                    profile=p,
+                    now=now,
+                ),
+            )
+
+
+async def member_changed(ctx: Context, session: AsyncSession, member_id: str) -> None:
+    """A member's name, tier, team or sign-up date changed: their live scores move with them."""
+    now = utcnow()
+    live: list[tuple[Board, Span]] = []
+    for board in boards(ctx).boards:
+        span = span_at(board, now)
+        if span is not None:
+            live.append((board, span))
+    if not live:
+        return
+    profile = (await profiles(session, [member_id])).get(member_id)
+    if profile is None:
+        return
+    tier = profile.tier or tier_ladder(ctx)[0]
+    profile = Profile(profile.display_name, tier, profile.team, profile.signed_up_at)
+    for board, span in live:
+        row = (
+            await session.execute(
+                sa.update(SCORES)
+                .where(
+                    SCORES.c.board_id == board.id,
+                    SCORES.c.period == span.key,
+                    SCORES.c.member_id == member_id,
+                )
+                .values(
+                    tier=tier,
+                    team=profile.team,
+                    signed_up_at=profile.signed_up_at,
+                    version=SCORES.c.version + 1,
+                    updated_at=now,
+                )
+                .returning(SCORES.c.score, SCORES.c.tiebreak, SCORES.c.version, SCORES.c.cohort)
+            )
+        ).first()
+        if row is None:
+            continue
+        ctx.outbox.add(
+            session,
+            "leaderboard.score",
+            index_payload(
+                ctx,
+                board,
+                span,
+                member_id,
+                score=row.score,
+                tiebreak=row.tiebreak,
+                version=row.version,
+                cohort=row.cohort,
+                profile=profile,
+                now=now,
+            ),
+        )
+
+
+async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
+    """Every board, with its current and previous periods and, on league boards, the member's league."""
+    from server.leaderboards.leagues import levels_of
+    from server.leaderboards.periods import previous_span
+    from server.leaderboards.schemas import BoardOut, BoardsOut, LeagueOut, PeriodOut
+
+    now = utcnow()
+    out = []
+    async with ctx.db.session() as session:
+        for board in boards(ctx).boards:
+            current, previous = span_at(board, now), previous_span(board, now)
+            league = None
+            if board.league is not None:
+                level = min(
+                    (await levels_of(session, board.id, [member_id])).get(member_id, 0),
+                    len(board.league.levels) - 1,
+                )
+                league = LeagueOut(
+                    board.league.levels,
+                    board.league.size,
+                    board.league.promote,
+                    board.league.demote,
+                    level,
+                    board.league.levels[level],
+                )
+            metric = board.event_metric.event if board.event_metric is not None else str(board.metric)
+            out.append(
+                BoardOut(
+                    board_id=board.id,
+                    name=board.name,
+                    description=board.description,
+                    metric=metric,
+                    operator=board.operator,
+                    order=board.order,
+                    period_kind=board.period,
+                    zone=board.zone,
+                    scopes=[
+                        *board.scopes,
+                        *(["rookie"] if board.rookie else []),
+                        *(["league"] if board.league else []),
+                    ],
+                    current_period=PeriodOut(current.key, current.start, current.end) if current else None,
+                    previous_period=PeriodOut(previous.key, previous.start, previous.end, "ended")
+                    if previous
+                    else None,
+                    rookie_days=board.rookie.days if board.rookie else None,
+                    league=league,
+                )
+            )
+    return BoardsOut(boards=out)

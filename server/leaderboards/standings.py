@@ -1,0 +1,339 @@
+"""Reading the boards: the top of a scope with a cursor, a member among their neighbours, from
+Redis while a period is live and from the archived standings once it is archived.
+
+Ranks are 1-based and unique: ties are ordered by who reached the score first (`keys.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from redis.exceptions import RedisError
+
+from server.db import utcnow
+from server.errors import ProblemError
+from server.leaderboards import keys
+from server.leaderboards.content import Board
+from server.leaderboards.index import eval_many, scripts
+from server.leaderboards.models import BoardPeriod, Standing
+from server.leaderboards.periods import Span, previous_span, resolve, span_at
+from server.leaderboards.service import boards
+from server.members.models import Member
+from server.members.service import friends_of, tier_ladder
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+MAX_LIMIT = 100
+MAX_AROUND = 50
+
+
+@dataclass
+class Row:
+    rank: int
+    member_id: str
+    display_name: str | None
+    score: int
+
+
+@dataclass
+class Page:
+    board: Board
+    span: Span
+    scope: str
+    archived: bool
+    total: int
+    rows: list[Row]
+    next_cursor: str | None = None
+    me: Row | None = None
+
+
+def board_of(ctx: Context, board_id: str) -> Board:
+    board = boards(ctx).get(board_id)
+    if board is None:
+        raise ProblemError(404, "board_not_found", f"No leaderboard '{board_id[:64]}'.")
+    return board
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("o"):
+            raise ValueError
+        offset = int(raw[1:])
+        if not 0 < offset <= 10_000_000:
+            raise ValueError
+        return offset
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, "invalid_cursor", "The cursor is not one this server gave out.") from exc
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: str  # global | tier | team | friends | rookie | league
+    value: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.value}" if self.value and self.kind in ("tier", "team") else self.kind
+
+
+async def _member_row(ctx: Context, member_id: str) -> Any:
+    m = Member.__table__.c
+    async with ctx.db.session() as session:
+        return (await session.execute(sa.select(m.tier, m.team_id).where(m.id == member_id))).first()
+
+
+async def resolve_scope(ctx: Context, board: Board, text: str | None, member_id: str) -> Scope:
+    """`global`, `tier` (the member's, or `tier:<name>`), `team` (likewise), `friends`, `rookie`,
+    and `league` (the member's cohort; the default of a league board)."""
+    text = (text or "").strip() or ("league" if board.league else "global")
+    kind, _, value = text.partition(":")
+    allowed = list(board.scopes) + (["rookie"] if board.rookie else []) + (["league"] if board.league else [])
+    if kind not in allowed or (value and kind not in ("tier", "team")):
+        raise ProblemError(
+            400,
+            "invalid_scope",
+            f"Board '{board.id}' ranks by scope {', '.join(allowed)}; '{text[:40]}' is not one of them.",
+        )
+    if kind == "tier":
+        if not value:
+            row = await _member_row(ctx, member_id)
+            value = (row.tier if row is not None else None) or tier_ladder(ctx)[0]
+        elif value not in tier_ladder(ctx):
+            raise ProblemError(400, "invalid_scope", f"'{value[:40]}' is not a tier.")
+    if kind == "team" and not value:
+        row = await _member_row(ctx, member_id)
+        value = row.team_id if row is not None else None
+        if not value:
+            raise ProblemError(404, "no_team", "You are not in a team: there is no team board to show.")
+    return Scope(kind, value or None)
+
+
+async def _is_archived(ctx: Context, board: Board, span: Span) -> bool:
+    known: set[tuple[str, str]] = ctx.extras.setdefault("lb_archived", set())
+    if (board.id, span.key) in known:
+        return True
+    async with ctx.db.session() as session:
+        status = (
+            await session.execute(
+                sa.select(BoardPeriod.status).where(  # type: ignore[call-overload]
+                    BoardPeriod.board_id == board.id, BoardPeriod.period == span.key
+                )
+            )
+        ).scalar_one_or_none()
+    if status == "archived":
+        known.add((board.id, span.key))
+        return True
+    return False
+
+
+async def _where(ctx: Context, board: Board, period: str | None) -> tuple[Span, bool]:
+    now = utcnow()
+    span = resolve(board, period or "current", now)
+    current = span_at(board, now)
+    if current is not None and current.key == span.key:
+        return span, False
+    return span, await _is_archived(ctx, board, span)
+
+
+def _redis_scope(scope: Scope) -> str:
+    if scope.kind == "global":
+        return ""
+    if scope.kind == "tier":
+        return f"t:{scope.value}"
+    if scope.kind == "team":
+        return f"team:{scope.value}"
+    if scope.kind == "rookie":
+        return "r"
+    return "cohort"
+
+
+def _row(rank: int, member_id: str, value: str) -> Row:
+    parts = value.split("\t", 3) if value else []
+    score = int(parts[2]) if len(parts) > 2 else 0
+    name = parts[3] if len(parts) > 3 and parts[3] else None
+    return Row(rank, member_id, name, score)
+
+
+def _rookie_cutoff(board: Board, now: datetime) -> int:
+    days = board.rookie.days if board.rookie else 0
+    return int((now - timedelta(days=days)).timestamp() * 1000)
+
+
+async def _live(
+    ctx: Context, board: Board, span: Span, scope: Scope, mode: str, anchor: str | int, count: int, me: str
+) -> tuple[int, list[Row]]:
+    b = keys.base(ctx, board.id, span.key)
+    args = [b, mode, anchor, count, board.order[0], _redis_scope(scope), _rookie_cutoff(board, utcnow()), me]
+    try:
+        out = (await eval_many(ctx, scripts(ctx)["read"], [([b + ":m", b + ":g"], args)]))[0]
+    except (RedisError, OSError) as exc:
+        raise ProblemError(
+            503,
+            "leaderboards_unavailable",
+            "Leaderboards are briefly unavailable; scores are kept, try again shortly.",
+        ) from exc
+    total, first = int(out[0]), int(out[1])
+    rows = [_row(first + i + 1, out[j], out[j + 1]) for i, j in enumerate(range(2, len(out), 2))]
+    return total, rows
+
+
+async def _live_friends(ctx: Context, board: Board, span: Span, member_id: str) -> list[Row]:
+    """The member and their friends, ranked among themselves."""
+    async with ctx.db.session() as session:
+        group = [member_id, *(await friends_of(session, member_id))]
+    b = keys.base(ctx, board.id, span.key)
+    client = ctx.redis.boards
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.zmscore(b + ":g", group)
+        pipe.hmget(b + ":m", group)
+        comps, values = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise ProblemError(
+            503, "leaderboards_unavailable", "Leaderboards are briefly unavailable; try again shortly."
+        ) from exc
+    scored = [(c, m, v) for m, c, v in zip(group, comps, values, strict=True) if c is not None]
+    # The order Redis would give them in one sorted set: ties in a slot by member id.
+    if board.order == "desc":
+        scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
+    else:
+        scored.sort(key=lambda x: (x[0], x[1]))
+    return [_row(i + 1, m, v or "") for i, (_, m, v) in enumerate(scored)]
+
+
+def _archived_scope(
+    board: Board, span: Span, scope: Scope, member_cohort: str | None, friends: list[str]
+) -> Any:
+    """The archived standings of one scope as (member_id, score, r), r its rank in the scope."""
+    s = Standing.__table__.c
+    base = sa.and_(s.board_id == board.id, s.period == span.key)
+    if scope.kind == "global":
+        return sa.select(s.member_id, s.score, s.rank.label("r")).where(base).subquery()
+    if scope.kind == "tier":
+        return (
+            sa.select(s.member_id, s.score, s.tier_rank.label("r"))
+            .where(base, s.tier == scope.value)
+            .subquery()
+        )
+    if scope.kind == "team":
+        return (
+            sa.select(s.member_id, s.score, s.team_rank.label("r"))
+            .where(base, s.team == scope.value)
+            .subquery()
+        )
+    if scope.kind == "league":
+        return (
+            sa.select(s.member_id, s.score, s.cohort_rank.label("r"))
+            .where(base, s.cohort == (member_cohort or ""))
+            .subquery()
+        )
+    if scope.kind == "rookie":
+        assert board.rookie is not None and span.end is not None
+        since = span.end - timedelta(days=board.rookie.days)
+        cond = sa.and_(base, s.signed_up_at >= since)
+    else:
+        cond = sa.and_(base, s.member_id.in_(friends))
+    return (
+        sa.select(s.member_id, s.score, sa.func.row_number().over(order_by=s.rank).label("r"))
+        .where(cond)
+        .subquery()
+    )
+
+
+async def _archived(
+    ctx: Context, board: Board, span: Span, scope: Scope, member_id: str, mode: str, offset: int, count: int
+) -> tuple[int, list[Row]]:
+    s = Standing.__table__.c
+    m = Member.__table__.c
+    async with ctx.db.session() as session:
+        cohort = None
+        if scope.kind == "league":
+            cohort = (
+                await session.execute(
+                    sa.select(s.cohort).where(
+                        s.board_id == board.id, s.period == span.key, s.member_id == member_id
+                    )
+                )
+            ).scalar_one_or_none()
+        friends = [member_id, *(await friends_of(session, member_id))] if scope.kind == "friends" else []
+        sub = _archived_scope(board, span, scope, cohort, friends)
+        total = int((await session.execute(sa.select(sa.func.count()).select_from(sub))).scalar_one())
+        if mode == "around":
+            mine = (
+                await session.execute(sa.select(sub.c.r).where(sub.c.member_id == member_id))
+            ).scalar_one_or_none()
+            if mine is None:
+                return total, []
+            low, high = max(mine - count, 1), mine + count
+        else:
+            low, high = offset + 1, offset + count
+        rows = await session.execute(
+            sa.select(sub.c.r, sub.c.member_id, m.display_name, sub.c.score)
+            .select_from(sub.outerjoin(Member.__table__, m.id == sub.c.member_id))
+            .where(sub.c.r >= low, sub.c.r <= high)
+            .order_by(sub.c.r)
+        )
+        return total, [Row(int(r.r), r.member_id, r.display_name, int(r.score)) for r in rows]
+
+
+async def top(
+    ctx: Context,
+    member_id: str,
+    board_id: str,
+    period: str | None,
+    scope_text: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """The standings of a scope from its top (or from a cursor), `limit` rows."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ProblemError(400, "invalid_limit", f"limit is between 1 and {MAX_LIMIT}.")
+    offset = decode_cursor(cursor) if cursor else 0
+    board = board_of(ctx, board_id)
+    span, archived = await _where(ctx, board, period)
+    scope = await resolve_scope(ctx, board, scope_text, member_id)
+    if archived:
+        total, rows = await _archived(ctx, board, span, scope, member_id, "top", offset, limit)
+    elif scope.kind == "friends":
+        ranked = await _live_friends(ctx, board, span, member_id)
+        total, rows = len(ranked), ranked[offset : offset + limit]
+    else:
+        total, rows = await _live(ctx, board, span, scope, "top", offset, limit, member_id)
+    nxt = encode_cursor(offset + limit) if offset + limit < total and rows else None
+    return Page(board, span, scope.name, archived, total, rows, nxt)
+
+
+async def around(
+    ctx: Context, member_id: str, board_id: str, period: str | None, scope_text: str | None, k: int
+) -> Page:
+    """The member's rank and score, and `k` members either side of them."""
+    if not 0 <= k <= MAX_AROUND:
+        raise ProblemError(400, "invalid_around", f"around is between 0 and {MAX_AROUND}.")
+    board = board_of(ctx, board_id)
+    span, archived = await _where(ctx, board, period)
+    scope = await resolve_scope(ctx, board, scope_text, member_id)
+    if archived:
+        total, rows = await _archived(ctx, board, span, scope, member_id, "around", 0, k)
+    elif scope.kind == "friends":
+        ranked = await _live_friends(ctx, board, span, member_id)
+        total = len(ranked)
+        mine = next((r.rank for r in ranked if r.member_id == member_id), None)
+        rows = ranked[max(mine - 1 - k, 0) : mine + k] if mine is not None else []
+    else:
+        total, rows = await _live(ctx, board, span, scope, "around", member_id, k, member_id)
+    me = next((r for r in rows if r.member_id == member_id), None)
+    return Page(board, span, scope.name, archived, total, rows, None, me)
+
+
+def current_periods(board: Board, now: datetime) -> tuple[Span | None, Span | None]:
+    return span_at(board, now), previous_span(board, now)
