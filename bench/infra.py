@@ -313,16 +313,21 @@ def engage_env(
     return env
 
 
-def engage_cli(env: dict[str, str], *args: str) -> str:
-    """Run `python -m server.cli ARGS` to completion; its stdout."""
-    done = subprocess.run(
+def engage_cli_run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `python -m server.cli ARGS` to completion, whatever its exit status."""
+    return subprocess.run(
         [sys.executable, "-m", "server.cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def engage_cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """Run `python -m server.cli ARGS` to completion; its stdout (it must exit 0)."""
+    done = engage_cli_run(env, *args, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"server.cli {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return done.stdout
@@ -331,6 +336,17 @@ def engage_cli(env: dict[str, str], *args: str) -> str:
 def engage_server(name: str, env: dict[str, str], port: int) -> ServerProcess:
     argv = [sys.executable, "-m", "server.cli", "serve", "--host", LOOPBACK, "--port", str(port)]
     return ServerProcess(name, argv, env, port, "/ready")
+
+
+def baseline_server(redis_url: str, prefix: str) -> ServerProcess:
+    """bench/baseline_app.py under uvicorn as the benchmarks run it (1 worker, uvloop, httptools)."""
+    port = free_port()
+    argv = [
+        *[sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--host", LOOPBACK, "--port", str(port)],
+        *"--workers 1 --loop uvloop --http httptools --no-access-log --log-level warning".split(),
+    ]
+    env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_REDIS_PREFIX": prefix + "baseline:"}
+    return ServerProcess("baseline", argv, env, port, "/health")
 
 
 def create_api_key(env: dict[str, str]) -> str:

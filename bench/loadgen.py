@@ -20,6 +20,9 @@ With `--tokens FILE` (one member token a line) every request is a check-in inste
 `--tokens-once` for each token once, in order (the load stops when they run out). `--count-body S`
 counts the 2xx answers whose body contains S, over the whole run and in the measured window.
 
+With `--get PATH` every request is `GET PATH` instead: with the bearer token of a random token of
+`--tokens` (or each once, with `--tokens-once`), or without any credentials when no tokens are given.
+
 Times are `time.monotonic()`, which on Linux is CLOCK_MONOTONIC: one clock for every process of
 the host, so a send time recorded here can be compared with a receive time in another process.
 """
@@ -117,6 +120,11 @@ def checkin_request(port: int, token: str) -> bytes:
     ) % (LOOPBACK.encode(), port, token.encode())
 
 
+def get_request(port: int, path: str, token: str = "") -> bytes:
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    return b"GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n" % (path.encode(), LOOPBACK.encode(), port, auth)
+
+
 def put_member_request(port: int, api_key: str, member_id: str, profile: dict[str, Any]) -> bytes:
     body = json.dumps(profile).encode()
     return (
@@ -169,6 +177,7 @@ class LoadConfig:
     tokens: list[str] = field(default_factory=list)  # member tokens: check-ins instead of awards
     tokens_once: bool = False  # each token for one request, in order; stop when they run out
     count_body: bytes = b""  # count the 2xx answers whose body contains this
+    get_path: str = ""  # GET this path (with a member token when tokens are given) instead
 
 
 @dataclass
@@ -281,7 +290,11 @@ async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, flo
                         member, st.tokens_used = st.tokens_used, st.tokens_used + 1
                     else:
                         member = rng.randrange(len(cfg.tokens))
-                    raw = checkin_request(port, cfg.tokens[member])
+                    token = cfg.tokens[member]
+                    raw = get_request(port, cfg.get_path, token) if cfg.get_path else checkin_request(port, token)
+                elif cfg.get_path:
+                    member = 0
+                    raw = get_request(port, cfg.get_path)
                 else:
                     member = rng.randrange(cfg.members)
                     raw = award_request(
@@ -370,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokens", type=Path, help="check-ins instead: member tokens, one a line")
     p.add_argument("--tokens-once", action="store_true", help="each token for one check-in only")
     p.add_argument("--count-body", default="", help="count the 2xx answers whose body contains this")
+    p.add_argument("--get", default="", help="GET this path (with --tokens: as their members) instead")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)
@@ -382,8 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     tokens = args.tokens.read_text().split() if args.tokens is not None else []
     if args.tokens is not None and not tokens:
         p.error("--tokens: the file holds no token")
-    if not tokens and (args.members <= 0 or not args.member_prefix):
-        p.error("awards need --members and --member-prefix (or give --tokens for check-ins)")
+    if not tokens and not args.get and (args.members <= 0 or not args.member_prefix):
+        p.error("awards need --members and --member-prefix (or give --tokens for check-ins, or --get)")
     check_clock()
     cfg = LoadConfig(
         ports=args.port,
@@ -401,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         tokens=tokens,
         tokens_once=args.tokens_once,
         count_body=args.count_body.encode(),
+        get_path=args.get,
     )
     figures, records = run_async(run_load(cfg))
     if args.record is not None:

@@ -141,7 +141,7 @@ async def _tell(ctx: Context, payloads: list[dict[str, Any]], results: list[Any]
                 )
             )
             for t, pushed in zip(pairs[::2], pairs[1::2], strict=True):
-                if pushed != p["m"]:
+                if pushed and pushed != p["m"]:
                     notes.append(
                         _Note(
                             pushed,
@@ -385,18 +385,17 @@ async def rebuild(
         for suffix in suffixes:
             pipe.exists(f"{tmp}:{suffix}")
         present = await pipe.execute()
-        pipe = client.pipeline(transaction=False)
+        # One key at a time (cluster pipelines refuse RENAME); each swap is atomic.
         for suffix, there in zip(suffixes, present, strict=True):
             target = f"{b}:{suffix}"
             if there:
-                pipe.rename(f"{tmp}:{suffix}", target)
+                await client.rename(f"{tmp}:{suffix}", target)
                 if expire:
-                    pipe.expireat(target, expire)
+                    await client.expireat(target, expire)
             else:
-                pipe.delete(target)
+                await client.delete(target)
         for scope in sorted(set(live_scopes) - built):
-            pipe.delete(f"{b}:{scope}")
-        await pipe.execute()
+            await client.delete(f"{b}:{scope}")
         caught = await _catch_up(ctx, board, span, started - timedelta(seconds=5))
         done.append(Rebuilt(board.id, span.key, count, caught))
     return done

@@ -73,7 +73,8 @@ def scope_keys(
 # KEYS: m hash, global set. ARGV: base, member, version, composite, scopes (comma-separated),
 # "score<TAB>name", expire-at (0: never), rookie since (ms, or ''), thresholds (comma-separated
 # 0-based ranks), order ('d' or 'a').
-# Returns {old rank or -1, new rank, old composite or '', then pairs threshold, member pushed out}
+# Returns {old rank or -1, new rank, old composite or '', then for each threshold the member
+# entered: the threshold and the member pushed out of it ('' if none)}
 # or {-2} when Redis already holds this version or a newer one (a replay: nothing changes).
 APPLY = """
 local m, ver = ARGV[2], tonumber(ARGV[3])
@@ -123,10 +124,8 @@ for t in string.gmatch(ARGV[9], '[^,]+') do
   if new_rank < n and ((not old_rank) or old_rank >= n) then
     local pushed
     if desc then pushed = redis.call('ZREVRANGE', g, n, n) else pushed = redis.call('ZRANGE', g, n, n) end
-    if pushed[1] then
-      out[#out + 1] = t
-      out[#out + 1] = pushed[1]
-    end
+    out[#out + 1] = t
+    out[#out + 1] = pushed[1] or ''
   end
 end
 return out

@@ -11,7 +11,8 @@ from server.leaderboards.schemas import BoardsOut, EntryOut, MyStandingOut, Peri
 from server.leaderboards.service import list_boards
 
 _Period = Annotated[str | None, Parameter(max_length=64)]
-_Scope = Annotated[str | None, Parameter(max_length=100)]
+# `scope` is the name of the ASGI scope to Litestar: the query parameter is read under another name.
+_Scope = Annotated[str | None, Parameter(query="scope", max_length=100)]
 
 
 def _period(page: standings.Page) -> PeriodOut:
@@ -38,13 +39,13 @@ class LeaderboardsController(Controller):
         current_member: str,
         board_id: Annotated[str, Parameter(max_length=64)],
         period: _Period = None,
-        scope: _Scope = None,
+        board_scope: _Scope = None,
         limit: int = 10,
         cursor: Annotated[str | None, Parameter(max_length=100)] = None,
     ) -> StandingsOut:
         """Standings from the top: `period` = current (default), previous, a period name or a date;
         `scope` = global, tier, team, friends, rookie or league; `limit` 1-100; `cursor` for the next page."""
-        page = await standings.top(ctx, current_member, board_id, period, scope, limit, cursor)
+        page = await standings.top(ctx, current_member, board_id, period, board_scope, limit, cursor)
         return StandingsOut(
             page.board.id, _period(page), page.scope, page.total, _entries(page), page.next_cursor
         )
@@ -56,11 +57,11 @@ class LeaderboardsController(Controller):
         current_member: str,
         board_id: Annotated[str, Parameter(max_length=64)],
         period: _Period = None,
-        scope: _Scope = None,
+        board_scope: _Scope = None,
         around: int = 5,
     ) -> MyStandingOut:
         """The member's rank and score, and `around` members (0-50) above and below."""
-        page = await standings.around(ctx, current_member, board_id, period, scope, around)
+        page = await standings.around(ctx, current_member, board_id, period, board_scope, around)
         me = page.me
         return MyStandingOut(
             page.board.id,

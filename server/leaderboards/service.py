@@ -221,7 +221,9 @@ def index_payload(
     }
 
 
-async def record(ctx: Context, session: AsyncSession, observations: list[Observation]) -> None:
+async def record(
+    ctx: Context, session: AsyncSession, observations: list[Observation], now: datetime | None = None
+) -> None:
     """Count what members did on the boards, in the caller's transaction (which holds the members).
 
     Amounts count in the period holding the moment they happened (no later than now); a period
@@ -230,7 +232,7 @@ async def record(ctx: Context, session: AsyncSession, observations: list[Observa
     """
     if not observations:
         return
-    now = utcnow()
+    now = now or utcnow()
     grace = timedelta(seconds=ctx.settings.leaderboard_grace_seconds)
     writes: dict[tuple[str, str, str], _Write] = {}
     for o in observations:
