@@ -291,7 +291,11 @@ async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, flo
                     else:
                         member = rng.randrange(len(cfg.tokens))
                     token = cfg.tokens[member]
-                    raw = get_request(port, cfg.get_path, token) if cfg.get_path else checkin_request(port, token)
+                    raw = (
+                        get_request(port, cfg.get_path, token)
+                        if cfg.get_path
+                        else checkin_request(port, token)
+                    )
                 elif cfg.get_path:
                     member = 0
                     raw = get_request(port, cfg.get_path)

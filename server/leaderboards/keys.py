@@ -35,8 +35,13 @@ SLOTS = 1 << SLOT_BITS
 MAX_SCORE = (1 << (53 - SLOT_BITS)) - 1  # 536,870,911
 
 
+def base_key(prefix: str, board_id: str, period: str) -> str:
+    """The common start of every key of a board period; its `{...}` is the cluster hash tag."""
+    return f"{prefix}lb:{{{board_id}:{period}}}"
+
+
 def base(ctx: Context, board_id: str, period: str) -> str:
-    return ctx.redis.key("lb", "{" + f"{board_id}:{period}" + "}")
+    return base_key(ctx.redis.prefix, board_id, period)
 
 
 def rate_key(ctx: Context, board_id: str, member_id: str) -> str:

@@ -502,7 +502,10 @@ async def test_points_boards_count_what_the_ledger_posts(
 
 async def test_bad_requests_are_refused_clearly(board_app: BoardApp, http_to: httpx.AsyncClient) -> None:
     ctx, bid, season = board_app.ctx, unique("bad"), unique("season")
-    seasons = "\n      - {id: s2020, start: 2020-01-01, end: 2020-04-01}\n      - {id: s2099, start: 2099-01-01, end: 2099-04-01}"
+    seasons = (
+        "\n      - {id: s2020, start: 2020-01-01, end: 2020-04-01}"
+        "\n      - {id: s2099, start: 2099-01-01, end: 2099-04-01}"
+    )
     content = board_yaml(bid) + board_yaml(season, period="season", seasons=seasons, rookie="").replace(
         "boards:\n", ""
     )
