@@ -81,6 +81,7 @@ from bench.infra import (
     LOOPBACK,
     RESULTS_DIR,
     ROOT,
+    ServerProcess,
     SqlDatabase,
     add_service_args,
     baseline_server,
@@ -567,22 +568,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["baseline_award"] = run_loadgen(award.split(), args, base_pid, BENCH_API_KEY="")
         base.stop()
 
+        def start_server(tag: str) -> ServerProcess:
+            """The real server (under cProfile with --profile: one profile for reads, one for writes)."""
+            profiles[tag] = RESULTS_DIR / f"leaderboards.{tag}.prof"
+            if args.profile:
+                profiles[tag].unlink(missing_ok=True)
+                server = profiled_server(env, free_port(), profiles[tag])
+            else:
+                server = engage_server("engage", env, free_port())
+            stack.callback(server.stop)
+            return server.start()
+
+        def stop_server(server: ServerProcess) -> None:
+            if args.profile:
+                stop_profiled(server)
+            server.stop()
+
         api_key = create_api_key(env)
-        port = free_port()
-        profiles["server"] = RESULTS_DIR / "leaderboards.server.prof"
-        if args.profile:
-            profiles["server"].unlink(missing_ok=True)
-            server = profiled_server(env, port, profiles["server"])
-        else:
-            server = engage_server("engage", env, port)
-        stack.callback(server.stop)
-        server.start()
-        server_pid = server.pid
+        server = start_server("reads")
+        port, server_pid = server.port, server.pid
         for phase, path, pattern in (("top", TOP_PATH, TENTH), ("around", AROUND_PATH, NO_RANK)):
             print(f"  reads: GET {path} ...", flush=True)
             options = ["--port", str(port), "--tokens", str(tokens), "--get", path, "--count-body", pattern]
             options += ["--max-requests", str(args.max_requests)]
             out[phase] = run_loadgen(options, args, server_pid)
+        stop_server(server)
 
         # 4. Score writes, then everything they wrote, in SQL and in Redis.
         print(
@@ -590,8 +600,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.write_connections} connections ...",
             flush=True,
         )
+        # A server of its own, so that a profile holds the writes only.
+        server = start_server("writes")
+        writes_pid = server.pid
         writes = Writes(
-            port=port,
+            port=server.port,
             api_key=api_key,
             members=args.members,
             batch_size=args.batch_size,
@@ -600,16 +613,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warmup=args.warmup,
             max_batches=args.max_batches,
             tag=f"w{rid}",
-            watch_pids=[server_pid],
+            watch_pids=[writes_pid],
         )
         out["writes"], tally = run_async(drive_writes(writes))
         left, waited = run_async(wait_outbox_empty(pg_dsn(db), 60))
         out["writes"]["outbox_left"] = left
         out["writes"]["outbox_wait_s"] = round(waited, 2)
         out["writes"]["verification"] = run_async(verify_writes(pg_dsn(db), span.key, initial, tally))
-        if args.profile:
-            stop_profiled(server)
-        server.stop()
+        stop_server(server)
         out["check_after_writes"] = timed_cli(env, ["leaderboards", "check", BOARD_ID])
 
     if args.profile:
@@ -617,7 +628,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["span_still_current"] = span_at(bench_board(), utcnow()).key == span.key  # type: ignore[union-attr]
     out["wall_seconds"] = round(time.monotonic() - started, 1)
     out["label"] = db.label
-    out["names"] = {"baseline": base_pid, "server": server_pid}
+    out["names"] = {base_pid: "baseline", server_pid: "server", writes_pid: "server"}
     return out
 
 
@@ -696,7 +707,7 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         ],
         rows,
     )
-    names = {out["names"]["baseline"]: "baseline", out["names"]["server"]: "server"}
+    names = out.pop("names")
     print("\n  CPU in the measured window, % of one core:")
     for name, f in phases:
         print(f"    {name}: {describe_cpu(f['cpu'], names)}")

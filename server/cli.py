@@ -326,6 +326,12 @@ def leaderboards_rebuild(
         )
 
 
+@app.command("rebuild-leaderboards", hidden=True)
+def rebuild_leaderboards(board: str = typer.Argument(None)) -> None:
+    """The same as `engage leaderboards rebuild` (the name the architecture notes use)."""
+    leaderboards_rebuild(board)
+
+
 @boards_app.command("check")
 def leaderboards_check(board: str = typer.Argument(None, help="one board id (default: every board)")) -> None:
     """Compare the boards' Redis index with SQL; exit 1 and say what drifted."""

@@ -369,8 +369,18 @@ async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
     now = utcnow()
     out = []
     async with ctx.db.session() as session:
+        archived = {
+            (r.board_id, r.period)
+            for r in await session.execute(
+                sa.select(BoardPeriod.board_id, BoardPeriod.period).where(  # type: ignore[call-overload]
+                    BoardPeriod.status == "archived", BoardPeriod.ends_at >= now - timedelta(days=400)
+                )
+            )
+        }
         for board in boards(ctx).boards:
             current, previous = span_at(board, now), previous_span(board, now)
+            # A finished period reads from Redis until it is archived, a few minutes after its end.
+            previous_status = "archived" if previous and (board.id, previous.key) in archived else "live"
             league = None
             if board.league is not None:
                 level = min(
@@ -402,7 +412,7 @@ async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
                         *(["league"] if board.league else []),
                     ],
                     current_period=PeriodOut(current.key, current.start, current.end) if current else None,
-                    previous_period=PeriodOut(previous.key, previous.start, previous.end, "ended")
+                    previous_period=PeriodOut(previous.key, previous.start, previous.end, previous_status)
                     if previous
                     else None,
                     rookie_days=board.rookie.days if board.rookie else None,
