@@ -118,6 +118,9 @@ async def _outage_scenario(rig: Rig, token_for) -> None:
                 ("points", 10, 10),
             ]
             assert metric(proc.base_url, "engage_outbox_pending") >= 3
+            # The boards cannot be read meanwhile, and say so; their scores wait with the rest.
+            r = await app.get("/v1/leaderboards/weekly-points")
+            assert (r.status_code, r.json()["code"]) == (503, "leaderboards_unavailable")
             # A member app opening its socket now is told to come back later.
             assert await close_of(proc.ws_url, token) == (1013, "live_unavailable")
 
@@ -161,6 +164,12 @@ async def _outage_scenario(rig: Rig, token_for) -> None:
             after = await adjust(brand, member, 1, reason="after the outage")
             msg = await fresh.next()
             assert (msg["data"]["entry_id"], msg["data"]["balance"]) == (after["id"], 23)
+
+        # The boards of the empty Redis hold the absolute scores the outbox carried: nothing lost.
+        async with member_client(proc.base_url, token) as app:
+            week = (await app.get("/v1/leaderboards/weekly-points/me")).json()
+            month = (await app.get("/v1/leaderboards/monthly-spend/me")).json()
+            assert (week["rank"], week["score"], month["score"]) == (1, 23, 7)
 
 
 async def test_socket_open_through_a_redis_outage_misses_nothing(own_settings: Settings, token_for) -> None:
