@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.events.catalog import check_event_use
-from server.tasks.where import Where, WhereError, compile_where
+from server.tasks.where import Where, check_where, compile_where
 
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 PeriodKind = Literal["daily", "weekly", "monthly", "season", "all_time"]
@@ -67,15 +67,7 @@ class EventMetric(_Strict):
         default=None, description="a filter on the event's properties, e.g. \"channel == 'online'\""
     )
 
-    @field_validator("where")
-    @classmethod
-    def _parses(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-        try:
-            compile_where(value)
-        except WhereError as exc:
-            at = f" (column {exc.column})" if exc.column else ""
-            raise ValueError(f"{exc.message}{at}") from None
-        return value
+    _where_parses = field_validator("where")(check_where)
 
     @model_validator(mode="after")
     def _compiled(self) -> EventMetric:

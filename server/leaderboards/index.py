@@ -313,18 +313,7 @@ def _rows_query(board: Board, span: Span, since: Any = None) -> Any:
 
 def _payload(ctx: Context, board: Board, span: Span, row: Any, now: Any) -> dict[str, Any]:
     profile = Profile(row.display_name, row.tier, row.team, row.signed_up_at)
-    return index_payload(
-        ctx,
-        board,
-        span,
-        row.member_id,
-        score=row.score,
-        tiebreak=row.tiebreak,
-        version=row.version,
-        cohort=row.cohort,
-        profile=profile,
-        now=now,
-    )
+    return index_payload(ctx, board, span, row, profile, now)
 
 
 @dataclass

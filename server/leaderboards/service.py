@@ -186,19 +186,17 @@ def expire_at(ctx: Context, span: Span) -> int:
 
 
 def index_payload(
-    ctx: Context,
-    board: Board,
-    span: Span,
-    member_id: str,
-    *,
-    score: int,
-    tiebreak: int,
-    version: int,
-    cohort: str | None,
-    profile: Profile | None,
-    now: datetime,
+    ctx: Context, board: Board, span: Span, row: Any, profile: Profile | None, now: datetime
 ) -> dict[str, Any]:
-    """What the outbox carries to Redis for one score row: everything absolute."""
+    """What the outbox carries to Redis for one score row (its member_id, score, tiebreak,
+    version and cohort): everything absolute."""
+    member_id, score, tiebreak, version, cohort = (
+        row.member_id,
+        row.score,
+        row.tiebreak,
+        row.version,
+        row.cohort,
+    )
     rookie = is_rookie(board, profile, now)
     tier = team = None
     if profile is not None:
@@ -291,18 +289,7 @@ async def record(
             ctx.outbox.add(
                 session,
                 "leaderboard.score",
-                index_payload(
-                    ctx,
-                    w.board,
-                    w.span,
-                    r.member_id,
-                    score=r.score,
-                    tiebreak=r.tiebreak,
-                    version=r.version,
-                    cohort=r.cohort,
-                    profile=p,
-                    now=now,
-                ),
+                index_payload(ctx, w.board, w.span, r, p, now),
             )
 
 
@@ -337,7 +324,9 @@ async def member_changed(ctx: Context, session: AsyncSession, member_id: str) ->
                     version=SCORES.c.version + 1,
                     updated_at=now,
                 )
-                .returning(SCORES.c.score, SCORES.c.tiebreak, SCORES.c.version, SCORES.c.cohort)
+                .returning(
+                    SCORES.c.member_id, SCORES.c.score, SCORES.c.tiebreak, SCORES.c.version, SCORES.c.cohort
+                )
             )
         ).first()
         if row is None:
@@ -345,18 +334,7 @@ async def member_changed(ctx: Context, session: AsyncSession, member_id: str) ->
         ctx.outbox.add(
             session,
             "leaderboard.score",
-            index_payload(
-                ctx,
-                board,
-                span,
-                member_id,
-                score=row.score,
-                tiebreak=row.tiebreak,
-                version=row.version,
-                cohort=row.cohort,
-                profile=profile,
-                now=now,
-            ),
+            index_payload(ctx, board, span, row, profile, now),
         )
 
 

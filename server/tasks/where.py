@@ -135,6 +135,16 @@ def compile_where(source: str | Mapping[str, Any] | None) -> Where:
     raise WhereError(f"expected a filter as text or a mapping, found {type(source).__name__}", 0)
 
 
+def check_where(source: str | Mapping[str, Any] | None) -> str | Mapping[str, Any] | None:
+    """A content model's validator: the filter unchanged, or a ValueError saying where it breaks."""
+    try:
+        compile_where(source)
+    except WhereError as exc:
+        at = f" (column {exc.column})" if exc.column else ""
+        raise ValueError(f"{exc.message}{at}") from None
+    return source
+
+
 # --- matching -----------------------------------------------------------------------------------
 
 
