@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_ignore, utcnow
+from server.db import after_commit, insert_ignore, utcnow
 from server.leaderboards import keys
 from server.leaderboards.content import Board, LeaderboardsFile
 from server.leaderboards.models import BoardPeriod, BoardScore
@@ -171,8 +171,6 @@ async def _note_periods(ctx: Context, session: AsyncSession, spans: set[tuple[st
 
     async def remember() -> None:
         known.update((b, s.key) for b, s in fresh)
-
-    from server.db import after_commit
 
     after_commit(session, remember)
 
