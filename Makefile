@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.checkin_path --database both
 	$(BIN)/python -m bench.live_messages
 	$(BIN)/python -m bench.event_ingest --concurrency 16
+	$(BIN)/python -m bench.leaderboards
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
