@@ -16,13 +16,13 @@ from litestar.connection import ASGIConnection
 from sqlmodel import Column, Field, SQLModel
 
 from server import ratelimit
+from server.context import Context  # at run time: Litestar reads the dependencies' annotations
 from server.db import UTCDateTime, utcnow
 from server.errors import ProblemError
 from server.members.service import MEMBER_ID_RE, ensure_member, member_exists, remember_member
 
 if TYPE_CHECKING:
     from server.config import Settings
-    from server.context import Context
 
 
 # ---------------------------------------------------------------- member tokens
@@ -30,6 +30,29 @@ if TYPE_CHECKING:
 
 def verify_member_token(settings: Settings, token: str) -> str:
     """The member id (`sub`) of a valid token; 401 `invalid_token` otherwise."""
+    return _verified(settings, token)[0]
+
+
+# Tokens verified by this process, until they expire: a member app sends the same token with every
+# request, and checking its signature again each time is most of what authentication costs.
+_KNOWN_TOKENS_MAX = 50_000
+TOKEN_LEEWAY = 30
+
+
+def verify_member_token_cached(ctx: Context, token: str) -> str:
+    known: dict[str, tuple[str, float]] = ctx.extras.setdefault("verified_tokens", {})
+    seen = known.get(token)
+    if seen is not None and seen[1] > time.time():
+        return seen[0]
+    member_id, expires = _verified(ctx.settings, token)
+    if len(known) >= _KNOWN_TOKENS_MAX:
+        known.clear()
+    known[token] = (member_id, expires + TOKEN_LEEWAY)
+    return member_id
+
+
+def _verified(settings: Settings, token: str) -> tuple[str, float]:
+    """The member id and expiry (epoch seconds) of a valid token."""
     options: dict[str, Any] = {"require": ["sub", "exp"]}
     try:
         claims = jwt.decode(
@@ -39,7 +62,7 @@ def verify_member_token(settings: Settings, token: str) -> str:
             audience=settings.jwt_audience or None,
             issuer=settings.jwt_issuer or None,
             options=options,
-            leeway=30,
+            leeway=TOKEN_LEEWAY,
         )
     except jwt.ExpiredSignatureError:
         raise ProblemError(401, "token_expired", "The member token has expired; get a new one.") from None
@@ -48,7 +71,7 @@ def verify_member_token(settings: Settings, token: str) -> str:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not MEMBER_ID_RE.match(sub):
         raise ProblemError(401, "invalid_token", "The member token's subject is not a valid member id.")
-    return sub
+    return sub, float(claims["exp"])
 
 
 def issue_member_token(settings: Settings, member_id: str, ttl: timedelta = timedelta(days=30)) -> str:
@@ -150,10 +173,6 @@ async def verify_api_key(ctx: Context, presented: str) -> ApiClient:
 # ---------------------------------------------------------------- guards as dependencies
 
 
-def _ctx(connection: ASGIConnection[Any, Any, Any, Any]) -> Context:
-    return connection.app.state.ctx  # type: ignore[no-any-return]
-
-
 async def _known_member(ctx: Context, member_id: str) -> None:
     """A valid token for an unknown member creates a bare member (remembered per process)."""
     if await member_exists(ctx, member_id):
@@ -181,7 +200,7 @@ async def member_from_token(ctx: Context, connection: ASGIConnection[Any, Any, A
                 "This needs a member token: `Authorization: Bearer <token>`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        member_id = verify_member_token(ctx.settings, token)
+        member_id = verify_member_token_cached(ctx, token)
     except ProblemError:
         await _count_failure(ctx, connection)
         raise
@@ -190,14 +209,15 @@ async def member_from_token(ctx: Context, connection: ASGIConnection[Any, Any, A
     return member_id
 
 
-async def provide_member_id(request: ASGIConnection[Any, Any, Any, Any]) -> str:
+# Both take `ctx` as a dependency of their own: Litestar then resolves `ctx` and them one after the
+# other, where two dependencies side by side would cost a task group (tasks) on every request.
+async def provide_member_id(ctx: Context, request: ASGIConnection[Any, Any, Any, Any]) -> str:
     """Dependency `member_id`: the member calling with a bearer token."""
-    return await member_from_token(_ctx(request), request)
+    return await member_from_token(ctx, request)
 
 
-async def provide_api_client(request: ASGIConnection[Any, Any, Any, Any]) -> ApiClient:
+async def provide_api_client(ctx: Context, request: ASGIConnection[Any, Any, Any, Any]) -> ApiClient:
     """Dependency `api_client`: the brand system calling with `X-Api-Key`."""
-    ctx = _ctx(request)
     presented = request.headers.get("x-api-key")
     try:
         if not presented:

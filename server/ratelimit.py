@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
+_HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
 
 
 async def hit(ctx: Context, scope: str, who: str, per_minute: int) -> None:
@@ -31,10 +33,7 @@ async def hit(ctx: Context, scope: str, who: str, per_minute: int) -> None:
     window = int(time.time() // 60)
     key = ctx.redis.key("rl", scope, who, window)
     try:
-        script = ctx.extras.get("rl_script")
-        if script is None:
-            script = ctx.extras["rl_script"] = ctx.redis.r.register_script(_HIT)
-        count = int(await script(keys=[key], args=[61]))
+        count = int(await ctx.redis.auto.evalsha(_HIT_SHA, _HIT, [key], [61]))
     except (RedisError, OSError) as exc:
         log.warning("rate_limit_unavailable", error=type(exc).__name__)
         return

@@ -22,6 +22,7 @@ the same slot rank by member id.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -139,7 +140,8 @@ return out
 # KEYS: m hash, global set. ARGV: base, mode ('top' or 'around'), start or member, count or
 # around, order ('d' or 'a'), scope ('' for global, a suffix, 'cohort' for the member's cohort,
 # or 'r' for rookies), rookie cutoff (ms, for 'r'), the member reading (for 'cohort').
-# Returns {total, first rank (0-based) or -1, member, hash value, member, hash value, ...}.
+# Returns {total, first rank (0-based) or -1, rows}: one string, a line per member of
+# "member<TAB>hash value" (one bulk reply parses far faster than a list of them).
 READ = """
 local base, mode, desc = ARGV[1], ARGV[2], ARGV[5] == 'd'
 local key = KEYS[2]
@@ -177,12 +179,10 @@ end
 local members
 if desc then members = redis.call('ZREVRANGE', key, first, last)
 else members = redis.call('ZRANGE', key, first, last) end
-local out = {total, first}
-if #members == 0 then return out end
+if #members == 0 then return {total, first, ''} end
 local values = redis.call('HMGET', KEYS[1], unpack(members))
-for i, mm in ipairs(members) do
-  out[#out + 1] = mm
-  out[#out + 1] = values[i] or ''
-end
-return out
+local rows = {}
+for i, mm in ipairs(members) do rows[i] = mm .. '\\t' .. (values[i] or '') end
+return {total, first, table.concat(rows, '\\n')}
 """
+READ_SHA = hashlib.sha1(READ.encode()).hexdigest()

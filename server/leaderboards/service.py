@@ -209,7 +209,7 @@ def index_payload(
         "o": board.order[0],
         "sc": ",".join(keys.scope_keys(tier, team, cohort, rookie, board.scopes)),
         "s": score,
-        "n": name.replace("\t", " "),
+        "n": " ".join(name.split()),  # one line, no tabs: the index keeps fields on lines
         "x": expire_at(ctx, span),
         "j": int(profile.signed_up_at.timestamp() * 1000)
         if rookie and profile and profile.signed_up_at

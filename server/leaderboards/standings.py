@@ -18,7 +18,6 @@ from server.db import utcnow
 from server.errors import ProblemError
 from server.leaderboards import keys
 from server.leaderboards.content import Board
-from server.leaderboards.index import eval_many, scripts
 from server.leaderboards.models import BoardPeriod, Standing
 from server.leaderboards.periods import Span, previous_span, resolve, span_at
 from server.leaderboards.service import boards
@@ -136,10 +135,30 @@ async def _is_archived(ctx: Context, board: Board, span: Span) -> bool:
     return False
 
 
+def _current(ctx: Context, board: Board, now: datetime) -> Span | None:
+    """The board's current period, worked out again only when it ends (or the content changes)."""
+    known: dict[str, tuple[Board, Span]] = ctx.extras.setdefault("lb_current", {})
+    held = known.get(board.id)
+    if (
+        held is not None
+        and held[0] is board
+        and held[1].start <= now
+        and (held[1].end is None or now < held[1].end)
+    ):
+        return held[1]
+    span = span_at(board, now)
+    if span is not None:
+        known[board.id] = (board, span)
+    return span
+
+
 async def _where(ctx: Context, board: Board, period: str | None) -> tuple[Span, bool]:
+    """The period a request reads, and whether it is read from the archive."""
     now = utcnow()
+    current = _current(ctx, board, now)
+    if period in (None, "", "current") and current is not None:
+        return current, False
     span = resolve(board, period or "current", now)
-    current = span_at(board, now)
     if current is not None and current.key == span.key:
         return span, False
     return span, await _is_archived(ctx, board, span)
@@ -175,7 +194,8 @@ async def _live(
     b = keys.base(ctx, board.id, span.key)
     args = [b, mode, anchor, count, board.order[0], _redis_scope(scope), _rookie_cutoff(board, utcnow()), me]
     try:
-        out = (await eval_many(ctx, scripts(ctx)["read"], [([b + ":m", b + ":g"], args)]))[0]
+        # Pipelined with the other requests' Redis calls of this moment (the rate limit's too).
+        out = await ctx.redis.boards_auto.evalsha(keys.READ_SHA, keys.READ, [b + ":m", b + ":g"], args)
     except (RedisError, OSError) as exc:
         raise ProblemError(
             503,
@@ -183,8 +203,8 @@ async def _live(
             "Leaderboards are briefly unavailable; scores are kept, try again shortly.",
         ) from exc
     total, first = int(out[0]), int(out[1])
-    rows = [_row(first + i + 1, out[j], out[j + 1]) for i, j in enumerate(range(2, len(out), 2))]
-    return total, rows
+    lines = out[2].split("\n") if len(out) > 2 and out[2] else []
+    return total, [_row(first + i + 1, *line.split("\t", 1)) for i, line in enumerate(lines)]
 
 
 async def _live_friends(ctx: Context, board: Board, span: Span, member_id: str) -> list[Row]:
