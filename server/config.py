@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     leaderboard_archive_seconds: float = 60.0
     # How long a finished period's sorted sets stay in Redis after its grace (reads go to SQL).
     leaderboard_redis_keep_seconds: float = 2 * 86400.0
+    # The top pages of a board (alike for every member) are read from Redis at most this often per
+    # instance, and at once after a score changes on the instance; 0 reads them every time.
+    leaderboard_page_cache_seconds: float = 1.0
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -24,6 +24,7 @@ from server.leaderboards.content import Board
 from server.leaderboards.models import BoardPeriod, BoardScore
 from server.leaderboards.periods import Span, span_at, span_of_key
 from server.leaderboards.service import Profile, boards, expire_at, index_payload
+from server.leaderboards.standings import forget_pages
 from server.members.models import Member, MemberFriend
 from server.outbox import effect
 from server.realtime.hub import LiveMessage
@@ -95,6 +96,8 @@ async def apply_scores(ctx: Context, items: list[tuple[int, dict[str, Any]]], re
         args = [b, p["m"], p["v"], p["c"], p["sc"], f"{p['s']}\t{p['n']}", p["x"], p["j"], tops, p["o"]]
         calls.append(([b + ":m", b + ":g"], args))
     results = await eval_many(ctx, scripts(ctx)["apply"], calls)
+    for p in payloads:
+        forget_pages(ctx, p["b"], p["p"])
     try:
         await _tell(ctx, payloads, results)
     except Exception:  # the scores are in; a lost rank message is not worth a replay
@@ -386,6 +389,7 @@ async def rebuild(
         for scope in sorted(set(live_scopes) - built):
             await client.delete(f"{b}:{scope}")
         caught = await _catch_up(ctx, board, span, started - timedelta(seconds=5))
+        forget_pages(ctx, board.id, span.key)
         done.append(Rebuilt(board.id, span.key, count, caught))
     return done
 

@@ -7,6 +7,7 @@ Ranks are 1-based and unique: ties are ordered by who reached the score first (`
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -306,6 +307,37 @@ async def _archived(
         return total, [Row(int(r.r), r.member_id, r.display_name, int(r.score)) for r in rows]
 
 
+def forget_pages(ctx: Context, board_id: str, period: str) -> None:
+    """A score of this board period changed here: its pages are read again."""
+    pages: dict[tuple[str, str], dict[Any, Any]] = ctx.extras.setdefault("lb_pages", {})
+    pages.pop((board_id, period), None)
+
+
+async def _shared_top(
+    ctx: Context, board: Board, span: Span, scope: Scope, offset: int, limit: int, member_id: str
+) -> tuple[int, list[Row]]:
+    """A page every member sees alike (the top of a board is the hottest read there is): read
+    from Redis at most once per `leaderboard_page_cache_seconds` per instance, and again at once
+    after a score of the board period changes on this instance."""
+    ttl = ctx.settings.leaderboard_page_cache_seconds
+    if ttl <= 0:
+        return await _live(ctx, board, span, scope, "top", offset, limit, member_id)
+    pages: dict[tuple[str, str], dict[Any, Any]] = ctx.extras.setdefault("lb_pages", {})
+    mine = pages.setdefault((board.id, span.key), {})
+    key = (scope.kind, scope.value, offset, limit)
+    now = time.monotonic()
+    held = mine.get(key)
+    if held is not None and held[0] > now:
+        return held[1], held[2]
+    total, rows = await _live(ctx, board, span, scope, "top", offset, limit, member_id)
+    if len(mine) > 1000:
+        mine.clear()
+    # Not if a score changed while the page was read (its board period's pages were dropped).
+    if pages.get((board.id, span.key)) is mine:
+        mine[key] = (now + ttl, total, rows)
+    return total, rows
+
+
 async def top(
     ctx: Context,
     member_id: str,
@@ -327,8 +359,10 @@ async def top(
     elif scope.kind == "friends":
         ranked = await _live_friends(ctx, board, span, member_id)
         total, rows = len(ranked), ranked[offset : offset + limit]
-    else:
+    elif scope.kind == "league":
         total, rows = await _live(ctx, board, span, scope, "top", offset, limit, member_id)
+    else:
+        total, rows = await _shared_top(ctx, board, span, scope, offset, limit, member_id)
     nxt = encode_cursor(offset + limit) if offset + limit < total and rows else None
     return Page(board, span, scope.name, archived, total, rows, nxt)
 

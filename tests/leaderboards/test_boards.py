@@ -539,3 +539,29 @@ async def test_bad_requests_are_refused_clearly(board_app: BoardApp, http_to: ht
         assert by_id[season]["current_period"] is None and by_id[season]["previous_period"]["key"] == "s2020"
         assert by_id[bid]["scopes"] == ["global", "tier", "team", "friends", "rookie"]
         assert by_id[bid]["current_period"]["key"].startswith(str(utcnow().isocalendar()[0])[:2])
+
+
+async def test_top_pages_are_shared_briefly_and_dropped_on_a_local_write(
+    board_app: BoardApp, http_to: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, bid = board_app.ctx, unique("pages")
+    a, b, elsewhere = unique("a"), unique("b"), unique("other")
+    monkeypatch.setattr(ctx.settings, "leaderboard_page_cache_seconds", 0.5)
+    with serving(ctx, boards_store(board_yaml(bid))):
+        now = utcnow()
+        span = span_at(boards(ctx).get(bid), now)
+        await score(ctx, bid, a, 10, now)
+        headers = board_app.member(a)
+        assert order(await standings(http_to, headers, bid)) == [(1, a, 10)]
+        # Another instance indexes a score: this one shows it within the page's lifetime.
+        base = keys.base(ctx, bid, span.key)
+        await ctx.redis.boards.zadd(base + ":g", {elsewhere: keys.encode(50, 0, "desc")})
+        await ctx.redis.boards.hset(base + ":m", elsewhere, "1\t\t50\tOther")
+        assert order(await standings(http_to, headers, bid)) == [(1, a, 10)]
+        await asyncio.sleep(0.6)
+        assert order(await standings(http_to, headers, bid)) == [(1, elsewhere, 50), (2, a, 10)]
+        # A score written here is shown at once.
+        await score(ctx, bid, b, 20, now)
+        assert order(await standings(http_to, headers, bid)) == [(1, elsewhere, 50), (2, b, 20), (3, a, 10)]
+        # Around-me is never shared.
+        assert (await mine(http_to, headers, bid))["rank"] == 3
