@@ -25,7 +25,11 @@ On PostgreSQL only (skipped, with a message, when it is not reachable), with a d
         request of the award and check-in benchmarks (`POST /v1/members/{id}/points`, one Redis
         INCRBY), the REFERENCE of the targets, and `GET /health` (its simplest GET, no I/O);
      b. the real server's `GET /health` (no authentication, no I/O: the floor of its stack);
-     c. `GET /v1/leaderboards/bench-board?limit=10` (the top 10);
+     c. `GET /v1/leaderboards/bench-board?limit=10` (the top 10), as the server runs by default:
+        the page is alike for every member, and an instance reads it from Redis at most once a
+        second (ENGAGE_LEADERBOARD_PAGE_CACHE_SECONDS);
+     c'. the same with that page cache off (a server started with the setting at 0): every read
+        goes to Redis;
      d. `GET /v1/leaderboards/bench-board/me?around=5` (the member's rank and 5 either side).
    The leaderboard phases send the bearer tokens of `--tokens` (20,000) members drawn at random
    among all of them (issued up front with the server's `issue_member_token`), a random one per
@@ -634,14 +638,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["baseline_get"] = run_loadgen(["--port", str(base.port), "--get", "/health"], args, base_pid)
         base.stop()
 
-        def start_server(tag: str) -> ServerProcess:
+        def start_server(tag: str, **extra: str) -> ServerProcess:
             """The real server (under cProfile with --profile: one profile for reads, one for writes)."""
             profiles[tag] = RESULTS_DIR / f"leaderboards.{tag}.prof"
+            server_env = {**env, **extra}
             if args.profile:
                 profiles[tag].unlink(missing_ok=True)
-                server = profiled_server(env, free_port(), profiles[tag])
+                server = profiled_server(server_env, free_port(), profiles[tag])
             else:
-                server = engage_server("engage", env, free_port())
+                server = engage_server("engage", server_env, free_port())
             stack.callback(server.stop)
             return server.start()
 
@@ -663,6 +668,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             options = ["--port", str(port), "--tokens", str(tokens), "--get", path, "--count-body", pattern]
             options += ["--max-requests", str(args.max_requests)]
             out[phase] = run_loadgen(options, args, server_pid)
+        stop_server(server)
+        # The top 10 again, every read from Redis: a server with the page cache off.
+        server = start_server("reads_uncached", ENGAGE_LEADERBOARD_PAGE_CACHE_SECONDS="0")
+        uncached_pid = server.pid
+        run_async(first_sight(server.port, readers, TOP_PATH, args.connections))  # members known, as above
+        print(f"  reads: GET {TOP_PATH} (page cache off) ...", flush=True)
+        options = [
+            "--port",
+            str(server.port),
+            "--tokens",
+            str(tokens),
+            "--get",
+            TOP_PATH,
+            "--count-body",
+            TENTH,
+        ]
+        options += ["--max-requests", str(args.max_requests)]
+        out["top_uncached"] = run_loadgen(options, args, uncached_pid)
         stop_server(server)
 
         # 4. Score writes, then everything they wrote, in SQL and in Redis.
@@ -699,7 +722,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["span_still_current"] = span_at(bench_board(), utcnow()).key == span.key  # type: ignore[union-attr]
     out["wall_seconds"] = round(time.monotonic() - started, 1)
     out["label"] = db.label
-    out["names"] = {base_pid: "baseline", server_pid: "server", writes_pid: "server"}
+    out["names"] = {base_pid: "baseline", server_pid: "server", uncached_pid: "server", writes_pid: "server"}
     return out
 
 
@@ -748,6 +771,7 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         ("baseline_app GET /health, no I/O", base_get),
         ("server GET /health (no auth, no I/O)", out["server_health"]),
         ("top 10 (?limit=10)", out["top"]),
+        ("top 10, page cache off", out["top_uncached"]),
         ("around me (/me?around=5)", out["around"]),
     )
     rows = []
@@ -795,6 +819,7 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             for k, label in (
                 ("server_health", "server GET /health"),
                 ("top", "top 10"),
+                ("top_uncached", "top 10 uncached"),
                 ("around", "around me"),
             )
             if out[k]["server_cpu_ms"]
@@ -864,7 +889,7 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         },
         "check_after_rebuild_exit_0": {"value": ck["exit"], "met": ck["exit"] == 0},
     }
-    for phase in ("top", "around"):
+    for phase in ("top", "top_uncached", "around"):
         f = out[phase]
         ratio = _ratio(f["ok_rps"], reference)
         targets[phase + "_ratio"] = {
@@ -888,7 +913,11 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"{_verdict(t['rebuild_s']['met'])} ({rb['seconds']:.1f} s, process start included){caveat}"
     )
     print(f"  target: check exits 0 after the rebuild: {_verdict(t['check_after_rebuild_exit_0']['met'])}")
-    for phase, label in (("top", "top-10"), ("around", "around-me")):
+    for phase, label in (
+        ("top", "top-10"),
+        ("top_uncached", "top-10 (page cache off)"),
+        ("around", "around-me"),
+    ):
         f = out[phase]
         print(
             f"  target: {label} reads >= {TARGET_READ_RATIO:.0%} of the reference baseline's req/s: "
