@@ -476,13 +476,15 @@ async def check(ctx: Context, periods: list[tuple[Board, Span]], chunk: int = 20
                         continue
                     found += 1
                     p = _payload(ctx, board, span, row, now)
-                    held = (value or "").split("\t")
-                    held_score = held[2] if len(held) > 2 else None
-                    if int(comp) != p["c"] or held_score != str(row.score):
+                    # Score and tie-break, version and scopes (a name shown is not a standing).
+                    expected = f"{p['v']}\t{p['sc']}\t{p['s']}\t"
+                    if int(comp) != p["c"] or not (value or "").startswith(expected):
                         drift.wrong += 1
                         if len(drift.examples) < 10:
+                            held = (value or "").split("\t")
                             drift.examples.append(
-                                f"{row.member_id}: SQL score {row.score}, Redis {held_score}"
+                                f"{row.member_id}: SQL score {row.score} version {row.version}, "
+                                f"Redis {held[2] if len(held) > 2 else None} version {held[0] or None}"
                             )
         drift.extra = max(drift.in_redis - found, 0)
         out.append(drift)

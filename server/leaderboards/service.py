@@ -9,6 +9,7 @@ from the archived standings in SQL once it is archived.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -179,8 +180,14 @@ def expire_at(ctx: Context, span: Span) -> int:
     """When a period's keys may leave Redis (epoch seconds; 0: never)."""
     if span.end is None:
         return 0
-    keep = ctx.settings.leaderboard_grace_seconds + ctx.settings.leaderboard_redis_keep_seconds
-    return int((span.end + timedelta(seconds=keep)).timestamp())
+    return _expiry(
+        span.end, ctx.settings.leaderboard_grace_seconds + ctx.settings.leaderboard_redis_keep_seconds
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _expiry(end: datetime, keep: float) -> int:
+    return int((end + timedelta(seconds=keep)).timestamp())
 
 
 def index_payload(
@@ -281,8 +288,9 @@ async def record(
         result = await session.execute(_statement(dialect, operator, order), rows)
         for r in result:
             w = writes[(r.board_id, r.period, r.member_id)]
-            p = members.get(r.member_id)
-            if p is not None and p.tier is None:
+            # As the row stores it: a member without a tier (or not known yet) is on the first.
+            p = members.get(r.member_id) or Profile(None, None, None, None)
+            if p.tier is None:
                 p = Profile(p.display_name, first_tier, p.team, p.signed_up_at)
             ctx.outbox.add(
                 session,
