@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from server import domains
-from server.auth import provide_api_client, provide_member_id
+from server.auth import provide_api_client, provide_member_id, provide_reader
 from server.config import Settings, get_settings
 from server.content.service import ContentWatcher, startup_content
 from server.context import Context
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "ctx": Provide(provide_ctx, sync_to_thread=False),
             "current_member": Provide(provide_member_id),
+            "reader": Provide(provide_reader),
             "api_client": Provide(provide_api_client),
         },
         exception_handlers=exception_handlers,

@@ -190,6 +190,14 @@ async def _count_failure(ctx: Context, connection: ASGIConnection[Any, Any, Any,
 
 async def member_from_token(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The member calling with a token (`?token=` on the websocket, else the bearer header)."""
+    member_id = await _identified(ctx, connection)
+    await ratelimit.hit(ctx, "member", member_id, ctx.settings.rate_limit_member_per_minute)
+    await _known_member(ctx, member_id)
+    return member_id
+
+
+async def _identified(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The member id of the connection's token; failures counted and refused (401)."""
     token = connection.query_params.get("token") if connection.scope["type"] == "websocket" else None
     token = token or bearer_token(connection)
     try:
@@ -200,13 +208,34 @@ async def member_from_token(ctx: Context, connection: ASGIConnection[Any, Any, A
                 "This needs a member token: `Authorization: Bearer <token>`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        member_id = verify_member_token_cached(ctx, token)
+        return verify_member_token_cached(ctx, token)
     except ProblemError:
         await _count_failure(ctx, connection)
         raise
-    await ratelimit.hit(ctx, "member", member_id, ctx.settings.rate_limit_member_per_minute)
+
+
+@dataclass
+class Reader:
+    """A member making a read whose request count is still on its way to Redis: the read's own
+    Redis call goes with it in one round trip, and `settle` (always called, once the read is
+    done) refuses the request if it was over the member's limit."""
+
+    ctx: Context
+    member_id: str
+    pending: ratelimit.Pending | None
+
+    async def settle(self) -> None:
+        pending, self.pending = self.pending, None
+        await ratelimit.settle(self.ctx, pending)
+
+
+async def provide_reader(ctx: Context, request: ASGIConnection[Any, Any, Any, Any]) -> Reader:
+    """Dependency `reader`: the member calling with a bearer token, for reads that settle the
+    rate limit themselves (safe methods only: the read is done before the count is known)."""
+    member_id = await _identified(ctx, request)
     await _known_member(ctx, member_id)
-    return member_id
+    pending = ratelimit.start(ctx, "member", member_id, ctx.settings.rate_limit_member_per_minute)
+    return Reader(ctx, member_id, pending)
 
 
 # Both take `ctx` as a dependency of their own: Litestar then resolves `ctx` and them one after the

@@ -12,6 +12,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from server.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger("access")
+# The metric series of each (method, route template, status): looked up once, not per request.
+_series: dict[tuple[str, Any, int], tuple[Any, Any]] = {}
 
 
 def observe(app: ASGIApp) -> ASGIApp:
@@ -34,8 +36,14 @@ def observe(app: ASGIApp) -> ASGIApp:
             route: Any = scope.get("path_template") or "unmatched"
             elapsed = time.perf_counter() - start
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            series = _series.get((method, route, status))
+            if series is None:
+                series = _series[(method, route, status)] = (
+                    HTTP_REQUESTS.labels(method, route, str(status)),
+                    HTTP_LATENCY.labels(method, route),
+                )
+            series[0].inc()
+            series[1].observe(elapsed)
             if status >= 400 or logging.getLogger().isEnabledFor(logging.DEBUG):
                 log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from server.errors import ProblemError
 from server.metrics import RATE_LIMITED
@@ -28,21 +30,52 @@ _HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
 
 async def hit(ctx: Context, scope: str, who: str, per_minute: int) -> None:
     """Count a request; 429 `rate_limited` past the limit. Fails open when Redis is unreachable."""
+    await settle(ctx, start(ctx, scope, who, per_minute))
+
+
+@dataclass
+class Pending:
+    """A request counted but not yet answered: Redis's count arrives with the next round trip."""
+
+    scope: str
+    per_minute: int
+    key: str
+    answer: asyncio.Future[Any]
+
+
+def start(ctx: Context, scope: str, who: str, per_minute: int) -> Pending | None:
+    """Count a request without waiting: the count goes to Redis with whatever else this moment
+    sends (a read's own script call, if it is made before the caller next waits on anything).
+    `settle` must follow; it raises the 429 if the count is past the limit."""
     if per_minute <= 0:
-        return
-    window = int(time.time() // 60)
-    key = ctx.redis.key("rl", scope, who, window)
+        return None
+    key = ctx.redis.key("rl", scope, who, int(time.time() // 60))
     try:
-        count = int(await ctx.redis.auto.evalsha(_HIT_SHA, _HIT, [key], [61]))
+        answer = ctx.redis.auto.call_evalsha(_HIT_SHA, [key], [61])
+    except (RedisError, OSError) as exc:
+        log.warning("rate_limit_unavailable", error=type(exc).__name__)
+        return None
+    return Pending(scope, per_minute, key, answer)
+
+
+async def settle(ctx: Context, pending: Pending | None) -> None:
+    """The count of a request started with `start`: 429 `rate_limited` past the limit."""
+    if pending is None:
+        return
+    try:
+        try:
+            count = int(await pending.answer)
+        except NoScriptError:
+            count = int(await ctx.redis.auto.evalsha(_HIT_SHA, _HIT, [pending.key], [61]))
     except (RedisError, OSError) as exc:
         log.warning("rate_limit_unavailable", error=type(exc).__name__)
         return
-    if count > per_minute:
-        RATE_LIMITED.labels(scope).inc()
+    if count > pending.per_minute:
+        RATE_LIMITED.labels(pending.scope).inc()
         retry_after = 60 - int(time.time()) % 60
         raise ProblemError(
             429,
             "rate_limited",
-            f"Too many requests: at most {per_minute} a minute. Try again in {retry_after} s.",
+            f"Too many requests: at most {pending.per_minute} a minute. Try again in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )

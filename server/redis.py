@@ -78,6 +78,10 @@ class AutoPipeline:
             await self.client.script_load(script)
             return await self._call(command)
 
+    def call_evalsha(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue an EVALSHA and return at once; its answer (or NoScriptError) comes in the future."""
+        return self._call(("EVALSHA", sha, len(keys), *keys, *args))
+
     def _call(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()

@@ -5,6 +5,7 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.params import Parameter
 
+from server.auth import Reader
 from server.context import Context
 from server.leaderboards import standings
 from server.leaderboards.schemas import BoardsOut, EntryOut, MyStandingOut, PeriodOut, StandingsOut
@@ -24,6 +25,9 @@ def _entries(page: standings.Page) -> list[EntryOut]:
 
 
 class LeaderboardsController(Controller):
+    """Board reads count against the member's rate limit like any request; the count travels to
+    Redis with the read itself (`Reader`), and an over-limit request is refused once it is known."""
+
     path = "/v1/leaderboards"
     tags = ["leaderboards"]
 
@@ -36,7 +40,7 @@ class LeaderboardsController(Controller):
     async def standings(
         self,
         ctx: Context,
-        current_member: str,
+        reader: Reader,
         board_id: Annotated[str, Parameter(max_length=64)],
         period: _Period = None,
         board_scope: _Scope = None,
@@ -45,7 +49,10 @@ class LeaderboardsController(Controller):
     ) -> StandingsOut:
         """Standings from the top: `period` = current (default), previous, a period name or a date;
         `scope` = global, tier, team, friends, rookie or league; `limit` 1-100; `cursor` for the next page."""
-        page = await standings.top(ctx, current_member, board_id, period, board_scope, limit, cursor)
+        try:
+            page = await standings.top(ctx, reader.member_id, board_id, period, board_scope, limit, cursor)
+        finally:
+            await reader.settle()
         return StandingsOut(
             page.board.id, _period(page), page.scope, page.total, _entries(page), page.next_cursor
         )
@@ -54,20 +61,23 @@ class LeaderboardsController(Controller):
     async def me(
         self,
         ctx: Context,
-        current_member: str,
+        reader: Reader,
         board_id: Annotated[str, Parameter(max_length=64)],
         period: _Period = None,
         board_scope: _Scope = None,
         around: int = 5,
     ) -> MyStandingOut:
         """The member's rank and score, and `around` members (0-50) above and below."""
-        page = await standings.around(ctx, current_member, board_id, period, board_scope, around)
+        try:
+            page = await standings.around(ctx, reader.member_id, board_id, period, board_scope, around)
+        finally:
+            await reader.settle()
         me = page.me
         return MyStandingOut(
             page.board.id,
             _period(page),
             page.scope,
-            current_member,
+            reader.member_id,
             me.rank if me else None,
             me.score if me else None,
             page.total,

@@ -193,7 +193,8 @@ async def _live(
     ctx: Context, board: Board, span: Span, scope: Scope, mode: str, anchor: str | int, count: int, me: str
 ) -> tuple[int, list[Row]]:
     b = keys.base(ctx, board.id, span.key)
-    args = [b, mode, anchor, count, board.order[0], _redis_scope(scope), _rookie_cutoff(board, utcnow()), me]
+    cutoff = _rookie_cutoff(board, utcnow()) if scope.kind == "rookie" else 0
+    args = [b, mode, anchor, count, board.order[0], _redis_scope(scope), cutoff, me]
     try:
         # Pipelined with the other requests' Redis calls of this moment (the rate limit's too).
         out = await ctx.redis.boards_auto.evalsha(keys.READ_SHA, keys.READ, [b + ":m", b + ":g"], args)

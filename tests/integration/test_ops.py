@@ -70,3 +70,23 @@ async def test_rate_limits_are_shared_by_instances(settings, token_for):
             assert (await client.get(a.base_url + "/v1/me", headers=other)).status_code == 200
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_board_reads_count_against_the_member_limit(settings, token_for):
+    """Board reads send their count to Redis with the read itself, and are refused past the limit
+    all the same (invalid ones too: every request counts)."""
+    limited = settings.model_copy(update={"rate_limit_member_per_minute": 6, "scheduler_enabled": False})
+    app = Served(limited)
+    await app.start()
+    try:
+        headers = {"Authorization": f"Bearer {token_for(unique('reader'))}"}
+        paths = ["/v1/leaderboards/weekly-points", "/v1/leaderboards/weekly-points/me", "/v1/me"]
+        paths += ["/v1/leaderboards/weekly-points?limit=0"]
+        async with httpx.AsyncClient(base_url=app.base_url, timeout=10) as client:
+            statuses = [(await client.get(paths[i % 4], headers=headers)) for i in range(12)]
+        codes = [r.status_code for r in statuses]
+        assert codes.count(429) >= 1 and codes.count(200) + codes.count(400) <= 11
+        refused = next(r for r in statuses if r.status_code == 429)
+        assert refused.json()["code"] == "rate_limited" and "retry-after" in refused.headers
+    finally:
+        await app.stop()
