@@ -177,3 +177,10 @@ async def lock_members(session: AsyncSession, member_ids: list[str]) -> None:
     """
     if session.get_bind().dialect.name == "postgresql" and member_ids:
         await session.execute(_LOCK_MEMBERS, {"ids": sorted(set(member_ids))})
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The driver's own connection under the session (asyncpg's on PostgreSQL), inside the
+    session's transaction: for the few statements worth sending without the ORM."""
+    conn = await session.connection()
+    return (await conn.get_raw_connection()).driver_connection

@@ -9,6 +9,7 @@ any entry breaks the chain, which `verify` reports.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import utcnow
+from server.db import driver_connection, utcnow
 from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount, LedgerEntry
 from server.ledger.schemas import EntryOut
@@ -53,10 +54,6 @@ def on_posted(wants: CurrencyWanted) -> Callable[[PostedListener], PostedListene
         return fn
 
     return register
-
-
-def _listened(ctx: Context, currency: str) -> bool:
-    return any(wants(ctx, currency) for _, wants in _listeners)
 
 
 @dataclass
@@ -198,6 +195,16 @@ class Posting:
     reverses_entry_id: int | None = None
 
 
+@functools.cache
+def _lock_statement(dialect_name: str) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING of accounts, built once per dialect."""
+    table = LedgerAccount.__table__
+    insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
+    ).returning(table.c.member_id, table.c.points, table.c.growth, table.c.seq, table.c.head_hash)
+
+
 async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[str, _Account]:
     """Create-and-lock the accounts of these members, in order, in one statement.
 
@@ -207,12 +214,7 @@ async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[s
     locked: dict[str, _Account] = session.info.setdefault("locked_accounts", {})
     missing = sorted({m for m in member_ids if m not in locked})
     if missing:
-        table = LedgerAccount.__table__
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(table)
-        stmt = insert.on_conflict_do_update(
-            index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
-        ).returning(table.c.member_id, table.c.points, table.c.growth, table.c.seq, table.c.head_hash)
+        stmt = _lock_statement(session.get_bind().dialect.name)
         rows = await session.execute(
             stmt, [dict(member_id=m, points=0, growth=0, seq=0, head_hash="") for m in missing]
         )
@@ -378,15 +380,11 @@ def _live(entry: LedgerEntry) -> tuple[str, dict[str, Any]]:
     }
 
 
-# PostgreSQL, one posting on its own (the brand's adjustments): the same steps as `post`, on the
-# driver's connection with prepared statements, in three statements. The ORM's CPU per statement
-# is most of an award's cost; this path spends a fraction of it. `post` stays the one path inside
-# larger units of work, and on SQLite.
-_PG_LOCK = """
-INSERT INTO ledger_accounts (member_id, points, growth, seq, head_hash) VALUES ($1, 0, 0, 0, '')
-ON CONFLICT (member_id) DO UPDATE SET member_id = EXCLUDED.member_id
-RETURNING points, growth, seq, head_hash
-"""
+# PostgreSQL, one posting on its own (the brand's adjustments): the same steps as `post`, the
+# account locked through the session, then the entry, the account and the live message written in
+# one prepared statement on the driver's connection (and a look-up on a replay). The ORM's CPU per
+# statement is most of an award's cost; this path spends a fraction of it. `post` stays the one
+# path inside larger units of work, and on SQLite.
 _PG_BY_KEY = """
 SELECT * FROM ledger_entries WHERE member_id = $1 AND currency = $2 AND idempotency_key = $3
 """
@@ -438,8 +436,7 @@ async def post_alone(
     """One posting in a unit of work of its own (what `POST /v1/members/{id}/points` does)."""
     _check_posting(currency, amount, reason, source, idempotency_key, None)
     details = details or {}
-    if ctx.settings.is_sqlite or _listened(ctx, currency):
-        # The short path writes the entry alone; what listens to postings needs the session's.
+    if ctx.settings.is_sqlite:
         posted = await award(
             ctx,
             member_id,
@@ -450,43 +447,48 @@ async def post_alone(
             details=details,
         )
         return posted[0]
-    async with ctx.db.engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        async with driver.transaction():
-            account = _Account(*(await driver.fetchrow(_PG_LOCK, member_id)))
-            if getattr(account, currency) + amount < 0:
-                existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
-                if existing is not None:
-                    return _replay(_entry_from_row(existing), amount, None, idempotency_key)
-            entry = _next_entry(
-                account, member_id, currency, amount, reason, source, idempotency_key, details, None
-            )
-            balances = {c: getattr(account, c) for c in CURRENCIES} | {currency: entry.balance_after}
-            verb = "awarded" if amount > 0 else "deducted"
-            written = await driver.fetchrow(
-                _PG_WRITE,
-                member_id,
-                entry.seq,
-                currency,
-                amount,
-                entry.balance_after,
-                reason,
-                source,
-                idempotency_key,
-                json.dumps(details),
-                entry.created_at,
-                entry.prev_hash,
-                entry.hash,
-                balances["points"],
-                balances["growth"],
-                f"{currency}.{verb}",
-                entry.created_at.isoformat(),
-                entry.created_at + ctx.outbox.claim,
-            )
-            if written["entry_id"] is None:
-                existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
+    # The driver's connection under a session: what listens to postings (the boards) writes in
+    # the same transaction, through the session.
+    async with ctx.db.transaction() as session:
+        # Through the session first, which begins its transaction on the connection.
+        account = (await _lock_accounts(session, [member_id]))[member_id]
+        driver = await driver_connection(session)
+        if getattr(account, currency) + amount < 0:
+            existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
+            if existing is not None:
                 return _replay(_entry_from_row(existing), amount, None, idempotency_key)
-    entry.id = written["entry_id"]
+        entry = _next_entry(
+            account, member_id, currency, amount, reason, source, idempotency_key, details, None
+        )
+        balances = {c: getattr(account, c) for c in CURRENCIES} | {currency: entry.balance_after}
+        verb = "awarded" if amount > 0 else "deducted"
+        written = await driver.fetchrow(
+            _PG_WRITE,
+            member_id,
+            entry.seq,
+            currency,
+            amount,
+            entry.balance_after,
+            reason,
+            source,
+            idempotency_key,
+            json.dumps(details),
+            entry.created_at,
+            entry.prev_hash,
+            entry.hash,
+            balances["points"],
+            balances["growth"],
+            f"{currency}.{verb}",
+            entry.created_at.isoformat(),
+            entry.created_at + ctx.outbox.claim,
+        )
+        if written["entry_id"] is None:
+            existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
+            return _replay(_entry_from_row(existing), amount, None, idempotency_key)
+        entry.id = written["entry_id"]
+        for listener, wants in _listeners:
+            if wants(ctx, currency):
+                await listener(ctx, session, [entry])
     LEDGER_ENTRIES.labels(currency, source).inc()
     await ctx.outbox.apply(
         [

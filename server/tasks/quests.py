@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_or_touch, utcnow
+from server.db import driver_connection, insert_or_touch, utcnow
 from server.errors import ProblemError
 from server.events.catalog import EventCatalog
 from server.events.dispatch import DomainEvent, declare_internal, emit
@@ -394,16 +394,10 @@ WHERE r.member_id = u.m AND r.quest_id = u.q AND r.period = u.p
 """
 
 
-async def _driver(session: AsyncSession) -> Any:
-    """The driver's own connection under the session, inside its transaction."""
-    conn = await session.connection()
-    return (await conn.get_raw_connection()).driver_connection
-
-
 async def _save_runs(session: AsyncSession, dirty: list[tuple[tuple[str, str, str], _Run]]) -> None:
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        driver = await _driver(session)
+        driver = await driver_connection(session)
         await driver.execute(
             _PG_SAVE_RUNS,
             [m for (m, _, _), _ in dirty],
@@ -452,7 +446,7 @@ async def _lock_runs(
     now = utcnow()
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        driver = await _driver(session)
+        driver = await driver_connection(session)
         members, quests, periods = (list(col) for col in zip(*keys, strict=True))
         pg_rows = await driver.fetch(_PG_LOCK_RUNS, members, quests, periods, now)
         return {(r[0], r[1], r[2]): _Run(r[3], json.loads(r[4]) if r[4] else {}, r[5]) for r in pg_rows}
