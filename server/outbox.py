@@ -67,6 +67,11 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+_INSERT_RETURNING_IDS = sa.insert(OutboxRow.__table__).returning(
+    OutboxRow.__table__.c.id, sort_by_parameter_order=True
+)
+
+
 @dataclass
 class Held:
     """An outbox row this process wrote and holds the claim on: what `apply` needs of it."""
@@ -114,10 +119,9 @@ class Outbox:
 
     async def _write(self, session: AsyncSession, queued: list[tuple[str, dict[str, Any]]]) -> list[Held]:
         now = utcnow()
-        table = OutboxRow.__table__
         ids = (
             await session.execute(
-                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                _INSERT_RETURNING_IDS,
                 [
                     {
                         "kind": kind,

@@ -9,6 +9,7 @@ per member and board every `notify.every_seconds`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -204,14 +205,7 @@ async def _friend_notes(
     ctx: Context, movers: list[tuple[dict[str, Any], Board, int, int, float | None]]
 ) -> list[_Note]:
     """Friends a member passed with this write: both sides are told."""
-    f = MemberFriend.__table__.c
-    async with ctx.db.session() as session:
-        rows = await session.execute(
-            sa.select(f.member_id, f.friend_id).where(f.member_id.in_(sorted({p["m"] for p, *_ in movers})))
-        )
-        friends: dict[str, list[str]] = {}
-        for r in rows:
-            friends.setdefault(r.member_id, []).append(r.friend_id)
+    friends = await _friend_lists(ctx, {p["m"] for p, *_ in movers})
     todo = [(m, friends[m[0]["m"]]) for m in movers if friends.get(m[0]["m"])]
     if not todo:
         return []
@@ -262,6 +256,30 @@ async def _friend_notes(
                 )
             )
     return notes
+
+
+FRIENDS_KEPT_SECONDS = 30.0
+_FRIENDS = sa.select(MemberFriend.__table__.c.member_id, MemberFriend.__table__.c.friend_id).where(
+    MemberFriend.__table__.c.member_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+async def _friend_lists(ctx: Context, members: set[str]) -> dict[str, list[str]]:
+    """Friend lists for rank messages, kept for a while per instance (a message about a friend
+    added a few seconds ago may be missed; the friends board itself always reads SQL)."""
+    kept: dict[str, tuple[float, list[str]]] = ctx.extras.setdefault("lb_friends", {})
+    now = time.monotonic()
+    missing = sorted(m for m in members if m not in kept or kept[m][0] <= now)
+    if missing:
+        if len(kept) > 100_000:
+            kept.clear()
+        found: dict[str, list[str]] = {m: [] for m in missing}
+        async with ctx.db.session() as session:
+            for r in await session.execute(_FRIENDS, {"ids": missing}):
+                found[r.member_id].append(r.friend_id)
+        for m, their in found.items():
+            kept[m] = (now + FRIENDS_KEPT_SECONDS, their)
+    return {m: kept[m][1] for m in members if kept[m][1]}
 
 
 # --- recovery -------------------------------------------------------------------------------------

@@ -134,12 +134,15 @@ def _statement(dialect: str, operator: str, order: str) -> Any:
     return _STATEMENTS[key]
 
 
+_M = Member.__table__.c
+_PROFILES = sa.select(_M.id, _M.display_name, _M.tier, _M.team_id, _M.signed_up_at).where(
+    _M.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
 async def profiles(session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
     """What the boards show and scope by, for each member."""
-    m = Member.__table__.c
-    rows = await session.execute(
-        sa.select(m.id, m.display_name, m.tier, m.team_id, m.signed_up_at).where(m.id.in_(member_ids))
-    )
+    rows = await session.execute(_PROFILES, {"ids": member_ids})
     return {r.id: Profile(r.display_name, r.tier, r.team_id, r.signed_up_at) for r in rows}
 
 
