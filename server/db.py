@@ -98,6 +98,7 @@ class Database:
         # SQLite has one writer at a time. Queueing writers here, in order, is far cheaper than
         # letting them poll SQLite's lock (its busy handler sleeps up to 100 ms between tries).
         self._sqlite_writer = asyncio.Lock() if settings.is_sqlite else None
+        self._side: AsyncEngine | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -129,8 +130,21 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
+    @property
+    def side_engine(self) -> AsyncEngine:
+        """PostgreSQL: a small pool of its own for one-statement transactions taken while a unit
+        of work is open (a counter that must not stay locked until that unit commits). Never
+        waits on the main pool, so a busy main pool cannot starve it."""
+        if self._side is None:
+            self._side = create_async_engine(
+                self.settings.resolved_database_url, pool_size=2, max_overflow=2, pool_recycle=1800
+            )
+        return self._side
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._side is not None:
+            await self._side.dispose()
 
 
 def before_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:

@@ -46,7 +46,6 @@ async def place(ctx: Context, session: AsyncSession, writes: list[_Write]) -> di
     by_board: dict[tuple[str, str], list[_Write]] = {}
     for w in writes:
         by_board.setdefault((w.board.id, w.span.key), []).append(w)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     for (board_id, period), group in sorted(by_board.items()):
         members = sorted({w.member_id for w in group})
         placed = {
@@ -64,23 +63,44 @@ async def place(ctx: Context, session: AsyncSession, writes: list[_Write]) -> di
             assert league is not None
             levels = await levels_of(session, board_id, newcomers)
             top = len(league.levels) - 1
-            for member_id in sorted(newcomers, key=lambda m: (levels.get(m, 0), m)):
-                level = min(levels.get(member_id, 0), top)
-                insert = dialect.insert(SEATS)
-                seats = (
-                    await session.execute(
-                        insert.values(board_id=board_id, period=period, level=level, seats=1)
-                        .on_conflict_do_update(
-                            index_elements=[SEATS.c.board_id, SEATS.c.period, SEATS.c.level],
-                            set_={"seats": SEATS.c.seats + 1},
-                        )
-                        .returning(SEATS.c.seats)
-                    )
-                ).scalar_one()
-                placed[member_id] = f"{level}:{(seats - 1) // league.size}"
+            by_level: dict[int, list[str]] = {}
+            for member_id in newcomers:
+                by_level.setdefault(min(levels.get(member_id, 0), top), []).append(member_id)
+            for level, seated in sorted(by_level.items()):
+                last = await _take_seats(ctx, session, board_id, period, level, len(seated))
+                for k, member_id in enumerate(seated):
+                    seat = last - len(seated) + k  # 0-based
+                    placed[member_id] = f"{level}:{seat // league.size}"
         for m in members:
             out[(board_id, period, m)] = placed[m]
     return out
+
+
+async def _take_seats(
+    ctx: Context, session: AsyncSession, board_id: str, period: str, level: int, count: int
+) -> int:
+    """Hand out `count` seats of a week's level; returns the last one's number (1-based).
+
+    On PostgreSQL in a transaction of its own (on a pool of its own, so that it never waits for
+    a connection held by a unit of work like the caller's), holding the counter's row for one
+    statement: the
+    first action of the week of every member of a level meets on this row, and holding it until
+    the caller's unit of work commits would line them all up. A seat whose unit of work rolls back
+    stays empty (a cohort one short); no seat is ever given twice.
+    """
+    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(SEATS)
+    stmt = (
+        insert.values(board_id=board_id, period=period, level=level, seats=count)
+        .on_conflict_do_update(
+            index_elements=[SEATS.c.board_id, SEATS.c.period, SEATS.c.level],
+            set_={"seats": SEATS.c.seats + count},
+        )
+        .returning(SEATS.c.seats)
+    )
+    if session.get_bind().dialect.name != "postgresql":
+        return int((await session.execute(stmt)).scalar_one())  # SQLite: one writer at a time anyway
+    async with ctx.db.side_engine.begin() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
 
 
 def moves(league: League, cohort_size: int) -> tuple[int, int]:
