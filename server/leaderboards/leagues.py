@@ -83,10 +83,9 @@ async def _take_seats(
 
     On PostgreSQL in a transaction of its own (on a pool of its own, so that it never waits for
     a connection held by a unit of work like the caller's), holding the counter's row for one
-    statement: the
-    first action of the week of every member of a level meets on this row, and holding it until
-    the caller's unit of work commits would line them all up. A seat whose unit of work rolls back
-    stays empty (a cohort one short); no seat is ever given twice.
+    statement: the first action of the week of every member of a level meets on this row, and
+    holding it until the caller's unit of work commits would line them all up. A seat whose unit
+    of work rolls back stays empty (a cohort one short); no seat is ever given twice.
     """
     insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(SEATS)
     stmt = (

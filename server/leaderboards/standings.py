@@ -20,7 +20,7 @@ from server.errors import ProblemError
 from server.leaderboards import keys
 from server.leaderboards.content import Board
 from server.leaderboards.models import BoardPeriod, Standing
-from server.leaderboards.periods import Span, previous_span, resolve, span_at
+from server.leaderboards.periods import Span, resolve, span_at
 from server.leaderboards.service import boards
 from server.members.models import Member
 from server.members.service import friends_of, tier_ladder
@@ -388,7 +388,3 @@ async def around(
         total, rows = await _live(ctx, board, span, scope, "around", member_id, k, member_id)
     me = next((r for r in rows if r.member_id == member_id), None)
     return Page(board, span, scope.name, archived, total, rows, None, me)
-
-
-def current_periods(board: Board, now: datetime) -> tuple[Span | None, Span | None]:
-    return span_at(board, now), previous_span(board, now)
