@@ -53,7 +53,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ from bench.infra import (
     stop_process,
     write_results,
 )
-from bench.loadgen import NOW, HttpConnection, HttpError, cpu_sample, cpu_use, create_members, run_async
+from bench.loadgen import BatchLoad, create_members, drive_batches, run_async
 
 TARGET_EVENTS_PER_S = 5_000
 
@@ -558,86 +558,32 @@ class Load:
     seed: int = 1
 
 
-@dataclass
-class _Tally:
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)
-    accepted: int = 0  # in the window
-    duplicates: int = 0
-    accepted_total: int = 0
-    issued: int = 0
-    events_by_member: Counter[str] = field(default_factory=Counter)  # accepted, whole run
-    cpu: dict[str, Any] = field(default_factory=dict)
-
-
-def _events_request(port: int, api_key: str, body: bytes) -> bytes:
-    return (
-        b"POST /v1/events HTTP/1.1\r\nHost: %s:%d\r\nX-Api-Key: %s\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-    ) % (LOOPBACK.encode(), port, api_key.encode(), len(body), body)
-
-
 async def drive(load: Load) -> tuple[dict[str, Any], Counter[str]]:
     """Closed loop: each connection sends a batch, waits for its answer, sends the next."""
-    tally = _Tally()
-    start = NOW()
-    window_start = start + load.warmup
-    end = window_start + load.seconds
+    by_member: Counter[str] = Counter()  # accepted events, whole run
 
-    async def monitor() -> None:
-        await asyncio.sleep(max(0.0, window_start - NOW()))
-        before = cpu_sample(load.watch_pids)
-        await asyncio.sleep(max(0.0, end - NOW()))
-        tally.cpu = cpu_use(before, cpu_sample(load.watch_pids))
+    def make(rng: random.Random, tag: str) -> tuple[bytes, list[str]]:
+        return batch_body(rng, load.batch_size, load.members, tag)
 
-    async def worker(i: int) -> None:
-        conn = HttpConnection(LOOPBACK, load.port)
-        rng = random.Random(load.seed * 1_000_003 + i)
-        seq = 0
-        try:
-            while tally.issued < load.max_batches and NOW() < end:
-                tally.issued += 1
-                seq += 1
-                body, who = batch_body(rng, load.batch_size, load.members, f"{load.tag}-{i}-{seq}")
-                raw = _events_request(load.port, load.api_key, body)
-                sent = NOW()
-                try:
-                    status, answer = await conn.request(raw)
-                except (OSError, HttpError, asyncio.IncompleteReadError, ValueError) as exc:
-                    tally.errors[type(exc).__name__] += 1
-                    conn.close()
-                    await asyncio.sleep(0.05)
-                    continue
-                done = NOW()
-                accepted = 0
-                out: dict[str, Any] = {}
-                if status == 200:
-                    out = json.loads(answer)
-                    accepted = int(out["accepted"])
-                    tally.accepted_total += accepted
-                    if accepted == len(who) and not out["rejected"]:
-                        tally.events_by_member.update(who)
-                if window_start <= done < end:
-                    tally.latencies.append(done - sent)
-                    tally.statuses[status] += 1
-                    tally.accepted += accepted
-                    tally.duplicates += int(out.get("duplicates", 0))
-                    for r in out.get("rejected", ()):
-                        tally.rejected[r["code"]] += 1
-                    if status != 200:
-                        tally.errors[f"http_{status}:{answer[:120].decode(errors='replace')}"] += 1
-        finally:
-            conn.close()
+    def settle(who: list[str], out: dict[str, Any] | None) -> None:
+        if out is not None and int(out["accepted"]) == len(who) and not out["rejected"]:
+            by_member.update(who)
 
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(monitor(), *(worker(i) for i in range(load.concurrency))),
-            load.warmup + load.seconds + 120,
+    tally = await drive_batches(
+        BatchLoad(
+            port=load.port,
+            api_key=load.api_key,
+            connections=load.concurrency,
+            seconds=load.seconds,
+            warmup=load.warmup,
+            max_batches=load.max_batches,
+            tag=load.tag,
+            watch_pids=load.watch_pids,
+            make=make,
+            settle=settle,
+            seed=load.seed,
         )
-    except TimeoutError:
-        tally.errors["hard_deadline"] += 1
+    )
     batches = len(tally.latencies)
     ok = tally.statuses.get(200, 0)
     figures = {
@@ -660,7 +606,7 @@ async def drive(load: Load) -> tuple[dict[str, Any], Counter[str]]:
         "accepted_events_total": tally.accepted_total,
         "cpu": tally.cpu,
     }
-    return figures, tally.events_by_member
+    return figures, by_member
 
 
 def cpu_figures(figures: dict[str, Any], server_pid: int) -> None:

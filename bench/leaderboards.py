@@ -78,7 +78,6 @@ from bench.event_ingest import (
     TIERS,
     ZONES,
     Weighted,
-    _events_request,
     print_profile,
     profile_top,
     profiled_server,
@@ -109,7 +108,15 @@ from bench.infra import (
     services_for_run,
     write_results,
 )
-from bench.loadgen import NOW, HttpConnection, HttpError, cpu_sample, cpu_use, get_request, run_async
+from bench.loadgen import (
+    NOW,
+    BatchLoad,
+    HttpConnection,
+    HttpError,
+    drive_batches,
+    get_request,
+    run_async,
+)
 
 BOARD_ID = "bench-board"
 EVENT_TYPE = "bench_score"
@@ -393,15 +400,8 @@ class Writes:
 
 @dataclass
 class _WriteTally:
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    accepted: int = 0  # in the window
-    accepted_total: int = 0
-    issued: int = 0
     sums: Counter[int] = field(default_factory=Counter)  # member -> amount sent in fully accepted batches
     unsure: set[int] = field(default_factory=set)  # members of batches whose outcome is not known
-    cpu: dict[str, Any] = field(default_factory=dict)
 
 
 def _score_batch(rng: random.Random, cfg: Writes, prefix: str) -> tuple[bytes, list[tuple[int, int]]]:
@@ -424,63 +424,30 @@ def _score_batch(rng: random.Random, cfg: Writes, prefix: str) -> tuple[bytes, l
 
 async def drive_writes(cfg: Writes) -> tuple[dict[str, Any], _WriteTally]:
     """Closed loop: each connection sends a batch of score events, waits for its answer, sends the next."""
-    tally = _WriteTally()
-    start = NOW()
-    window_start = start + cfg.warmup
-    end = window_start + cfg.seconds
+    written = _WriteTally()
 
-    async def monitor() -> None:
-        await asyncio.sleep(max(0.0, window_start - NOW()))
-        before = cpu_sample(cfg.watch_pids)
-        await asyncio.sleep(max(0.0, end - NOW()))
-        tally.cpu = cpu_use(before, cpu_sample(cfg.watch_pids))
+    def settle(sent: list[tuple[int, int]], out: dict[str, Any] | None) -> None:
+        if out is not None and int(out["accepted"]) == len(sent):
+            for m, amount in sent:
+                written.sums[m] += amount
+        else:
+            written.unsure.update(m for m, _ in sent)
 
-    async def worker(i: int) -> None:
-        conn = HttpConnection(LOOPBACK, cfg.port)
-        rng = random.Random(cfg.seed * 1_000_003 + i)
-        seq = 0
-        try:
-            while tally.issued < cfg.max_batches and NOW() < end:
-                tally.issued += 1
-                seq += 1
-                body, sent = _score_batch(rng, cfg, f"{cfg.tag}-{i}-{seq}")
-                raw = _events_request(cfg.port, cfg.api_key, body)
-                t = NOW()
-                try:
-                    status, answer = await conn.request(raw)
-                except (OSError, HttpError, asyncio.IncompleteReadError, ValueError) as exc:
-                    tally.errors[type(exc).__name__] += 1
-                    tally.unsure.update(m for m, _ in sent)
-                    conn.close()
-                    await asyncio.sleep(0.05)
-                    continue
-                done = NOW()
-                accepted = 0
-                if status == 200:
-                    out = json.loads(answer)
-                    accepted = int(out["accepted"])
-                    tally.accepted_total += accepted
-                if accepted == len(sent):
-                    for m, amount in sent:
-                        tally.sums[m] += amount
-                else:
-                    tally.unsure.update(m for m, _ in sent)
-                if window_start <= done < end:
-                    tally.latencies.append(done - t)
-                    tally.statuses[status] += 1
-                    tally.accepted += accepted
-                    if status != 200:
-                        tally.errors[f"http_{status}:{answer[:120].decode(errors='replace')}"] += 1
-        finally:
-            conn.close()
-
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(monitor(), *(worker(i) for i in range(cfg.connections))),
-            cfg.warmup + cfg.seconds + 120,
+    tally = await drive_batches(
+        BatchLoad(
+            port=cfg.port,
+            api_key=cfg.api_key,
+            connections=cfg.connections,
+            seconds=cfg.seconds,
+            warmup=cfg.warmup,
+            max_batches=cfg.max_batches,
+            tag=cfg.tag,
+            watch_pids=cfg.watch_pids,
+            make=lambda rng, tag: _score_batch(rng, cfg, tag),
+            settle=settle,
+            seed=cfg.seed,
         )
-    except TimeoutError:
-        tally.errors["hard_deadline"] += 1
+    )
     ok = tally.statuses.get(200, 0)
     cpu = tally.cpu
     server_pct = cpu.get("watched_pct_of_one_core", {}).get(str(cfg.watch_pids[0]))
@@ -499,13 +466,13 @@ async def drive_writes(cfg: Writes) -> tuple[dict[str, Any], _WriteTally]:
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "errors": dict(tally.errors),
         "accepted_events_total": tally.accepted_total,
-        "members_written": len(tally.sums),
+        "members_written": len(written.sums),
         "cpu": cpu,
         "server_cpu_pct_of_one_core": server_pct,
         "server_cpu_ms_per_event": round(server_pct * 10 / per_s, 3) if server_pct and per_s else None,
         "postgres_cpu_ms_per_event": round(pg_pct * 10 / per_s, 3) if pg_pct and per_s else None,
     }
-    return figures, tally
+    return figures, written
 
 
 async def wait_outbox_empty(dsn: str, patience: float) -> tuple[int, float]:

@@ -246,6 +246,106 @@ def cpu_use(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def events_request(port: int, api_key: str, body: bytes) -> bytes:
+    """`POST /v1/events` with a JSON batch."""
+    return (
+        b"POST /v1/events HTTP/1.1\r\nHost: %s:%d\r\nX-Api-Key: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    ) % (LOOPBACK.encode(), port, api_key.encode(), len(body), body)
+
+
+@dataclass
+class BatchLoad:
+    """A closed loop of event batches: each connection sends one, waits for its answer, sends the next.
+
+    `make(rng, tag)` gives a batch's body and what the caller needs to know of it; `settle(what,
+    answer)` hears how each batch ended: the decoded answer of a 200, else None.
+    """
+
+    port: int
+    api_key: str
+    connections: int
+    seconds: float
+    warmup: float
+    max_batches: int
+    tag: str  # unique per run: event ids start with it
+    watch_pids: list[int]
+    make: Any  # Callable[[random.Random, str], tuple[bytes, Any]]
+    settle: Any  # Callable[[Any, dict[str, Any] | None], None]
+    seed: int = 1
+
+
+@dataclass
+class BatchTally:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0  # in the window
+    duplicates: int = 0
+    accepted_total: int = 0
+    issued: int = 0
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+
+async def drive_batches(load: BatchLoad) -> BatchTally:
+    """Run `load` for its warm-up and measured seconds; the tally of the measured window."""
+    tally = BatchTally()
+    window_start = NOW() + load.warmup
+    end = window_start + load.seconds
+
+    async def monitor() -> None:
+        await asyncio.sleep(max(0.0, window_start - NOW()))
+        before = cpu_sample(load.watch_pids)
+        await asyncio.sleep(max(0.0, end - NOW()))
+        tally.cpu = cpu_use(before, cpu_sample(load.watch_pids))
+
+    async def worker(i: int) -> None:
+        conn = HttpConnection(LOOPBACK, load.port)
+        rng = random.Random(load.seed * 1_000_003 + i)
+        seq = 0
+        try:
+            while tally.issued < load.max_batches and NOW() < end:
+                tally.issued += 1
+                seq += 1
+                body, what = load.make(rng, f"{load.tag}-{i}-{seq}")
+                raw = events_request(load.port, load.api_key, body)
+                sent = NOW()
+                try:
+                    status, answer = await conn.request(raw)
+                except (OSError, HttpError, asyncio.IncompleteReadError, ValueError) as exc:
+                    tally.errors[type(exc).__name__] += 1
+                    load.settle(what, None)
+                    conn.close()
+                    await asyncio.sleep(0.05)
+                    continue
+                done = NOW()
+                out: dict[str, Any] = json.loads(answer) if status == 200 else {}
+                accepted = int(out.get("accepted", 0))
+                tally.accepted_total += accepted
+                load.settle(what, out if status == 200 else None)
+                if window_start <= done < end:
+                    tally.latencies.append(done - sent)
+                    tally.statuses[status] += 1
+                    tally.accepted += accepted
+                    tally.duplicates += int(out.get("duplicates", 0))
+                    for r in out.get("rejected", ()):
+                        tally.rejected[r["code"]] += 1
+                    if status != 200:
+                        tally.errors[f"http_{status}:{answer[:120].decode(errors='replace')}"] += 1
+        finally:
+            conn.close()
+
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(monitor(), *(worker(i) for i in range(load.connections))),
+            load.warmup + load.seconds + 120,
+        )
+    except TimeoutError:
+        tally.errors["hard_deadline"] += 1
+    return tally
+
+
 async def run_load(cfg: LoadConfig) -> tuple[dict[str, Any], list[tuple[int, float, float, int, int]]]:
     """Run the load; the figures, and the per-request records when `cfg.record`."""
     st = _State()
