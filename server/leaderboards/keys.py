@@ -17,7 +17,7 @@ reached the score, as one of 2**24 equal slots of the period (5 ms for a day, 36
 `2**24 - 1 - slot` so that the earlier member ranks first. Doubles hold integers up to 2**53
 exactly, so scores between -536,870,911 and 536,870,911 keep their order exactly; scores beyond
 saturate in Redis (they keep their exact value in SQL and in what the API shows). Members tied in
-the same slot rank by member id.
+the same slot rank by member id (descending on a descending board: the sorted set's own order).
 """
 
 from __future__ import annotations
