@@ -358,8 +358,13 @@ def demo() -> None:
     """Load the demo members (idempotent): a few profiles with a welcome bonus."""
     from server.demo import load_demo
 
-    # Without Redis here: the live messages wait in the outbox and the server delivers them.
-    lines = _with_context(get_settings(), load_demo)
+    async def run(ctx: Any) -> list[str]:
+        # The content serving, so that the welcome bonus counts on the boards like any award.
+        await _serving_content(ctx)
+        return await load_demo(ctx)
+
+    # Without Redis here: the live messages and board scores wait in the outbox; the server applies them.
+    lines = _with_context(get_settings(), run)
     for line in lines:
         typer.echo(line)
 
