@@ -22,14 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import after_commit, insert_ignore, utcnow
 from server.leaderboards import keys
 from server.leaderboards.content import Board, LeaderboardsFile
+from server.leaderboards.leagues import levels_of, place
 from server.leaderboards.models import BoardPeriod, BoardScore
-from server.leaderboards.periods import Span, span_at
+from server.leaderboards.periods import Span, previous_span, span_at
+from server.leaderboards.schemas import BoardOut, BoardsOut, LeagueOut, PeriodOut
 from server.members.models import Member
 from server.members.service import tier_ladder
 
 if TYPE_CHECKING:
     from server.context import Context
-    from server.leaderboards.schemas import BoardsOut
 
 SCORES = BoardScore.__table__
 _EMPTY = LeaderboardsFile()
@@ -262,8 +263,6 @@ async def record(
     league_writes = [w for w in writes.values() if w.board.league is not None]
     cohorts: dict[tuple[str, str, str], str] = {}
     if league_writes:
-        from server.leaderboards.leagues import place
-
         cohorts = await place(ctx, session, league_writes)
     first_tier = tier_ladder(ctx)[0]
     dialect = session.get_bind().dialect.name
@@ -349,9 +348,6 @@ async def member_changed(ctx: Context, session: AsyncSession, member_id: str) ->
 
 async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
     """Every board, with its current and previous periods and, on league boards, the member's league."""
-    from server.leaderboards.leagues import levels_of
-    from server.leaderboards.periods import previous_span
-    from server.leaderboards.schemas import BoardOut, BoardsOut, LeagueOut, PeriodOut
 
     now = utcnow()
     out = []
