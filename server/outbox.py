@@ -119,8 +119,9 @@ class Outbox:
 
     async def _write(self, session: AsyncSession, queued: list[tuple[str, dict[str, Any]]]) -> list[Held]:
         now = utcnow()
+        connection = await session.connection()  # a Core statement: no ORM work on the way
         ids = (
-            await session.execute(
+            await connection.execute(
                 _INSERT_RETURNING_IDS,
                 [
                     {

@@ -143,7 +143,8 @@ _PROFILES = sa.select(_M.id, _M.display_name, _M.tier, _M.team_id, _M.signed_up_
 
 async def profiles(session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
     """What the boards show and scope by, for each member."""
-    rows = await session.execute(_PROFILES, {"ids": member_ids})
+    # Core statements on the session's connection: the same transaction, without the ORM's work.
+    rows = await (await session.connection()).execute(_PROFILES, {"ids": member_ids})
     return {r.id: Profile(r.display_name, r.tier, r.team_id, r.signed_up_at) for r in rows}
 
 
@@ -287,7 +288,7 @@ async def record(
             }
         )
     for (operator, order), rows in groups.items():
-        result = await session.execute(_statement(dialect, operator, order), rows)
+        result = await (await session.connection()).execute(_statement(dialect, operator, order), rows)
         for r in result:
             w = writes[(r.board_id, r.period, r.member_id)]
             # As the row stores it: a member without a tier (or not known yet) is on the first.

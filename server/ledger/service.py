@@ -215,7 +215,7 @@ async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[s
     missing = sorted({m for m in member_ids if m not in locked})
     if missing:
         stmt = _lock_statement(session.get_bind().dialect.name)
-        rows = await session.execute(
+        rows = await (await session.connection()).execute(
             stmt, [dict(member_id=m, points=0, growth=0, seq=0, head_hash="") for m in missing]
         )
         for r in rows:
@@ -274,16 +274,15 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
             fresh.append(entry)
             results.append(None)
         if fresh:
+            # Core statements on the session's connection: the same transaction, no ORM work.
+            connection = await session.connection()
             ids = (
-                await session.execute(
-                    sa.insert(t).returning(t.c.id, sort_by_parameter_order=True),
-                    [e.model_dump(exclude={"id"}) for e in fresh],
-                )
+                await connection.execute(_INSERT_ENTRIES, [e.model_dump(exclude={"id"}) for e in fresh])
             ).scalars()
             for entry, entry_id in zip(fresh, ids, strict=True):
                 entry.id = entry_id
             touched = {e.member_id for e in fresh}
-            await session.execute(
+            await connection.execute(
                 _SAVE_ACCOUNTS,
                 [
                     {
@@ -314,6 +313,9 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
         return out
 
 
+_INSERT_ENTRIES = sa.insert(LedgerEntry.__table__).returning(
+    LedgerEntry.__table__.c.id, sort_by_parameter_order=True
+)
 _SAVE_ACCOUNTS = (
     sa.update(LedgerAccount.__table__)
     .where(LedgerAccount.__table__.c.member_id == sa.bindparam("m"))
