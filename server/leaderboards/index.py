@@ -9,6 +9,7 @@ per member and board every `notify.every_seconds`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
-from redis.exceptions import NoScriptError
 
 from server.db import utcnow
 from server.leaderboards import keys
@@ -31,57 +31,10 @@ from server.outbox import effect
 from server.realtime.hub import LiveMessage
 
 if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
-
     from server.context import Context
 
 log = structlog.get_logger(__name__)
 SCORES = BoardScore.__table__
-
-
-def scripts(ctx: Context) -> dict[str, AsyncScript]:
-    found: dict[str, AsyncScript] | None = ctx.extras.get("lb_scripts")
-    if found is None:
-        client = ctx.redis.boards
-        found = ctx.extras["lb_scripts"] = {
-            "apply": client.register_script(keys.APPLY),
-            "read": client.register_script(keys.READ),
-        }
-    return found
-
-
-async def eval_many(ctx: Context, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-    """Run a script for each (keys, args) in one round trip, on Redis or a Redis Cluster.
-
-    Calls that found the script missing (a restarted Redis, a new cluster node) are run again
-    after it is loaded everywhere; the others are not repeated.
-    """
-    client = ctx.redis.boards
-    if len(calls) == 1:
-        k, a = calls[0]
-        return [await script(keys=k, args=a, client=client)]
-    results: list[Any] = [None] * len(calls)
-    todo = list(range(len(calls)))
-    for attempt in (1, 2):
-        pipe = client.pipeline(transaction=False)
-        for i in todo:
-            k, a = calls[i]
-            # Cluster pipelines refuse `evalsha` by name, but route the raw command by its keys.
-            pipe.execute_command("EVALSHA", script.sha, len(k), *k, *a)
-        answers = await pipe.execute(raise_on_error=False)
-        missing = []
-        for i, answer in zip(todo, answers, strict=True):
-            if isinstance(answer, NoScriptError) and attempt == 1:
-                missing.append(i)
-            elif isinstance(answer, Exception):
-                raise answer
-            else:
-                results[i] = answer
-        if not missing:
-            return results
-        await client.script_load(script.script)
-        todo = missing
-    raise AssertionError("unreachable")
 
 
 @effect("leaderboard.score")
@@ -96,7 +49,9 @@ async def apply_scores(ctx: Context, items: list[tuple[int, dict[str, Any]]], re
         tops = ",".join(str(t) for t in board.notify.top) if board is not None else ""
         args = [b, p["m"], p["v"], p["c"], p["sc"], f"{p['s']}\t{p['n']}", p["x"], p["j"], tops, p["o"]]
         calls.append(([b + ":m", b + ":g"], args))
-    results = await eval_many(ctx, scripts(ctx)["apply"], calls)
+    # Together in one pipeline (the auto-pipeline gathers the calls of this moment).
+    auto = ctx.redis.boards_auto
+    results = await asyncio.gather(*(auto.evalsha(keys.APPLY_SHA, keys.APPLY, k, a) for k, a in calls))
     for p in payloads:
         forget_pages(ctx, p["b"], p["p"])
     try:

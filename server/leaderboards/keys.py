@@ -185,4 +185,5 @@ local rows = {}
 for i, mm in ipairs(members) do rows[i] = mm .. '\\t' .. (values[i] or '') end
 return {total, first, table.concat(rows, '\\n')}
 """
+APPLY_SHA = hashlib.sha1(APPLY.encode()).hexdigest()
 READ_SHA = hashlib.sha1(READ.encode()).hexdigest()

@@ -141,15 +141,18 @@ _PROFILES = sa.select(_M.id, _M.display_name, _M.tier, _M.team_id, _M.signed_up_
 )
 
 
-async def profiles(session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
-    """What the boards show and scope by, for each member."""
+async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
+    """What the boards show and scope by, for each member (one not known yet too): a member
+    without a tier is on the first of the ladder."""
+    first_tier = tier_ladder(ctx)[0]
     # Core statements on the session's connection: the same transaction, without the ORM's work.
     rows = await (await session.connection()).execute(_PROFILES, {"ids": member_ids})
-    return {r.id: Profile(r.display_name, r.tier, r.team_id, r.signed_up_at) for r in rows}
+    found = {r.id: Profile(r.display_name, r.tier or first_tier, r.team_id, r.signed_up_at) for r in rows}
+    return {m: found.get(m) or Profile(None, first_tier, None, None) for m in member_ids}
 
 
-def is_rookie(board: Board, profile: Profile | None, at: datetime) -> bool:
-    if board.rookie is None or profile is None or profile.signed_up_at is None:
+def is_rookie(board: Board, profile: Profile, at: datetime) -> bool:
+    if board.rookie is None or profile.signed_up_at is None:
         return False
     return profile.signed_up_at >= at - timedelta(days=board.rookie.days)
 
@@ -196,36 +199,23 @@ def _expiry(end: datetime, keep: float) -> int:
 
 
 def index_payload(
-    ctx: Context, board: Board, span: Span, row: Any, profile: Profile | None, now: datetime
+    ctx: Context, board: Board, span: Span, row: Any, profile: Profile, now: datetime
 ) -> dict[str, Any]:
     """What the outbox carries to Redis for one score row (its member_id, score, tiebreak,
     version and cohort): everything absolute."""
-    member_id, score, tiebreak, version, cohort = (
-        row.member_id,
-        row.score,
-        row.tiebreak,
-        row.version,
-        row.cohort,
-    )
     rookie = is_rookie(board, profile, now)
-    tier = team = None
-    if profile is not None:
-        tier, team = profile.tier, profile.team
-    name = (profile.display_name or "") if profile is not None else ""
     return {
         "b": board.id,
         "p": span.key,
-        "m": member_id,
-        "v": version,
-        "c": keys.encode(score, tiebreak, board.order),
+        "m": row.member_id,
+        "v": row.version,
+        "c": keys.encode(row.score, row.tiebreak, board.order),
         "o": board.order[0],
-        "sc": ",".join(keys.scope_keys(tier, team, cohort, rookie, board.scopes)),
-        "s": score,
-        "n": " ".join(name.split()),  # one line, no tabs: the index keeps fields on lines
+        "sc": ",".join(keys.scope_keys(profile.tier, profile.team, row.cohort, rookie, board.scopes)),
+        "s": row.score,
+        "n": " ".join((profile.display_name or "").split()),  # one line, no tabs: fields are on lines
         "x": expire_at(ctx, span),
-        "j": int(profile.signed_up_at.timestamp() * 1000)
-        if rookie and profile and profile.signed_up_at
-        else "",
+        "j": int(profile.signed_up_at.timestamp() * 1000) if rookie and profile.signed_up_at else "",
     }
 
 
@@ -259,18 +249,17 @@ async def record(
             _merge(w, score, at)
     if not writes:
         return
-    members = await profiles(session, sorted({k[2] for k in writes}))
+    members = await profiles(ctx, session, sorted({k[2] for k in writes}))
     await _note_periods(ctx, session, {(w.board.id, w.span) for w in writes.values()})
     league_writes = [w for w in writes.values() if w.board.league is not None]
     cohorts: dict[tuple[str, str, str], str] = {}
     if league_writes:
         cohorts = await place(ctx, session, league_writes)
-    first_tier = tier_ladder(ctx)[0]
     dialect = session.get_bind().dialect.name
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for key in sorted(writes):
         w = writes[key]
-        p = members.get(w.member_id)
+        p = members[w.member_id]
         groups.setdefault((w.board.operator, w.board.order), []).append(
             {
                 "board_id": w.board.id,
@@ -280,10 +269,10 @@ async def record(
                 "reached_at": w.at,
                 "tiebreak": keys.slot_of(w.span, w.at),
                 "version": 1,
-                "tier": (p.tier if p else None) or first_tier,
-                "team": p.team if p else None,
+                "tier": p.tier,
+                "team": p.team,
                 "cohort": cohorts.get(key),
-                "signed_up_at": p.signed_up_at if p else None,
+                "signed_up_at": p.signed_up_at,
                 "updated_at": now,
             }
         )
@@ -291,10 +280,7 @@ async def record(
         result = await (await session.connection()).execute(_statement(dialect, operator, order), rows)
         for r in result:
             w = writes[(r.board_id, r.period, r.member_id)]
-            # As the row stores it: a member without a tier (or not known yet) is on the first.
-            p = members.get(r.member_id) or Profile(None, None, None, None)
-            if p.tier is None:
-                p = Profile(p.display_name, first_tier, p.team, p.signed_up_at)
+            p = members[r.member_id]
             ctx.outbox.add(
                 session,
                 "leaderboard.score",
@@ -312,11 +298,7 @@ async def member_changed(ctx: Context, session: AsyncSession, member_id: str) ->
             live.append((board, span))
     if not live:
         return
-    profile = (await profiles(session, [member_id])).get(member_id)
-    if profile is None:
-        return
-    tier = profile.tier or tier_ladder(ctx)[0]
-    profile = Profile(profile.display_name, tier, profile.team, profile.signed_up_at)
+    profile = (await profiles(ctx, session, [member_id]))[member_id]
     for board, span in live:
         row = (
             await session.execute(
@@ -327,7 +309,7 @@ async def member_changed(ctx: Context, session: AsyncSession, member_id: str) ->
                     SCORES.c.member_id == member_id,
                 )
                 .values(
-                    tier=tier,
+                    tier=profile.tier,
                     team=profile.team,
                     signed_up_at=profile.signed_up_at,
                     version=SCORES.c.version + 1,

@@ -184,6 +184,15 @@ def _row(rank: int, member_id: str, value: str) -> Row:
     return Row(rank, member_id, name, score)
 
 
+def _unavailable() -> ProblemError:
+    """Redis cannot be reached: the boards cannot be read, and no score is lost meanwhile."""
+    return ProblemError(
+        503,
+        "leaderboards_unavailable",
+        "Leaderboards are briefly unavailable; scores are kept, try again shortly.",
+    )
+
+
 def _rookie_cutoff(board: Board, now: datetime) -> int:
     days = board.rookie.days if board.rookie else 0
     return int((now - timedelta(days=days)).timestamp() * 1000)
@@ -199,11 +208,7 @@ async def _live(
         # Pipelined with the other requests' Redis calls of this moment (the rate limit's too).
         out = await ctx.redis.boards_auto.evalsha(keys.READ_SHA, keys.READ, [b + ":m", b + ":g"], args)
     except (RedisError, OSError) as exc:
-        raise ProblemError(
-            503,
-            "leaderboards_unavailable",
-            "Leaderboards are briefly unavailable; scores are kept, try again shortly.",
-        ) from exc
+        raise _unavailable() from exc
     total, first = int(out[0]), int(out[1])
     lines = out[2].split("\n") if len(out) > 2 and out[2] else []
     return total, [_row(first + i + 1, *line.split("\t", 1)) for i, line in enumerate(lines)]
@@ -221,9 +226,7 @@ async def _live_friends(ctx: Context, board: Board, span: Span, member_id: str) 
         pipe.hmget(b + ":m", group)
         comps, values = await pipe.execute()
     except (RedisError, OSError) as exc:
-        raise ProblemError(
-            503, "leaderboards_unavailable", "Leaderboards are briefly unavailable; try again shortly."
-        ) from exc
+        raise _unavailable() from exc
     scored = [(c, m, v) for m, c, v in zip(group, comps, values, strict=True) if c is not None]
     # The order Redis would give them in one sorted set: ties in a slot by member id.
     if board.order == "desc":

@@ -195,7 +195,6 @@ async def test_scopes_tier_team_friends_and_moves(board_app: BoardApp, http_to: 
         assert me["rank"] == 2 and [e["member_id"] for e in me["entries"]] == [silver, gold1, loner]
         # A new tier moves the member's live score with them.
         await put_member(http_to, board_app.brand, gold2, tier="silver")
-        await asyncio.sleep(0)
         assert order(await standings(http_to, g, bid, scope="tier")) == [(1, gold1, 10)]
         assert order(await standings(http_to, g, bid, scope="tier:silver")) == [
             (1, gold2, 30),
