@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     # The top pages of a board (alike for every member) are read from Redis at most this often per
     # instance, and at once after a score changes on the instance; 0 reads them every time.
     leaderboard_page_cache_seconds: float = 1.0
+    # Points expiry (rules in content/earning.yaml) and tier re-evaluation (content/tiers.yaml):
+    # how often an instance looks for what is due; each member is handled once.
+    points_expiry_seconds: float = 3600.0
+    tier_review_seconds: float = 3600.0
+    # Where members and their friends reach this server from outside: links shared (referrals)
+    # and the ids of the verifiable badges it issues are built on it.
+    public_base_url: str = "http://127.0.0.1:8000"
 
     @cached_property
     def resolved_database_url(self) -> str:

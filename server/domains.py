@@ -64,5 +64,6 @@ def models() -> None:
         "server.tasks.models",
         "server.content.models",
         "server.leaderboards.models",
+        "server.badges.models",
     ):
         importlib.import_module(name)

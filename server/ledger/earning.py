@@ -27,10 +27,22 @@ class PurchaseRule(BaseModel):
     growth_per_unit: Decimal = Field(default=Decimal(1), ge=0, le=10_000)
 
 
+class ExpiryRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after_days: int | None = Field(
+        default=365, ge=1, le=3650, description="points expire this long after they were earned; null: never"
+    )
+    warn_days: int = Field(
+        default=30, ge=0, le=365, description="the 'expiring soon' message goes out this long before"
+    )
+
+
 class EarningContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     purchase: PurchaseRule = PurchaseRule()
+    expiry: ExpiryRule = ExpiryRule()
 
 
 register_kind(ContentKind(name="earning", filename="earning.yaml", model=EarningContent))

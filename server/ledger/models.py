@@ -52,3 +52,38 @@ class LedgerEntry(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class EarningBoost(SQLModel, table=True):
+    """A multiplier on what a member earns by the earning rules, for a time, granted by a domain
+    (a converted referral, a campaign). Granting the same key twice keeps the first."""
+
+    __tablename__ = "earning_boosts"
+    __table_args__ = (sa.UniqueConstraint("member_id", "key", name="uq_earning_boost_key"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    member_id: str = Field(max_length=64, index=True)
+    key: str = Field(max_length=200)
+    factor: float
+    currencies: list[str] = Field(default_factory=lambda: ["points"], sa_column=Column(JSON, nullable=False))
+    starts_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ends_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    source: str = Field(max_length=64)
+    reason: str = Field(max_length=200)
+
+
+class EarningCount(SQLModel, table=True):
+    """How many events of one type a member had in one local period (for "the 3rd purchase in a
+    week"): counted once per event, in the dispatch that handles it."""
+
+    __tablename__ = "earning_counts"
+
+    member_id: str = Field(primary_key=True, max_length=64)
+    event_type: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=16)
+    n: int = 0
