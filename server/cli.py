@@ -176,6 +176,29 @@ def ledger_verify() -> None:
         raise typer.Exit(1)
 
 
+@ledger_app.command("expire")
+def ledger_expire(
+    member: list[str] = typer.Option(None, "--member", help="only this member (repeat for several)"),
+) -> None:
+    """Expire the points due now and queue the 'expiring soon' messages: what the scheduled job does."""
+    from server.ledger.expiry import expire_points
+
+    async def run(ctx: Any) -> Any:
+        await _serving_content(ctx)
+        return await expire_points(ctx, member_ids=member or None)
+
+    # Without Redis here: the live messages wait in the outbox; the server applies them.
+    report = _with_context(get_settings(), run)
+    for refused in report.refused:
+        typer.echo(f"refused: {refused}")
+    typer.echo(
+        f"checked {report.members} members: {report.expired_points} points expired from "
+        f"{report.expired_members} members, {report.warned} 'expiring soon' messages queued"
+    )
+    if report.refused:
+        raise typer.Exit(1)
+
+
 @content_app.command("validate")
 def content_validate(
     path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)"),

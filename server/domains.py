@@ -21,6 +21,10 @@ DOMAIN_MODULES = [
     "server.leaderboards.index",
     "server.leaderboards.events",
     "server.leaderboards.jobs",
+    "server.badges.content",
+    "server.badges.events",
+    "server.badges.tiers",
+    "server.badges.jobs",
 ]
 
 
@@ -30,6 +34,14 @@ def load() -> None:
 
 
 def route_handlers() -> list[Any]:
+    from server.badges.routes import (
+        BadgeGrantsController,
+        BadgesController,
+        CredentialsController,
+        BadgeGrantsController,
+        TiersController,
+        TiersController,
+    )
     from server.events.routes import EventsController
     from server.leaderboards.routes import LeaderboardsController
     from server.ledger.routes import LedgerController
@@ -48,6 +60,8 @@ def route_handlers() -> list[Any]:
         CheckinsController,
         QuestsController,
         LeaderboardsController,
+        BadgesController,
+        CredentialsController,
         live,
     ]
 

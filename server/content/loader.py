@@ -65,6 +65,8 @@ class ContentKind:
     filename: str  # relative to the content dir
     model: type[BaseModel]
     required: bool = False
+    # A missing optional file leaves the kind absent (None), where others take their defaults.
+    optional: bool = False
     check: CrossCheck | None = None
     # For a folder: the kind's value from each file's (relative path, validated model), in file order.
     combine: Combine | None = None
@@ -236,7 +238,7 @@ def _validate_kind(store: ContentStore, kind: ContentKind) -> tuple[Any, list[Co
     if kind.filename not in store.files:
         if kind.required:
             return None, [ContentIssue(store.where(kind.filename), 0, "", "file is missing")]
-        return kind.model.model_validate({}), []
+        return (None if kind.optional else kind.model.model_validate({})), []
     return _parse(store, kind.filename, kind.model)
 
 

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from server.ledger.expiry import expire_points
 from server.ledger.service import verify
 from server.scheduler import job
 
@@ -23,3 +24,22 @@ async def audit_ledger(ctx: Context, period: str) -> None:
         )
     else:
         log.info("ledger_audit_ok", period=period, members=report.members, entries=report.entries)
+
+
+@job("ledger.expire_points", lambda ctx: ctx.settings.points_expiry_seconds)
+async def expire_points_due(ctx: Context, period: str) -> None:
+    """Once per period on one instance: expire the points earned too long ago (oldest first) and
+    tell the members whose points expire soon."""
+    report = await expire_points(ctx)
+    if report.refused:
+        log.error(
+            "points_expiry_refused", period=period, members=len(report.refused), first=report.refused[:5]
+        )
+    if report.expired_points or report.warned:
+        log.info(
+            "points_expired",
+            period=period,
+            members=report.expired_members,
+            points=report.expired_points,
+            warned=report.warned,
+        )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,3 +87,14 @@ class EarningCount(SQLModel, table=True):
     event_type: str = Field(primary_key=True, max_length=64)
     period: str = Field(primary_key=True, max_length=16)
     n: int = 0
+
+
+class PointsExpiryNotice(SQLModel, table=True):
+    """An "expiring soon" message claimed for a member and the date their oldest points expire:
+    the message goes out once per date, however many instances or runs look."""
+
+    __tablename__ = "points_expiry_notices"
+
+    member_id: str = Field(primary_key=True, max_length=64)
+    expires_on: date = Field(primary_key=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -673,3 +673,14 @@ async def verify(ctx: Context) -> VerifyReport:
             if member_id not in seen and (account.points or account.growth or account.seq):
                 report.problems.append(f"member {member_id}: balances but no entries")
     return report
+
+
+async def lock_account(session: AsyncSession, member_id: str) -> dict[str, int]:
+    """Lock the member's account until the transaction ends (creating it at zero if need be) and
+    return its balances as this transaction sees them.
+
+    For rules computed from the member's entries before posting (points expiry): under the lock no
+    other posting for the member can land between the reading and the posting.
+    """
+    account = (await _lock_accounts(session, [member_id]))[member_id]
+    return {c: getattr(account, c) for c in CURRENCIES}

@@ -15,6 +15,7 @@ from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend
 from server.members.schemas import MemberIn, MemberOut
+from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -182,6 +183,8 @@ async def upsert_member(
             ),
         )
         member.timezone = data.timezone
+    if data.tier is not None and data.tier != (member.tier or tier_ladder(ctx)[0]):
+        announce_tier(ctx, session, member_id, data.tier, member.tier, "brand")
     if data.tier is not None:
         member.tier = data.tier
     if data.team_id is not None:
@@ -199,6 +202,48 @@ async def upsert_member(
 
         await member_changed(ctx, session, member_id)
     return member, created
+
+
+def announce_tier(
+    ctx: Context, session: AsyncSession, member_id: str, tier: str, previous: str | None, why: str
+) -> None:
+    """A `tier.changed` event for what counts tiers (badges), and the live message for the app."""
+    now = utcnow()
+    ladder = tier_ladder(ctx)
+    before = previous or ladder[0]
+    up = tier in ladder and before in ladder and ladder.index(tier) > ladder.index(before)
+    data = {"tier": tier, "previous": before, "direction": "up" if up else "down", "reason": why}
+    emit(
+        ctx,
+        session,
+        DomainEvent(
+            event_id=f"tier:{member_id}:{tier}:{now.isoformat()}",
+            member_id=member_id,
+            type="tier.changed",
+            occurred_at=now,
+            properties=data,
+            source="members",
+        ),
+    )
+    send_live(ctx, session, member_id, "tier.changed", data, at=now)
+
+
+async def change_tier(ctx: Context, session: AsyncSession, member_id: str, tier: str, why: str) -> str | None:
+    """Move a member to `tier` (the tier ladder's promotions and drops); returns the tier before.
+
+    Announced like any tier change, and the member's live board scores move to the new tier."""
+    table = Member.__table__
+    previous = (
+        await session.execute(sa.select(table.c.tier).where(table.c.id == member_id).with_for_update())
+    ).scalar_one_or_none()
+    await session.execute(
+        sa.update(table).where(table.c.id == member_id).values(tier=tier, updated_at=utcnow())
+    )
+    announce_tier(ctx, session, member_id, tier, previous, why)
+    from server.leaderboards.service import member_changed
+
+    await member_changed(ctx, session, member_id)
+    return previous
 
 
 def check_friends(member_id: str, friend_ids: list[str]) -> list[str]:

@@ -357,9 +357,14 @@ def _known_tiers(store: ContentStore) -> list[str]:
 def _check_reward(
     store: ContentStore, rel: str, loc: tuple[str | int, ...], reward: Reward
 ) -> list[ContentIssue]:
-    if reward.badge is None or reward.badge in _known_badges(store):
+    if reward.badge is None:
         return []
-    return [store.issue(rel, (*loc, "reward", "badge"), f"unknown badge `{reward.badge}`")]
+    if reward.badge not in _known_badges(store):
+        return [store.issue(rel, (*loc, "reward", "badge"), f"unknown badge `{reward.badge}`")]
+    if not store.get("badges").get(reward.badge).manual:
+        message = f"badge `{reward.badge}` is earned by its own criteria; a quest gives only manual badges"
+        return [store.issue(rel, (*loc, "reward", "badge"), message)]
+    return []
 
 
 def check(store: ContentStore) -> list[ContentIssue]:

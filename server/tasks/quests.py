@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import driver_connection, insert_or_touch, utcnow
@@ -35,6 +36,8 @@ from server.tasks.schemas import QuestOut, QuestRewardOut, QuestStepOut
 
 if TYPE_CHECKING:
     from server.context import Context
+
+log = structlog.get_logger(__name__)
 
 declare_internal(
     "quest.completed",
@@ -207,6 +210,7 @@ class _Outcome:
     completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     events: list[DomainEvent] = field(default_factory=list)  # for the domains, after the messages
     rewards: list[ledger.Posting] = field(default_factory=list)
+    badges: list[tuple[str, str, str]] = field(default_factory=list)  # (member, badge, key)
 
 
 def _reward_out(reward: Reward) -> dict[str, Any]:
@@ -220,6 +224,8 @@ def _reward(
     for currency, amount in (("points", reward.points), ("growth", reward.growth)):
         if amount:
             out.rewards.append(ledger.Posting(member_id, currency, amount, reason, "quest", key, details))
+    if reward.badge:
+        out.badges.append((member_id, reward.badge, key))
 
 
 def _apply(
@@ -534,6 +540,8 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
         await _save_runs(session, dirty)
         written.update(k for k, _ in dirty)
     await ledger.post_many(ctx, session, out.rewards)
+    for member, badge_id, key in out.badges:
+        await _give_badge(ctx, session, member, badge_id, key)
     # One message per member for what a run of events moved: an order that moves five quests
     # is one update for the app (and one publish), not five.
     moved: dict[str, list[dict[str, Any]]] = {}
@@ -545,6 +553,18 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
         send_live(ctx, session, member, "quest.completed", data)
     for domain_event in out.events:
         emit(ctx, session, domain_event)
+
+
+async def _give_badge(ctx: Context, session: AsyncSession, member_id: str, badge_id: str, key: str) -> None:
+    """A quest's badge reward, granted by the badges domain (once per key)."""
+    from server.badges.service import grant
+
+    try:
+        await grant(
+            ctx, session, member_id, badge_id, idempotency_key=key, reason="quest reward", source="quest"
+        )
+    except ProblemError as exc:  # content changed since (the badge gone, or out of its window)
+        log.warning("quest_badge_not_given", member_id=member_id, badge_id=badge_id, code=exc.code)
 
 
 # --- what a member sees -------------------------------------------------------------------------

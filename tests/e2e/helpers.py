@@ -252,10 +252,12 @@ async def live(
     bearer: str | None = None,
     ignore: tuple[str, ...] = (),
     ranks: bool = False,
+    badges: bool = False,
 ) -> AsyncIterator[Live]:
     """Open the member's live socket (token in the query string, or as `Authorization: Bearer`);
     messages whose type starts with one of `ignore` are skipped, and so are rank messages
-    (`leaderboard.`) unless `ranks` is set: the demo boards rank every member who earns."""
+    (`leaderboard.`) unless `ranks` is set: the demo boards rank every member who earns; and
+    badge and tier messages unless `badges` is set: the demo badges count first purchases."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     try:
         ws = await connect(
@@ -270,7 +272,8 @@ async def live(
             f"websocket handshake refused: HTTP {exc.response.status_code} {exc.response.body!r}"
         ) from exc
     async with ws:
-        yield Live(ws, ignore if ranks else (*ignore, "leaderboard."))
+        skipped = (*ignore, *(() if ranks else ("leaderboard.",)), *(() if badges else ("badge.", "tier.")))
+        yield Live(ws, skipped)
 
 
 async def close_of(

@@ -15,8 +15,11 @@ from tests.support import ROOT, unique
 
 
 def quest_files(quests_yaml: str, **others: str) -> dict[str, str]:
-    """The repository's content with the quests replaced by one file (and other files replaced)."""
-    files = {k: v for k, v in read_files(ROOT / "content").items() if not k.startswith("quests/")}
+    """The repository's content with the quests replaced by one file (and other files replaced);
+    the demo badges, which name the demo quests, are left out."""
+    files = {
+        k: v for k, v in read_files(ROOT / "content").items() if not k.startswith(("quests/", "badges/"))
+    }
     files["quests/test.yaml"] = quests_yaml
     files.update(others)
     return files
