@@ -35,12 +35,8 @@ def load() -> None:
 
 def route_handlers() -> list[Any]:
     from server.badges.routes import (
-        BadgeGrantsController,
         BadgesController,
         CredentialsController,
-        BadgeGrantsController,
-        TiersController,
-        TiersController,
     )
     from server.events.routes import EventsController
     from server.leaderboards.routes import LeaderboardsController
