@@ -35,8 +35,10 @@ def load() -> None:
 
 def route_handlers() -> list[Any]:
     from server.badges.routes import (
+        BadgeGrantsController,
         BadgesController,
         CredentialsController,
+        TiersController,
     )
     from server.events.routes import EventsController
     from server.leaderboards.routes import LeaderboardsController
@@ -57,6 +59,8 @@ def route_handlers() -> list[Any]:
         QuestsController,
         LeaderboardsController,
         BadgesController,
+        BadgeGrantsController,
+        TiersController,
         CredentialsController,
         live,
     ]
