@@ -512,15 +512,72 @@ quests:
     reward: {points: 150, growth: 15}
 """
 QUEST_COUNT = len(yaml.safe_load(QUESTS_YAML)["quests"])
+BADGE_COUNT = 100
 
 
-def write_content(dest: Path, with_quests: bool) -> Path:
-    """A copy of content/ whose quests/ folder holds only quests/bench.yaml, or nothing at all."""
+def badges_yaml(count: int = BADGE_COUNT) -> str:
+    """`count` badges over the event types the benchmark sends, in every kind of criterion: count,
+    sum, distinct and streak goals with filters, levels, quests completed (of the bench quests),
+    check-in streaks, tiers, other badges held, hidden ones, limited editions and repeatable ones.
+    Like the quests, most targets take more events than a run gives a member."""
+    quest_ids = [q["id"] for q in yaml.safe_load(QUESTS_YAML)["quests"]]
+    goals = [
+        "{event: purchase, count: %d}",
+        "{event: purchase, count: %d, where: \"channel == 'online'\"}",
+        "{event: purchase, sum: amount, target: %d}",
+        "{event: product_viewed, distinct: category, target: %d}",
+        "{event: product_viewed, count: %d, where: {category: [shoes, bags]}}",
+        "{event: share, count: %d}",
+        '{event: review_posted, count: %d, where: "rating >= 4"}',
+        "{event: store_visit, streak: %d}",
+        "{event: store_visit, distinct: store_id, target: %d}",
+    ]
+    lines = [
+        "# Written by bench/event_ingest.py: badges over the event types the benchmark sends.",
+        "badges:",
+    ]
+    for i in range(count):
+        bid = f"bench-badge-{i:03d}"
+        kind = i % 10
+        extra = ""
+        if kind < 7:
+            goal = goals[i % len(goals)]
+            n = 3 if "streak" in goal else 8 if "distinct" in goal else 2000 if "sum" in goal else 25 + i
+            criteria = "{goal: " + (goal % n) + "}"
+            if i % 3 == 0 and "streak" not in goal and "distinct" not in goal:
+                criteria = "{goal: " + (goal % 5) + "}"
+                extra = f"\n    levels: [{{name: bronze, target: 5}}, {{name: silver, target: {n}}}, " + (
+                    f"{{name: gold, target: {n * 4}}}]"
+                )
+            if i % 11 == 0:
+                extra += "\n    hidden: true"
+            if i % 13 == 0:
+                extra += '\n    available: {start: "2026-01-01T00:00:00", end: "2030-01-01T00:00:00"}'
+        elif kind == 7:
+            criteria = f"{{quest: {quest_ids[i % len(quest_ids)]}}}"
+            if i % 2:
+                extra = "\n    repeatable: true"
+        elif kind == 8:
+            criteria = "{tier: gold}" if i % 2 else "{streak: 7}"
+        else:
+            criteria = "{badges: {count: 3}}"
+        lines.append(
+            f"  - id: {bid}\n    name: Bench badge {i}\n    criteria: {criteria}\n"
+            f"    reward: {{points: 5, growth: 1}}{extra}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_content(dest: Path, with_quests: bool, with_badges: bool = False) -> Path:
+    """A copy of content/ whose quests/ and badges/ folders hold only the benchmark's, or nothing."""
     shutil.copytree(ROOT / "content", dest)
-    shutil.rmtree(dest / "quests")
-    (dest / "quests").mkdir()
+    for folder in ("quests", "badges"):
+        shutil.rmtree(dest / folder, ignore_errors=True)
+        (dest / folder).mkdir()
     if with_quests:
         (dest / "quests" / "bench.yaml").write_text(QUESTS_YAML)
+    if with_badges:
+        (dest / "badges" / "bench.yaml").write_text(badges_yaml())
     return dest
 
 
@@ -823,15 +880,18 @@ def print_profile(profile: dict[str, Any], title: str) -> None:
 # ---------------------------------------------------------------- one measurement
 
 
-def run_phase(kind: str, with_quests: bool, args: argparse.Namespace) -> dict[str, Any]:
-    """One server with (or without) the quests, on a database, a Redis and a content dir of its own."""
+def run_phase(
+    kind: str, with_quests: bool, args: argparse.Namespace, with_badges: bool = False
+) -> dict[str, Any]:
+    """One server with (or without) the quests (and the badges), on a database, a Redis and a
+    content dir of its own."""
     rid = run_id()
     prefix = f"engage-bench-{rid}:"
-    phase = "quests" if with_quests else "baseline"
+    phase = "badges" if with_badges else "quests" if with_quests else "baseline"
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         data_dir, db, redis_url = services_for_run(stack, args, kind, rid, prefix)
-        content = write_content(data_dir / "content", with_quests)
+        content = write_content(data_dir / "content", with_quests, with_badges)
         secret = f"bench-{rid}-{os.urandom(8).hex()}"
         env = engage_env(db, redis_url, prefix, data_dir, jwt_secret=secret, ENGAGE_CONTENT_DIR=str(content))
         validation = engage_cli(env, "content", "validate", str(content)).strip().splitlines()
@@ -922,17 +982,42 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     baseline = run_phase(kind, False, args)
     quests = run_phase(kind, True, args)
+    badges = run_phase(kind, True, args, with_badges=True)
     b, q = baseline["load"]["events_per_s"], quests["load"]["events_per_s"]
+    bq = badges["load"]["events_per_s"]
     run = {
         "database": kind,
         "baseline": baseline,
         "quests": quests,
+        "badges": badges,
+        "badges_ratio": round(bq / q, 4) if q else None,
         "ratio": round(q / b, 4) if b else None,
         "target": {"events_per_s": TARGET_EVENTS_PER_S, "on": "postgres", "applies": kind == "postgres"},
     }
     run["target"]["met"] = q >= TARGET_EVENTS_PER_S
     report(run, args)
+    report_badges(run)
     return run
+
+
+def report_badges(run: dict[str, Any]) -> None:
+    """The badge engine's cost: the same load with the quests and BADGE_COUNT badges, against the
+    quests alone, measured in the same run (the badges must not halve it)."""
+    quests, badges = run["quests"]["load"], run["badges"]["load"]
+    print(
+        f"\n  with {QUEST_COUNT} quests + {BADGE_COUNT} badges: {badges['events_per_s']:,.1f} events/s, "
+        f"p50 {badges['latency']['p50_ms']} ms, p99 {badges['latency']['p99_ms']} ms, "
+        f"server CPU {badges['server_cpu_ms_per_batch']} ms/batch, errors {badges['failed_batches']}"
+    )
+    stored = run["badges"]["stored"]
+    print(f"  [badges] ledger entries by source: {stored['ledger_entries_by_source']}")
+    ratio = run["badges_ratio"]
+    shown = "-" if ratio is None else f"{ratio:.1%}"
+    met = ratio is not None and ratio >= 0.5
+    print(
+        f"  target: the badge engine must not halve the quest engine's figure: {shown} of "
+        f"{quests['events_per_s']:,.1f} events/s (quests only, same run): {'MET' if met else 'NOT MET'}"
+    )
 
 
 # ---------------------------------------------------------------- report
