@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.badges.content import Badge, BadgeCatalog
+from server.badges.content import Badge, BadgeCatalog, Reward
 from server.badges.models import BadgeProgress, MemberBadge
 from server.db import insert_ignore, insert_or_touch, utcnow
 from server.errors import ProblemError
@@ -124,6 +124,11 @@ class Earned:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: bool = True
 
+    @property
+    def reward(self) -> Reward:
+        """What the award pays: the level's reward when criteria earned it, the badge's when granted."""
+        return self.badge.level_reward(self.level) if self.source == "criteria" else self.badge.reward
+
 
 def _criteria_key(badge: Badge, round_: int, level: int) -> str:
     return f"badge:{badge.id}:{round_}:{level}"
@@ -158,7 +163,7 @@ async def _record(ctx: Context, session: AsyncSession, earned: list[Earned]) -> 
     fresh = [e for e in earned if e.id in created]
     postings: list[ledger.Posting] = []
     for e in fresh:
-        reward = e.badge.level_reward(e.level) if e.source == "criteria" else e.badge.reward
+        reward = e.reward
         details = {"rule": f"badge:{e.badge.id}", "badge_id": e.badge.id, "level": e.level, "round": e.round}
         for currency, amount in (("points", reward.points), ("growth", reward.growth)):
             if amount:
@@ -187,7 +192,7 @@ async def _record(ctx: Context, session: AsyncSession, earned: list[Earned]) -> 
 def earned_message(ctx: Context, e: Earned, shares: dict[str, float]) -> dict[str, Any]:
     """What the app needs to celebrate a badge: a bigger moment than a points toast."""
     badge = e.badge
-    reward = badge.level_reward(e.level) if e.source == "criteria" else badge.reward
+    reward = e.reward
     next_level = None
     if e.level < badge.level_count and badge.levels:
         nxt = badge.levels[e.level]

@@ -30,11 +30,14 @@ from server.ledger import service as ledger
 from server.ledger.models import CURRENCIES, EarningBoost, EarningCount
 from server.members.models import Member
 from server.members.service import DEFAULT_TIERS, tier_ladder
+from server.tasks.quests import period_key
 from server.tasks.where import check_where, compile_where
 
 if TYPE_CHECKING:
     from server.context import Context
 
+# A frequency's period, named as the quest engine names its periods (one key format for both).
+_PERIODS = {"day": "daily", "week": "weekly", "month": "monthly"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 Currency = Literal["points", "growth"]
@@ -304,15 +307,6 @@ async def _boosts_for(
 # --- applying the rules to events ---------------------------------------------------------------
 
 
-def _period(per: str, day: Any) -> str:
-    if per == "day":
-        return day.isoformat()
-    if per == "month":
-        return f"{day.year}-{day.month:02d}"
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
 _COUNTS = EarningCount.__table__
 _LOCK_COUNTS: dict[str, Any] = {}
 _SAVE_COUNTS = (
@@ -420,7 +414,9 @@ async def earn_from_events(ctx: Context, session: AsyncSession, events: list[Dom
             if f.event.type in earning.counted_types:
                 zone = profiles.get(f.event.member_id, ("UTC", None))[0]
                 day = f.event.occurred_at.astimezone(ZoneInfo(zone)).date()
-                keyed.append((f, (f.event.member_id, f.event.type, f"{per}:{_period(per, day)}")))
+                keyed.append(
+                    (f, (f.event.member_id, f.event.type, f"{per}:{period_key(_PERIODS[per], day)}"))
+                )
         if not keyed:
             continue
         counts = await _count_events(session, sorted({k for _, k in keyed}))
