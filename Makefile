@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.live_messages
 	$(BIN)/python -m bench.event_ingest --concurrency 16
 	$(BIN)/python -m bench.leaderboards
+	$(BIN)/python -m bench.referrals
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from server import domains
-from server.auth import provide_api_client, provide_member_id, provide_reader
+from server.auth import provide_api_client, provide_manager, provide_member_id, provide_reader
 from server.config import Settings, get_settings
 from server.content.service import ContentWatcher, startup_content
 from server.context import Context
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await ctx.scheduler.stop()
             await watcher.stop()
+            await ctx.close()
             await ctx.outbox.close()
             await ctx.hub.stop()
             await ctx.db.dispose()
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "current_member": Provide(provide_member_id),
             "reader": Provide(provide_reader),
             "api_client": Provide(provide_api_client),
+            "manager": Provide(provide_manager),
         },
         exception_handlers=exception_handlers,
         middleware=[observe],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,10 +18,12 @@ apikey_app = typer.Typer(help="API keys for the brand's systems.", no_args_is_he
 ledger_app = typer.Typer(help="The points and growth ledger.", no_args_is_help=True)
 content_app = typer.Typer(help="The game's content (YAML under content/).", no_args_is_help=True)
 boards_app = typer.Typer(help="The leaderboards' Redis index.", no_args_is_help=True)
+manager_app = typer.Typer(help="Community managers' accounts for the admin console.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(content_app, name="content")
 app.add_typer(boards_app, name="leaderboards")
+app.add_typer(manager_app, name="manager")
 
 T = TypeVar("T")
 
@@ -158,6 +161,48 @@ def apikey_revoke(key_id: str) -> None:
         typer.echo(f"no active API key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+@manager_app.command("create")
+def manager_create(
+    email: str,
+    role: str = typer.Option(..., "--role", help="viewer, editor or owner"),
+    name: str = typer.Option(None, "--name", help="the name shown in the console (default: from the email)"),
+) -> None:
+    """Create a manager account; the password is read from ENGAGE_MANAGER_PASSWORD, else asked twice."""
+    from server.auth import create_manager
+    from server.errors import ProblemError
+
+    password = os.environ.get("ENGAGE_MANAGER_PASSWORD") or typer.prompt(
+        "Password (at least 12 characters)", hide_input=True, confirmation_prompt=True
+    )
+    try:
+        row = _with_context(get_settings(), lambda ctx: create_manager(ctx, email, password, role, name))
+    except ProblemError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created manager {row.email} ({row.role}), id {row.id}")
+
+
+@manager_app.command("list")
+def manager_list() -> None:
+    """The managers' accounts (never their passwords)."""
+    from server.auth import list_managers
+
+    for row in _with_context(get_settings(), list_managers):
+        state = f"disabled {row.disabled_at:%Y-%m-%d}" if row.disabled_at else "active"
+        typer.echo(f"{row.email}  {row.role}  {row.display_name}  created {row.created_at:%Y-%m-%d}  {state}")
+
+
+@manager_app.command("disable")
+def manager_disable(email: str) -> None:
+    """Disable a manager: no more logins, and their sessions end (on every instance within seconds)."""
+    from server.auth import disable_manager
+
+    if not _with_context(get_settings(), lambda ctx: disable_manager(ctx, email)):
+        typer.echo(f"no active manager {email}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"disabled {email.strip().lower()}")
 
 
 @ledger_app.command("verify")

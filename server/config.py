@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     rate_limit_api_key_per_minute: int = 60000
     # Failed authentications per client address: guesses at keys and tokens are cut short.
     rate_limit_auth_failures_per_minute: int = 60
+    # How long a community manager's admin session lasts after logging in.
+    manager_session_hours: float = 12.0
 
     events_batch_max: int = 1000
     realtime_history: int = 200  # live messages kept per member for `?since=` replay
@@ -75,6 +77,11 @@ class Settings(BaseSettings):
     # Where members and their friends reach this server from outside: links shared (referrals)
     # and the ids of the verifiable badges it issues are built on it.
     public_base_url: str = "http://127.0.0.1:8000"
+    # Claimed referrals past their conversion window are closed this often.
+    referral_expiry_seconds: float = 3600.0
+    # The key of the hashes kept of addresses, devices and payment means (referral clicks and
+    # fraud checks). Every instance needs the same one; empty means one generated into data_dir.
+    hash_secret: str = ""
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -113,11 +120,19 @@ class Settings(BaseSettings):
         return self.hs256_secret
 
     @cached_property
+    def fingerprint_key(self) -> bytes:
+        return (self.hash_secret or self._kept_secret("hash_secret")).encode()
+
+    @cached_property
     def hs256_secret(self) -> str:
         """The configured secret, or one generated once into the data dir and kept there."""
         if self.jwt_secret:
             return self.jwt_secret
-        path = self.data_dir / "jwt_secret"
+        return self._kept_secret("jwt_secret")
+
+    def _kept_secret(self, name: str) -> str:
+        """A secret generated once into the data dir and kept there."""
+        path = self.data_dir / name
         if path.exists():
             return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
@@ -29,3 +30,13 @@ class Context:
         self.redis = redis
         # Small per-process caches and registered scripts, by name.
         self.extras: dict[str, Any] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_close(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn` when the process shuts down, before SQL and Redis close (a buffer to write)."""
+        self._closers.append(fn)
+
+    async def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for fn in reversed(closers):
+            await fn()

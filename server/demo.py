@@ -10,6 +10,7 @@ from server.auth import issue_member_token
 from server.ledger import service as ledger
 from server.members.schemas import MemberIn
 from server.members.service import upsert_member
+from server.referrals.service import active_code, ensure_code, link_for
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -43,10 +44,14 @@ async def load_demo(ctx: Context) -> list[str]:
                 source="demo",
                 idempotency_key="demo:welcome",
             )
+        # Alice's referral code, so that her link opens the landing page at once.
+        code = active_code(await ensure_code(ctx, session, DEMO_MEMBERS[0][0]))
     token = issue_member_token(ctx.settings, DEMO_MEMBERS[0][0])
     base = f"http://{ctx.settings.host}:{ctx.settings.port}"
     return [
         f"demo members: {', '.join(m[0] for m in DEMO_MEMBERS)}",
         f"try: curl -H 'Authorization: Bearer {token}' {base}/v1/me",
         f"     curl -H 'Authorization: Bearer {token}' {base}/v1/quests",
+        f"     curl -H 'Authorization: Bearer {token}' {base}/v1/referrals/me",
+        f"Alice's referral link: {link_for(ctx, code.display) if code else '-'}",
     ]

@@ -25,6 +25,9 @@ DOMAIN_MODULES = [
     "server.badges.events",
     "server.badges.tiers",
     "server.badges.jobs",
+    "server.referrals.content",
+    "server.referrals.events",
+    "server.referrals.jobs",
 ]
 
 
@@ -34,6 +37,7 @@ def load() -> None:
 
 
 def route_handlers() -> list[Any]:
+    from server.auth_routes import AdminSessionsController
     from server.badges.routes import (
         BadgeGrantsController,
         BadgesController,
@@ -46,6 +50,7 @@ def route_handlers() -> list[Any]:
     from server.members.routes import MembersController
     from server.ops import health, metrics, ready
     from server.realtime.routes import live
+    from server.referrals.routes import LandingController, ReferralReviewController, ReferralsController
     from server.tasks.routes import CheckinsController, QuestsController
 
     return [
@@ -62,6 +67,10 @@ def route_handlers() -> list[Any]:
         BadgeGrantsController,
         TiersController,
         CredentialsController,
+        AdminSessionsController,
+        ReferralsController,
+        LandingController,
+        ReferralReviewController,
         live,
     ]
 
@@ -74,6 +83,8 @@ def models() -> None:
         "server.events.models",
         "server.outbox",
         "server.auth",
+        "server.audit",
+        "server.referrals.models",
         "server.scheduler",
         "server.tasks.models",
         "server.content.models",

@@ -16,6 +16,7 @@ import structlog
 
 _SECRET_RE = re.compile(
     r"(ek_[0-9a-f]{12}_[A-Za-z0-9_\-]+"  # API keys
+    r"|em_[0-9a-f]+_[A-Za-z0-9_\-]+"  # managers' session tokens
     r"|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"  # JWTs
     r"|(?<=token=)[^&\s\"']+)"  # any token= query parameter
 )

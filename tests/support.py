@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import redis as sync_redis
 
+from server.context import Context
 from server.redis import redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -361,3 +362,17 @@ def _cluster_nodes(nodes: object) -> list[str]:
         return [str(n.get("flags", "")) for n in nodes.values()]
     text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
     return [line.split()[2] for line in text.splitlines() if line.strip()]
+
+
+MANAGER_PASSWORD = "correct horse battery staple"
+
+
+async def manager_token(ctx: Context, role: str = "editor", email: str | None = None) -> str:
+    """A bearer token of a new manager with `role` (a unique email unless one is given), logged
+    in: for tests that call the admin APIs (`Authorization: Bearer <token>`)."""
+    from server.auth import create_manager, login
+
+    email = email or f"{unique('manager')}@example.com"
+    await create_manager(ctx, email, MANAGER_PASSWORD, role)
+    token, _, _ = await login(ctx, email, MANAGER_PASSWORD)
+    return token

@@ -267,6 +267,19 @@ async def grant_boost(
     return row
 
 
+async def end_boost(session: AsyncSession, member_id: str, key: str, at: datetime | None = None) -> bool:
+    """Stop a boost now (a referral rejected after it was granted); earnings already made under
+    it stay. False when there is no such boost still running."""
+    at = at or utcnow()
+    t = EarningBoost.__table__
+    result = await session.execute(
+        sa.update(t)
+        .where(t.c.member_id == member_id, t.c.key == key, t.c.ends_at > at)
+        .values(ends_at=sa.case((t.c.starts_at > at, t.c.starts_at), else_=at))
+    )
+    return bool(result.rowcount)
+
+
 async def active_boosts(
     session: AsyncSession, member_id: str, at: datetime | None = None
 ) -> list[dict[str, Any]]:

@@ -15,13 +15,19 @@ from tests.support import ROOT
 
 
 def boards_store(boards_yaml: str, **others: str) -> ContentStore:
-    """The repository's content with the boards replaced (and other files replaced)."""
+    """The repository's content with the boards replaced (and other files replaced); the referral
+    program then runs without its board (the demo's names a demo board)."""
     files = read_files(ROOT / "content")
     files["leaderboards.yaml"] = boards_yaml
+    files["referrals.yaml"] = _without_board(files["referrals.yaml"])
     files.update(others)
     store, issues = validate_files(files, "test")
     assert not issues, "\n".join(map(str, issues))
     return store
+
+
+def _without_board(referrals_yaml: str) -> str:
+    return "\n".join(line for line in referrals_yaml.splitlines() if not line.startswith("board:"))
 
 
 async def score(

@@ -1,0 +1,79 @@
+"""The audit log: who changed what, when and why; written in the same transaction as the change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+
+from server.db import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+SYSTEM = "system"
+MAX_RECENT = 500
+
+
+class AuditRecord(SQLModel, table=True):
+    """One change made by a person or a system. Append-only: never updated, never deleted by the app."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(max_length=255)  # manager:<email> | api_key:<name> | system
+    action: str = Field(max_length=100, index=True)  # e.g. referral.approve
+    target: str = Field(max_length=255, index=True)  # e.g. member:<id>, manager:<email>
+    reason: str = Field(default="", sa_column=Column(sa.Text, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def record(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Add an audit record to the caller's unit of work: it commits with the change it describes,
+    or rolls back with it."""
+    if len(actor) > 255 or len(action) > 100 or len(target) > 255:
+        raise ValueError("an audit actor or target is at most 255 characters, an action 100")
+    row = AuditRecord(
+        at=utcnow(), actor=actor, action=action, target=target, reason=reason, details=details or {}
+    )
+    session.add(row)
+    return row
+
+
+async def recent(
+    ctx: Context,
+    *,
+    action_prefix: str | None = None,
+    target: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[AuditRecord]:
+    """The newest records first, optionally those whose action starts with `action_prefix`
+    (`referral.` for every referral decision) or about one `target`; page on with `before_id`
+    (the smallest id of the previous page)."""
+    query = sa.select(AuditRecord).order_by(AuditRecord.id.desc()).limit(max(1, min(limit, MAX_RECENT)))  # type: ignore[union-attr]
+    if action_prefix:
+        query = query.where(AuditRecord.action.startswith(action_prefix, autoescape=True))  # type: ignore[attr-defined]
+    if target is not None:
+        query = query.where(AuditRecord.target == target)
+    if before_id is not None:
+        query = query.where(AuditRecord.id < before_id)  # type: ignore[operator]
+    async with ctx.db.session() as session:
+        return list((await session.execute(query)).scalars())

@@ -1,0 +1,103 @@
+"""What referrals react to: the friend's qualifying action (conversion) and the signals events
+carry (a device, a payment means, an address), which can hold a referral for review."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import lock_members, utcnow
+from server.events.dispatch import DomainEvent, declare_internal, on_batch
+from server.referrals import fraud
+from server.referrals.content import program
+from server.referrals.models import Referral
+from server.referrals.service import OPEN, convert
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+declare_internal(
+    "referral.converted",
+    {"friend_id": "string", "conversions": "integer"},
+    nouns=("referral", "referrals"),
+)
+
+
+def wants(ctx: Context, event_type: str) -> bool:
+    content = program(ctx)
+    return content.enabled and (
+        event_type == content.conversion.event or event_type in content.fraud.signal_events
+    )
+
+
+@on_batch(wants)
+async def on_referral_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """Record the signals events carry, assess open referrals they touch, and convert the
+    referrals whose friend did the qualifying action inside the window."""
+    content = program(ctx)
+    now = utcnow()
+    signal_types = set(content.fraud.signal_events)
+    prints = [
+        (e.member_id, kind, value)
+        for e in events
+        if e.type in signal_types
+        for kind, value in fraud.fingerprints_of(ctx, e.properties).items()
+    ]
+    await fraud.remember(session, prints, now)
+    qualifying = [
+        e for e in events if e.type == content.conversion.event and content.conversion.accepts(e.properties)
+    ]
+    members = sorted({m for m, _, _ in prints} | {e.member_id for e in qualifying})
+    if not members:
+        return
+    t = Referral.__table__
+    review_since = now - timedelta(days=content.fraud.review_days)
+    rows = (
+        await session.execute(
+            sa.select(Referral).where(
+                sa.or_(t.c.friend_id.in_(members), t.c.referrer_id.in_(sorted({m for m, _, _ in prints}))),
+                sa.or_(t.c.status.in_(OPEN), sa.and_(t.c.status == "converted", t.c.paid_at >= review_since)),
+            )
+        )
+    ).scalars()
+    referrals = {r.friend_id: r for r in rows}
+    for event in qualifying:
+        referral = referrals.get(event.member_id)
+        if (
+            referral is not None
+            and referral.converted_at is None
+            and referral.status in OPEN
+            and referral.claimed_at <= event.occurred_at <= referral.convert_by
+        ):
+            await convert(ctx, session, referral, event)
+    # New evidence on a referral not converted now, or converted lately: held if it now scores high.
+    touched = {m for m, _, _ in prints}
+    for referral in referrals.values():
+        if referral.friend_id not in touched and referral.referrer_id not in touched:
+            continue
+        if referral.reviewed_at is not None or referral.status == "held":
+            continue  # a manager's decision stands; a held one waits for one
+        await lock_members(session, [referral.friend_id, referral.referrer_id])
+        found = await fraud.assess(
+            session,
+            content.fraud,
+            friend_id=referral.friend_id,
+            referrer_id=referral.referrer_id,
+            now=now,
+            kept=referral.risk_signals,
+        )
+        referral.risk_score, referral.risk_signals = found.score, found.signals
+        if found.holds(content.fraud):
+            referral.status, referral.held_at = "held", now
+            log.info(
+                "referral_held",
+                friend_id=referral.friend_id,
+                score=found.score,
+                paid=referral.paid_at is not None,
+            )

@@ -1,0 +1,204 @@
+"""The risk score of a referral, from signals.
+
+The brand's systems (and the member app) send what they know of a member's device, payment means
+and address with a claim or with events; only keyed hashes are kept (`member_fingerprints`).
+A referral whose two sides share a device or a payment means, whose code is claimed in a burst,
+or whose friend signs up from a source that brings many sign-ups at once, scores high and is held
+for a manager. A shared address alone (a family, an office) only raises the score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import insert_or_touch
+from server.referrals.content import Fraud
+from server.referrals.models import MemberFingerprint, Referral
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+KINDS = ("device", "payment", "ip")
+# What each kind is called in a claim's body and in an event's properties.
+PROPERTY = {"device": "device_id", "payment": "payment_fingerprint", "ip": "ip"}
+# Signals computed when the code is claimed, kept as they were when a referral is assessed again.
+CLAIM_SIGNALS = ("claim_burst", "signup_burst")
+
+
+def fingerprint(ctx: Context, kind: str, value: str) -> str:
+    """A keyed hash of a raw device id, payment fingerprint or address: equal values compare equal,
+    and nobody without the server's secret can test a guess against it."""
+    if kind == "ip":
+        value = _address(value)
+    digest = hmac.new(ctx.settings.fingerprint_key, f"{kind}:{value}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def _address(value: str) -> str:
+    """An IPv6 address by its /64 (one household or phone), an IPv4 address as it is."""
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return value.strip().lower()
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def fingerprints_of(ctx: Context, values: dict[str, Any]) -> dict[str, str]:
+    """The hashed signals among a claim's fields or an event's properties (by kind)."""
+    out: dict[str, str] = {}
+    for kind in KINDS:
+        raw = values.get(PROPERTY[kind])
+        if isinstance(raw, str) and raw.strip() and len(raw) <= 500:
+            out[kind] = fingerprint(ctx, kind, raw)
+    return out
+
+
+async def remember(session: AsyncSession, rows: list[tuple[str, str, str]], at: datetime) -> None:
+    """Record (member, kind, hash) triples, touching the ones seen before."""
+    if not rows:
+        return
+    t = MemberFingerprint.__table__
+    stmt = insert_or_touch(session, t, ["member_id", "kind", "value"], "last_seen")
+    await session.execute(
+        stmt,
+        [
+            {"member_id": m, "kind": k, "value": v, "first_seen": at, "last_seen": at}
+            for m, k, v in sorted(set(rows))
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Assessment:
+    score: int
+    signals: list[dict[str, Any]]
+
+    def holds(self, rules: Fraud) -> bool:
+        return self.score >= rules.hold_at
+
+
+async def _prints(session: AsyncSession, member_ids: list[str]) -> dict[str, set[tuple[str, str]]]:
+    t = MemberFingerprint.__table__
+    rows = await session.execute(
+        sa.select(t.c.member_id, t.c.kind, t.c.value).where(t.c.member_id.in_(member_ids))
+    )
+    found: dict[str, set[tuple[str, str]]] = {m: set() for m in member_ids}
+    for r in rows:
+        found[r.member_id].add((r.kind, r.value))
+    return found
+
+
+async def assess(
+    session: AsyncSession,
+    rules: Fraud,
+    *,
+    friend_id: str,
+    referrer_id: str,
+    now: datetime,
+    claim: tuple[str | None, str | None] | None = None,
+    kept: list[dict[str, Any]] | None = None,
+) -> Assessment:
+    """Score a referral. `claim` (the claim's address and device hashes) computes the bursts, at
+    claim time; afterwards the bursts found then are `kept` and the shared fingerprints looked at
+    again, with whatever has been seen since."""
+    signals: list[dict[str, Any]] = [s for s in (kept or []) if s["signal"] in CLAIM_SIGNALS]
+    prints = await _prints(session, [friend_id, referrer_id])
+    shared = prints[friend_id] & prints[referrer_id]
+    for kind, weight in (
+        ("device", rules.shared_device),
+        ("payment", rules.shared_payment),
+        ("ip", rules.shared_ip),
+    ):
+        if weight and any(k == kind for k, _ in shared):
+            signals.append(
+                {"signal": f"shared_{kind}", "score": weight, "detail": f"friend and referrer share a {kind}"}
+            )
+    devices = [v for k, v in prints[friend_id] if k == "device"]
+    if devices and rules.device_reused:
+        t = MemberFingerprint.__table__
+        others = (
+            await session.execute(
+                sa.select(sa.func.count(sa.distinct(t.c.member_id))).where(
+                    t.c.kind == "device",
+                    t.c.value.in_(devices),
+                    t.c.member_id.not_in([friend_id, referrer_id]),
+                )
+            )
+        ).scalar_one()
+        if others:
+            signals.append(
+                {
+                    "signal": "device_reused",
+                    "score": rules.device_reused,
+                    "detail": f"the friend's device is also used by {others} other member(s)",
+                }
+            )
+    if claim is not None:
+        signals += await _bursts(
+            session, rules, referrer_id=referrer_id, now=now, ip=claim[0], device=claim[1]
+        )
+    return Assessment(sum(int(s["score"]) for s in signals), signals)
+
+
+async def _bursts(
+    session: AsyncSession,
+    rules: Fraud,
+    *,
+    referrer_id: str,
+    now: datetime,
+    ip: str | None,
+    device: str | None,
+) -> list[dict[str, Any]]:
+    """Claims on the referrer's codes in a short time; sign-ups (claims) from one address or device."""
+    r = Referral.__table__
+    out: list[dict[str, Any]] = []
+    burst = rules.claim_burst
+    if burst.score:
+        n = (
+            await session.execute(
+                sa.select(sa.func.count()).where(
+                    r.c.referrer_id == referrer_id, r.c.claimed_at >= now - timedelta(minutes=burst.minutes)
+                )
+            )
+        ).scalar_one() + 1
+        if n >= burst.count:
+            out.append(
+                {
+                    "signal": "claim_burst",
+                    "score": burst.score,
+                    "detail": f"{n} claims on the referrer's codes within {burst.minutes} minutes",
+                }
+            )
+    burst = rules.signup_burst
+    same_source = [
+        c
+        for c in (r.c.ip_hash == ip if ip else None, r.c.device_hash == device if device else None)
+        if c is not None
+    ]
+    if burst.score and same_source:
+        n = (
+            await session.execute(
+                sa.select(sa.func.count()).where(
+                    sa.or_(*same_source), r.c.claimed_at >= now - timedelta(minutes=burst.minutes)
+                )
+            )
+        ).scalar_one() + 1
+        if n >= burst.count:
+            out.append(
+                {
+                    "signal": "signup_burst",
+                    "score": burst.score,
+                    "detail": f"{n} sign-ups from one source within {burst.minutes} minutes",
+                }
+            )
+    return out

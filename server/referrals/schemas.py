@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+    # Brand systems claim for a member; the member app leaves it out (the token says who).
+    member_id: str | None = None
+    # Signals for the fraud checks; only their keyed hashes are kept. The member app's own
+    # address is taken from the connection; a brand system passes the member's.
+    device_id: str | None = None
+    payment_fingerprint: str | None = None
+    ip: str | None = None
+
+
+class ClaimOut(msgspec.Struct):
+    member_id: str
+    code: str
+    referrer_name: str | None
+    status: str
+    claimed_at: datetime
+    convert_by: datetime
+    qualifying_action: str
+    reward: dict[str, Any]
+    already_claimed: bool
+
+
+class VanityIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+
+
+class CodeOut(msgspec.Struct):
+    code: str
+    link: str
+    generated_code: str
+    vanity_code: str | None
+
+
+class MyReferralsOut(msgspec.Struct):
+    code: str
+    link: str
+    generated_code: str
+    vanity_code: str | None
+    clicks: int
+    previews: int
+    claims: int
+    conversions: int
+    waiting: int
+    held: int
+    pending_rewards: dict[str, int]
+    earned_rewards: dict[str, int]
+    rewards: dict[str, Any]
+    qualifying_action: str
+    milestones: list[dict[str, Any]]
+    next_milestone: dict[str, Any] | None
+    board: dict[str, Any] | None
+    referred_by: dict[str, Any] | None
+
+
+class HeldOut(msgspec.Struct):
+    referrals: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class ReassignIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+    reason: str
+
+
+class ReviewOut(msgspec.Struct):
+    friend_id: str
+    referrer_id: str
+    status: str
+    risk_score: int
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+    undone: dict[str, Any] | None = None
