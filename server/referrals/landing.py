@@ -9,6 +9,7 @@ keyed hash of the address and the user agent: nothing that names a person.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from dataclasses import dataclass
 from html import escape
@@ -31,14 +32,17 @@ log = structlog.get_logger(__name__)
 # Chat apps and social networks fetch a link to draw its preview card: a view, not a click.
 _BOTS = re.compile(
     r"bot\b|bot/|crawler|spider|preview|facebookexternalhit|facebot|whatsapp|telegram|discord|slack|"
-    r"skypeuri|embedly|iframely|vkshare|pinterest|bitlybot|outbrain|quora link|headlesschrome",
-    re.IGNORECASE,
+    r"skypeuri|embedly|iframely|vkshare|pinterest|bitlybot|outbrain|quora link|headlesschrome"
 )
 _UA_MAX = 300
+_SEEN_AGENTS_MAX = 10_000
 
 
+@functools.lru_cache(maxsize=_SEEN_AGENTS_MAX)
 def is_bot(user_agent: str) -> bool:
-    return bool(_BOTS.search(user_agent))
+    """A chat app or crawler fetching the page (remembered per user agent: phones send a few
+    strings over and over, and the search is most of a page's own cost)."""
+    return bool(_BOTS.search(user_agent.lower()))
 
 
 # --- clicks -----------------------------------------------------------------------------------
@@ -49,6 +53,7 @@ class ClickRecorder:
 
     MAX_PENDING = 20_000  # beyond this (SQL away for long), clicks are counted as dropped
     EVERY = 1.0
+    CHUNK = 200
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -61,13 +66,14 @@ class ClickRecorder:
         if len(self.pending) >= self.MAX_PENDING:
             self.dropped += 1
             return
+        user_agent = user_agent[:_UA_MAX]
         self.pending.append(
             {
                 "code": owner.code,
                 "referrer_id": owner.member_id,
                 "at": utcnow(),
                 "ip_hash": fraud.fingerprint(self.ctx, "ip", ip),
-                "user_agent": user_agent[:_UA_MAX],
+                "user_agent": user_agent,
                 "bot": is_bot(user_agent),
             }
         )
@@ -87,7 +93,11 @@ class ClickRecorder:
                 return 0
             try:
                 async with self.ctx.db.transaction() as session:
-                    await session.execute(sa.insert(ReferralClick.__table__), rows)
+                    # In chunks, letting requests in between: one statement of thousands of rows
+                    # would hold the event loop for tens of milliseconds.
+                    for i in range(0, len(rows), self.CHUNK):
+                        await session.execute(sa.insert(ReferralClick.__table__), rows[i : i + self.CHUNK])
+                        await asyncio.sleep(0)
             except Exception as exc:
                 log.warning("referral_clicks_not_written", clicks=len(rows), error=type(exc).__name__)
                 room = self.MAX_PENDING - len(self.pending)

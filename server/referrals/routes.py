@@ -75,7 +75,9 @@ class ReferralsController(Controller):
             if data.payment_fingerprint:
                 raise ProblemError(400, "invalid_signal", "Only brand systems send a payment fingerprint.")
             signals["ip"] = request.client.host if request.client else None
-        claimed = await service.claim(ctx, member_id, data.code, by=by, signals=signals)
+        claimed = await service.claim(
+            ctx, member_id, data.code, by=by, signals=signals, known_only=by.startswith("api_key:")
+        )
         r = claimed.referral
         content = program(ctx)
         out = ClaimOut(

@@ -248,12 +248,14 @@ async def claim(
     by: str,
     signals: dict[str, Any] | None = None,
     now: datetime | None = None,
+    known_only: bool = False,
 ) -> Claimed:
     """Attribute `friend_id` to the owner of a code. Within the claim window after sign-up, once
     per member (the same claim again answers with the first), never one's own code.
 
     `signals` are the raw `device_id`, `payment_fingerprint` and `ip` known of the friend; only
-    their keyed hashes are kept.
+    their keyed hashes are kept. `known_only` (a brand system claiming) refuses a member the
+    server does not know (404 `member_not_found`) instead of creating them.
     """
     content = program(ctx)
     if not content.enabled:
@@ -282,10 +284,16 @@ async def claim(
         if referrer_id == friend_id:
             raise ProblemError(409, "self_referral", "You cannot use your own referral code.")
         await lock_members(session, [friend_id, referrer_id])
-        await ensure_member(session, friend_id)
+        if not known_only:
+            await ensure_member(session, friend_id)
         friend = await session.get(Member, friend_id)
+        if friend is None:
+            raise ProblemError(
+                404,
+                "member_not_found",
+                f"There is no member '{friend_id}'; create them first (PUT /v1/members).",
+            )
         referrer = await session.get(Member, referrer_id)
-        assert friend is not None
         existing = await session.get(Referral, friend_id)
         if existing is not None:
             if existing.referrer_id == referrer_id:

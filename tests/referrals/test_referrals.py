@@ -133,6 +133,7 @@ async def test_refusals_are_clear_and_change_nothing(ctx, http, as_brand, as_mem
     await refused(as_member(anna), code, 409, "self_referral")
     await refused(as_member(late), code, 409, "claim_window_closed")
     await refused(as_brand, code, 400, "member_id_required")
+    await refused(as_brand, code, 404, "member_not_found", member_id="never-signed-up")
     await refused(as_member(dan), code, 403, "not_your_member_id", member_id=anna)
     await refused(as_member(dan), code, 400, "invalid_signal", payment_fingerprint="card")
     assert await referral_of(ctx, dan) is None and await referral_of(ctx, late) is None
