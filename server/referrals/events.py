@@ -10,12 +10,12 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import lock_members, utcnow
+from server.db import utcnow
 from server.events.dispatch import DomainEvent, declare_internal, on_batch
 from server.referrals import fraud
 from server.referrals.content import program
 from server.referrals.models import Referral
-from server.referrals.service import OPEN, convert
+from server.referrals.service import OPEN, convert, reassess
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -83,16 +83,7 @@ async def on_referral_events(ctx: Context, session: AsyncSession, events: list[D
             continue
         if referral.reviewed_at is not None or referral.status == "held":
             continue  # a manager's decision stands; a held one waits for one
-        await lock_members(session, [referral.friend_id, referral.referrer_id])
-        found = await fraud.assess(
-            session,
-            content.fraud,
-            friend_id=referral.friend_id,
-            referrer_id=referral.referrer_id,
-            now=now,
-            kept=referral.risk_signals,
-        )
-        referral.risk_score, referral.risk_signals = found.score, found.signals
+        found = await reassess(session, content, referral, now)
         if found.holds(content.fraud):
             referral.status, referral.held_at = "held", now
             log.info(

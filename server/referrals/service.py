@@ -468,12 +468,12 @@ async def converted_count(session: AsyncSession, referrer_id: str) -> int:
     ).scalar_one()
 
 
-async def convert(ctx: Context, session: AsyncSession, referral: Referral, event: DomainEvent) -> None:
-    """The friend did the qualifying action: assess the referral once more with what has been
-    seen since the claim, then pay both sides, or hold the rewards as pending for review."""
-    content = program(ctx)
-    now = utcnow()
-    await lock_members(session, [referral.referrer_id])
+async def reassess(
+    session: AsyncSession, content: ReferralsContent, referral: Referral, now: datetime
+) -> fraud.Assessment:
+    """Score the referral again (under both members' locks) with what has been seen since the
+    claim; the bursts found at the claim are kept."""
+    await lock_members(session, [referral.friend_id, referral.referrer_id])
     found = await fraud.assess(
         session,
         content.fraud,
@@ -483,6 +483,15 @@ async def convert(ctx: Context, session: AsyncSession, referral: Referral, event
         kept=referral.risk_signals,
     )
     referral.risk_score, referral.risk_signals = found.score, found.signals
+    return found
+
+
+async def convert(ctx: Context, session: AsyncSession, referral: Referral, event: DomainEvent) -> None:
+    """The friend did the qualifying action: assess the referral once more with what has been
+    seen since the claim, then pay both sides, or hold the rewards as pending for review."""
+    content = program(ctx)
+    now = utcnow()
+    found = await reassess(session, content, referral, now)
     referral.converted_at = now
     referral.conversion_event_id = event.event_id
     approved = referral.reviewed_at is not None
@@ -628,18 +637,24 @@ async def _locked_referral(session: AsyncSession, friend_id: str) -> Referral:
     return found
 
 
+async def _review(session: AsyncSession, friend_id: str, actor: str, reason: str, now: datetime) -> Referral:
+    """The held referral a manager decides on, locked, with the decision's who, when and why."""
+    _check_reason(reason)
+    referral = await _locked_referral(session, friend_id)
+    if referral.status != "held":
+        raise ProblemError(
+            409, "referral_not_held", f"The referral of '{friend_id}' is {referral.status}, not held."
+        )
+    referral.reviewed_at, referral.reviewed_by, referral.review_reason = now, actor, reason
+    return referral
+
+
 async def approve(ctx: Context, friend_id: str, *, actor: str, reason: str) -> Referral:
     """A manager clears a held referral: pending rewards are paid (or, before the qualifying
     action, the referral waits for it and is not held again)."""
-    _check_reason(reason)
     async with ctx.db.transaction() as session:
-        referral = await _locked_referral(session, friend_id)
-        if referral.status != "held":
-            raise ProblemError(
-                409, "referral_not_held", f"The referral of '{friend_id}' is {referral.status}, not held."
-            )
         now = utcnow()
-        _reviewed(referral, actor, reason, now)
+        referral = await _review(session, friend_id, actor, reason, now)
         if referral.paid_at is not None:
             referral.status = "converted"  # held after payment: nothing more to pay
         elif referral.converted_at is not None:
@@ -665,15 +680,9 @@ async def reject(ctx: Context, friend_id: str, *, actor: str, reason: str) -> tu
     """A manager refuses a held referral: pending rewards are dropped, and what was paid already
     (a referral held after payment) is reversed through the ledger, with the referrer's boost and
     any milestone the referral no longer reaches. Returns the referral and what was undone."""
-    _check_reason(reason)
     async with ctx.db.transaction() as session:
-        referral = await _locked_referral(session, friend_id)
-        if referral.status != "held":
-            raise ProblemError(
-                409, "referral_not_held", f"The referral of '{friend_id}' is {referral.status}, not held."
-            )
         now = utcnow()
-        _reviewed(referral, actor, reason, now)
+        referral = await _review(session, friend_id, actor, reason, now)
         referral.status = "rejected"
         undone: dict[str, Any] = {"dropped": 0, "reversed_points": 0, "reversed_growth": 0, "unrecovered": []}
         await _take_back(
@@ -735,10 +744,6 @@ async def _take_back(
             await ledger.reverse(ctx, session, r.member_id, r.ledger_entry_id, reason)
             r.status, r.settled_at = "reversed", now
             undone[f"reversed_{r.currency}"] += r.amount
-
-
-def _reviewed(referral: Referral, actor: str, reason: str, now: datetime) -> None:
-    referral.reviewed_at, referral.reviewed_by, referral.review_reason = now, actor, reason
 
 
 def _check_reason(reason: str) -> None:
