@@ -8,7 +8,7 @@ idempotent, which awards are when their idempotency key names the event.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +59,15 @@ BatchHandler = Callable[["Context", AsyncSession, list[DomainEvent]], Awaitable[
 Wants = Callable[["Context", str], bool]
 PropertyCheck = Callable[[dict[str, Any]], str | None]
 
+# Members a handler will lock besides the events' own (the other side of a referral), named up
+# front so that dispatch holds every member of the run in one order.
+AlsoLock = Callable[["Context", AsyncSession, list[DomainEvent]], Awaitable[set[str]]]
+Mask = Callable[["Context", Any], Any]
+
 _handlers: dict[str, list[Handler]] = {}
 _batch_handlers: list[tuple[BatchHandler, Wants]] = []
+_also_lock: list[tuple[AlsoLock, Wants]] = []
+_masks: dict[str, Mask] = {}
 _property_checks: dict[str, PropertyCheck] = {}
 _internal: dict[str, dict[str, str]] = {}
 _internal_nouns: dict[str, tuple[str, str]] = {}
@@ -78,15 +85,36 @@ def on(*event_types: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def on_batch(wants: Wants) -> Callable[[BatchHandler], BatchHandler]:
-    """Register a handler for runs of events of the types `wants(ctx, type)` accepts."""
+def on_batch(wants: Wants, also_lock: AlsoLock | None = None) -> Callable[[BatchHandler], BatchHandler]:
+    """Register a handler for runs of events of the types `wants(ctx, type)` accepts. A handler
+    that works on members other than the events' own names them with `also_lock`: the dispatch
+    then holds them with the others, in one order, before any handler runs."""
 
     def register(fn: BatchHandler) -> BatchHandler:
         if all(fn is not h for h, _ in _batch_handlers):
             _batch_handlers.append((fn, wants))
+            if also_lock is not None:
+                _also_lock.append((also_lock, wants))
         return fn
 
     return register
+
+
+def declare_masked(prop: str, mask: Mask) -> None:
+    """A property the brand's systems send that is personal (a device id, an address): replaced
+    by `mask(ctx, value)` when the event arrives, before it is stored or handed to any domain."""
+    _masks[prop] = mask
+
+
+def masked(ctx: Context, event: DomainEvent) -> DomainEvent:
+    props = event.properties
+    if not _masks or _masks.keys().isdisjoint(props):
+        return event
+    out = dict(props)
+    for name, mask in _masks.items():
+        if name in out:
+            out[name] = mask(ctx, out[name])
+    return replace(event, properties=out)
 
 
 def declare_properties(event_type: str, check: PropertyCheck) -> None:
@@ -176,9 +204,13 @@ async def _apply_dispatch(ctx: Context, items: list[tuple[int, dict[str, Any]]],
     async with ctx.db.transaction() as session:
         # Handlers lock rows of several kinds per member (ledger account, quest runs) in orders
         # that depend on the events: holding the members first, in order, rules out deadlocks.
-        members = sorted({e.member_id for e in events})
-        await lock_members(session, members)
-        inline = session.info["dispatch_inline"] = _Inline(set(members))
+        members = {e.member_id for e in events}
+        for also, wants in _also_lock:
+            wanted = [e for e in events if wants(ctx, e.type)]
+            if wanted:
+                members |= await also(ctx, session, wanted)
+        await lock_members(session, sorted(members))
+        inline = session.info["dispatch_inline"] = _Inline({e.member_id for e in events})
         for _ in range(INLINE_ROUNDS):
             await _handle(ctx, session, events)
             events = sorted(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.catalog import EventCatalog
-from server.events.dispatch import DomainEvent, check_properties, emit, is_internal
+from server.events.dispatch import DomainEvent, check_properties, emit, is_internal, masked
 from server.events.models import MemberEvent
 from server.events.schemas import EventsOut, RejectedEvent
 from server.members.service import MEMBER_ID_RE, ensure_members
@@ -98,7 +98,7 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
     valid: list[DomainEvent] = []
     for index, raw in enumerate(raw_events):
         try:
-            valid.append(_parse(raw, now, catalog))
+            valid.append(masked(ctx, _parse(raw, now, catalog)))
         except _Reject as r:
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
             rejected.append(

@@ -36,12 +36,14 @@ def wants(ctx: Context, event_type: str) -> bool:
     )
 
 
-@on_batch(wants)
-async def on_referral_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
-    """Record the signals events carry, assess open referrals they touch, and convert the
-    referrals whose friend did the qualifying action inside the window."""
+# A referral whose window passed may still convert on a qualifying action dated inside it that
+# arrives late (the brand's systems send events after the fact).
+CONVERTIBLE = (*OPEN, "expired")
+
+
+def _split(ctx: Context, events: list[DomainEvent]) -> tuple[list[tuple[str, str, str]], list[DomainEvent]]:
+    """The signals the events carry (member, kind, hash) and the qualifying actions among them."""
     content = program(ctx)
-    now = utcnow()
     signal_types = set(content.fraud.signal_events)
     prints = [
         (e.member_id, kind, value)
@@ -49,30 +51,52 @@ async def on_referral_events(ctx: Context, session: AsyncSession, events: list[D
         if e.type in signal_types
         for kind, value in fraud.fingerprints_of(ctx, e.properties).items()
     ]
-    await fraud.remember(session, prints, now)
     qualifying = [
         e for e in events if e.type == content.conversion.event and content.conversion.accepts(e.properties)
     ]
-    members = sorted({m for m, _, _ in prints} | {e.member_id for e in qualifying})
+    return prints, qualifying
+
+
+async def _touched(
+    ctx: Context, session: AsyncSession, prints: list[tuple[str, str, str]], qualifying: list[DomainEvent]
+) -> list[Referral]:
+    """Referrals a run of events may convert or bring new evidence to."""
+    signalled = sorted({m for m, _, _ in prints})
+    members = sorted(set(signalled) | {e.member_id for e in qualifying})
     if not members:
-        return
+        return []
     t = Referral.__table__
-    review_since = now - timedelta(days=content.fraud.review_days)
-    rows = (
-        await session.execute(
-            sa.select(Referral).where(
-                sa.or_(t.c.friend_id.in_(members), t.c.referrer_id.in_(sorted({m for m, _, _ in prints}))),
-                sa.or_(t.c.status.in_(OPEN), sa.and_(t.c.status == "converted", t.c.paid_at >= review_since)),
-            )
+    since = utcnow() - timedelta(days=program(ctx).fraud.review_days)
+    rows = await session.execute(
+        sa.select(Referral).where(
+            sa.or_(t.c.friend_id.in_(members), t.c.referrer_id.in_(signalled)),
+            sa.or_(t.c.status.in_(CONVERTIBLE), sa.and_(t.c.status == "converted", t.c.paid_at >= since)),
         )
-    ).scalars()
-    referrals = {r.friend_id: r for r in rows}
+    )
+    return list(rows.scalars())
+
+
+async def _other_sides(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> set[str]:
+    """Both sides of the referrals the run touches: the dispatch holds them with the run's members."""
+    prints, qualifying = _split(ctx, events)
+    return {m for r in await _touched(ctx, session, prints, qualifying) for m in (r.friend_id, r.referrer_id)}
+
+
+@on_batch(wants, also_lock=_other_sides)
+async def on_referral_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """Record the signals events carry, assess open referrals they touch, and convert the
+    referrals whose friend did the qualifying action inside the window."""
+    content = program(ctx)
+    now = utcnow()
+    prints, qualifying = _split(ctx, events)
+    await fraud.remember(session, prints, now)
+    referrals = {r.friend_id: r for r in await _touched(ctx, session, prints, qualifying)}
     for event in qualifying:
         referral = referrals.get(event.member_id)
         if (
             referral is not None
             and referral.converted_at is None
-            and referral.status in OPEN
+            and referral.status in CONVERTIBLE
             and referral.claimed_at <= event.occurred_at <= referral.convert_by
         ):
             await convert(ctx, session, referral, event)
@@ -81,7 +105,7 @@ async def on_referral_events(ctx: Context, session: AsyncSession, events: list[D
     for referral in referrals.values():
         if referral.friend_id not in touched and referral.referrer_id not in touched:
             continue
-        if referral.reviewed_at is not None or referral.status == "held":
+        if referral.reviewed_at is not None or referral.status in ("held", "expired"):
             continue  # a manager's decision stands; a held one waits for one
         found = await reassess(session, content, referral, now)
         if found.holds(content.fraud):

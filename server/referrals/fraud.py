@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import insert_or_touch
+from server.events.dispatch import declare_masked
 from server.referrals.content import Fraud
 from server.referrals.models import MemberFingerprint, Referral
 
@@ -33,9 +34,15 @@ PROPERTY = {"device": "device_id", "payment": "payment_fingerprint", "ip": "ip"}
 CLAIM_SIGNALS = ("claim_burst", "signup_burst")
 
 
+MASKED = "h:"  # what a value masked on arrival starts with (the hash follows)
+
+
 def fingerprint(ctx: Context, kind: str, value: str) -> str:
     """A keyed hash of a raw device id, payment fingerprint or address: equal values compare equal,
-    and nobody without the server's secret can test a guess against it."""
+    and nobody without the server's secret can test a guess against it. A value masked on arrival
+    (`h:<hash>`) is that hash already."""
+    if value.startswith(MASKED) and len(value) == len(MASKED) + 32:
+        return value[len(MASKED) :]
     if kind == "ip":
         value = _address(value)
     digest = hmac.new(ctx.settings.fingerprint_key, f"{kind}:{value}".encode(), hashlib.sha256)
@@ -51,6 +58,18 @@ def _address(value: str) -> str:
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def _masker(kind: str) -> Any:
+    def mask(ctx: Context, value: Any) -> Any:
+        return MASKED + fingerprint(ctx, kind, value) if isinstance(value, str) and value.strip() else value
+
+    return mask
+
+
+# The brand's events never keep a raw device id, payment fingerprint or address.
+for _kind, _prop in PROPERTY.items():
+    declare_masked(_prop, _masker(_kind))
 
 
 def fingerprints_of(ctx: Context, values: dict[str, Any]) -> dict[str, str]:

@@ -127,7 +127,11 @@ async def set_vanity(ctx: Context, member_id: str, wanted: str) -> list[Referral
         raise ProblemError(403, "vanity_codes_disabled", "Vanity codes are not offered.")
     text = wanted.strip()
     key = skeleton(text)
-    if key is None or not rules.min_length <= len(text.replace("-", "")) <= rules.max_length:
+    if (
+        key is None
+        or len(text) > 32
+        or not rules.min_length <= len(text.replace("-", "")) <= rules.max_length
+    ):
         raise ProblemError(
             400,
             "invalid_code",
@@ -460,10 +464,16 @@ async def _names(session: AsyncSession, ids: list[str]) -> dict[str, str | None]
 
 
 async def converted_count(session: AsyncSession, referrer_id: str) -> int:
+    """The referrer's paid referrals that stand: converted, or held for review after payment
+    (counted until a manager rejects them)."""
     r = Referral.__table__
     return (
         await session.execute(
-            sa.select(sa.func.count()).where(r.c.referrer_id == referrer_id, r.c.status == "converted")
+            sa.select(sa.func.count()).where(
+                r.c.referrer_id == referrer_id,
+                r.c.paid_at.is_not(None),
+                r.c.status.in_(["converted", "held"]),
+            )
         )
     ).scalar_one()
 
@@ -473,7 +483,10 @@ async def reassess(
 ) -> fraud.Assessment:
     """Score the referral again (under both members' locks) with what has been seen since the
     claim; the bursts found at the claim are kept."""
-    await lock_members(session, [referral.friend_id, referral.referrer_id])
+    # Held already when dispatch named both sides up front (`also_lock`); the row is read again
+    # under the locks.
+    await lock_members(session, sorted({referral.friend_id, referral.referrer_id}))
+    await session.refresh(referral)
     found = await fraud.assess(
         session,
         content.fraud,
@@ -492,6 +505,8 @@ async def convert(ctx: Context, session: AsyncSession, referral: Referral, event
     content = program(ctx)
     now = utcnow()
     found = await reassess(session, content, referral, now)
+    if referral.status == "expired":  # the action was in time; its event came after the expiry job
+        referral.status = "claimed"
     referral.converted_at = now
     referral.conversion_event_id = event.event_id
     approved = referral.reviewed_at is not None
@@ -628,11 +643,13 @@ async def _milestones(
 # --- review -----------------------------------------------------------------------------------
 
 
-async def _locked_referral(session: AsyncSession, friend_id: str) -> Referral:
+async def _locked_referral(session: AsyncSession, friend_id: str, *others: str) -> Referral:
+    """The member's referral, under the locks of both sides (and of `others`), read again."""
+    check_member_id(friend_id)
     found = await session.get(Referral, friend_id)
     if found is None:
         raise ProblemError(404, "referral_not_found", f"Member '{friend_id}' has no referral.")
-    await lock_members(session, sorted({found.friend_id, found.referrer_id}))
+    await lock_members(session, sorted({found.friend_id, found.referrer_id, *others}))
     await session.refresh(found)
     return found
 
@@ -694,13 +711,15 @@ async def reject(ctx: Context, friend_id: str, *, actor: str, reason: str) -> tu
             undone,
         )
         await end_boost(session, referral.referrer_id, f"referral:{friend_id}", now)
+        # Milestones the referrer no longer reaches without this referral (only a paid one counted).
+        await session.flush()
         count = await converted_count(session, referral.referrer_id)
         over = [
             r
             for r in await _rows(
                 session, ReferralReward.member_id == referral.referrer_id, ReferralReward.role == "milestone"
             )
-            if r.milestone is not None and r.milestone > count
+            if referral.paid_at is not None and r.milestone is not None and r.milestone > count
         ]
         await _take_back(
             ctx, session, over, "referral milestone taken back: a referral was rejected", now, undone
@@ -747,7 +766,7 @@ async def _take_back(
 
 
 def _check_reason(reason: str) -> None:
-    if not reason.strip() or len(reason) > 500:
+    if not reason.strip() or len(reason) > 500 or any(ord(c) < 32 and c not in "\n\t" for c in reason):
         raise ProblemError(400, "invalid_reason", "A review states its reason, 1 to 500 characters.")
 
 
@@ -761,13 +780,14 @@ async def reassign(ctx: Context, friend_id: str, code_text: str, *, actor: str, 
             raise ProblemError(404, "code_not_found", "There is no referral code like that.")
         if code.member_id == friend_id:
             raise ProblemError(409, "self_referral", "A member cannot be their own referrer.")
-        referral = await _locked_referral(session, friend_id)
-        if referral.paid_at is not None or referral.status == "converted":
+        referral = await _locked_referral(session, friend_id, code.member_id)
+        if referral.converted_at is not None or referral.status == "converted":
             raise ProblemError(
-                409, "referral_converted", "This referral has paid its rewards; it cannot change."
+                409,
+                "referral_converted",
+                "This referral has converted (its rewards are set); it cannot change.",
             )
         before = referral.referrer_id
-        await lock_members(session, [code.member_id])
         referral.referrer_id, referral.code = code.member_id, code.code
         audit.record(
             session,
@@ -789,6 +809,10 @@ async def held(ctx: Context, *, limit: int = 50, after: str | None = None) -> li
             .order_by(Referral.held_at, Referral.friend_id)
         )
         if after:
+            try:
+                check_member_id(after)
+            except ProblemError:
+                raise ProblemError(400, "invalid_cursor", "The cursor is not one this list gave.") from None
             mark = await session.get(Referral, after)
             if mark is not None and mark.held_at is not None:
                 q = q.where(

@@ -269,3 +269,109 @@ async def test_reassign_by_a_manager(ctx, http, as_brand, as_member):
     assert (r.status_code, r.json()["code"]) == (409, "referral_converted")
     r = await http.get("/v1/admin/referrals/held", headers=as_member(friend))
     assert r.status_code == 401
+
+
+async def test_referrer_and_friends_buying_at_once_with_signals(ctx, http, as_brand, as_member):
+    """Each run holds both sides of the referrals it touches up front: a referrer's purchase with a
+    device and their friends' first purchases, all at once, end without a deadlock or a lost award."""
+    star = await member(http, as_brand)
+    code = (await mine(http, as_member(star)))["code"]
+    friends = [await member(http, as_brand) for _ in range(6)]
+    for f in friends:
+        assert (await claim(http, as_brand, code, member_id=f)).status_code == 201
+    editor = await manager_token(ctx)
+    for f in friends:  # the claim burst held some: cleared before the purchases
+        if (await referral_of(ctx, f)).status == "held":
+            await http.post(f"/v1/admin/referrals/{f}/approve", json={"reason": "ok"}, headers=bearer(editor))
+    runs = [event(f, "purchase", utcnow(), amount=40) for f in friends]
+    runs += [event(star, "purchase", utcnow(), amount=15, device_id=unique("dev")) for _ in range(6)]
+    await asyncio.gather(*(deliver(ctx, e) for e in runs))
+    assert {(await referral_of(ctx, f)).status for f in friends} == {"converted"}
+    stats = await mine(http, as_member(star))
+    assert stats["conversions"] == 6 and [m["reached"] for m in stats["milestones"]] == [True, False]
+
+
+async def test_raw_signals_are_never_stored(ctx, http, as_brand):
+    buyer = await member(http, as_brand)
+    r = await http.post(
+        "/v1/events",
+        json={
+            "events": [
+                {
+                    "event_id": unique("ev"),
+                    "member_id": buyer,
+                    "type": "purchase",
+                    "occurred_at": utcnow().isoformat(),
+                    "properties": {"amount": 12, "device_id": "RAW-DEVICE-1", "ip": "198.51.100.10"},
+                }
+            ]
+        },
+        headers=as_brand,
+    )
+    assert r.json()["accepted"] == 1
+    from server.events.models import MemberEvent
+
+    async with ctx.db.session() as session:
+        props = (
+            await session.execute(sa.select(MemberEvent.properties).where(MemberEvent.member_id == buyer))
+        ).scalar_one()
+    assert props["amount"] == 12
+    assert props["device_id"].startswith("h:") and "RAW-DEVICE-1" not in str(props)
+    assert props["ip"].startswith("h:") and "198.51.100.10" not in str(props)
+
+
+async def test_reassign_refused_once_converted_and_bad_admin_input(ctx, http, as_brand, as_member):
+    old, new, friend = [await member(http, as_brand) for _ in range(3)]
+    device = unique("dev")
+    old_code = (await mine(http, as_member(old)))["code"]
+    new_code = (await mine(http, as_member(new)))["code"]
+    await purchase(ctx, old, device_id=device)
+    assert (await claim(http, as_brand, old_code, member_id=friend, device_id=device)).status_code == 201
+    await purchase(ctx, friend)  # converted while held: its rewards are set, pending
+    editor = await manager_token(ctx)
+    r = await http.put(
+        f"/v1/admin/referrals/{friend}",
+        json={"code": new_code, "reason": "wrong code"},
+        headers=bearer(editor),
+    )
+    assert (r.status_code, r.json()["code"]) == (409, "referral_converted")
+    for path in ("/v1/admin/referrals/a%00b/approve", "/v1/admin/referrals/no%20such/reject"):
+        r = await http.post(path, json={"reason": "x"}, headers=bearer(editor))
+        assert r.status_code in (400, 404) and r.json()["code"], r.text
+    r = await http.get("/v1/admin/referrals/held?cursor=a%00b", headers=bearer(editor))
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_cursor")
+    r = await http.post(
+        f"/v1/admin/referrals/{friend}/approve", json={"reason": "a\x00b"}, headers=bearer(editor)
+    )
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_reason")
+    r = await http.put(
+        "/v1/referrals/me/code", json={"code": "a-b-c-d-e-f-g-h-i-j-k-m-n-p-q-r-s-t"}, headers=as_member(old)
+    )
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_code")
+    assert (await referral_of(ctx, friend)).status == "held"
+
+
+async def test_held_after_payment_then_approved_keeps_milestones(ctx, http, as_brand, as_member):
+    star = await member(http, as_brand)
+    code = (await mine(http, as_member(star)))["code"]
+    card = unique("card")
+    await purchase(ctx, star, payment_fingerprint=card)
+    friends = [await member(http, as_brand) for _ in range(4)]
+    for f in friends:
+        assert (await claim(http, as_brand, code, member_id=f)).status_code == 201
+        await purchase(ctx, f)
+    for f in friends[:2]:  # evidence after payment holds two of them
+        await purchase(ctx, f, payment_fingerprint=card)
+        assert (await referral_of(ctx, f)).status == "held"
+    editor = await manager_token(ctx)
+    r = await http.post(
+        f"/v1/admin/referrals/{friends[0]}/reject", json={"reason": "card"}, headers=bearer(editor)
+    )
+    assert r.status_code == 200
+    r = await http.post(
+        f"/v1/admin/referrals/{friends[1]}/approve", json={"reason": "fine"}, headers=bearer(editor)
+    )
+    assert r.status_code == 200
+    stats = await mine(http, as_member(star))
+    assert stats["conversions"] == 3 and [m["reached"] for m in stats["milestones"]] == [True, False]
+    assert (await ledger.verify(ctx)).problems == []
