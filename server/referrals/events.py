@@ -4,7 +4,7 @@ carry (a device, a payment means, an address), which can hold a referral for rev
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
@@ -57,29 +57,29 @@ def _split(ctx: Context, events: list[DomainEvent]) -> tuple[list[tuple[str, str
     return prints, qualifying
 
 
-async def _touched(
-    ctx: Context, session: AsyncSession, prints: list[tuple[str, str, str]], qualifying: list[DomainEvent]
-) -> list[Referral]:
-    """Referrals a run of events may convert or bring new evidence to."""
+def _touching(ctx: Context, prints: list[tuple[str, str, str]], qualifying: list[DomainEvent]) -> Any:
+    """The condition on referrals a run of events may convert or bring new evidence to, or None."""
     signalled = sorted({m for m, _, _ in prints})
     members = sorted(set(signalled) | {e.member_id for e in qualifying})
     if not members:
-        return []
+        return None
     t = Referral.__table__
     since = utcnow() - timedelta(days=program(ctx).fraud.review_days)
-    rows = await session.execute(
-        sa.select(Referral).where(
-            sa.or_(t.c.friend_id.in_(members), t.c.referrer_id.in_(signalled)),
-            sa.or_(t.c.status.in_(CONVERTIBLE), sa.and_(t.c.status == "converted", t.c.paid_at >= since)),
-        )
+    return sa.and_(
+        sa.or_(t.c.friend_id.in_(members), t.c.referrer_id.in_(signalled)),
+        sa.or_(t.c.status.in_(CONVERTIBLE), sa.and_(t.c.status == "converted", t.c.paid_at >= since)),
     )
-    return list(rows.scalars())
 
 
 async def _other_sides(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> set[str]:
-    """Both sides of the referrals the run touches: the dispatch holds them with the run's members."""
-    prints, qualifying = _split(ctx, events)
-    return {m for r in await _touched(ctx, session, prints, qualifying) for m in (r.friend_id, r.referrer_id)}
+    """Both sides of the referrals the run touches: the dispatch holds them with the run's members.
+    Only their ids are read (before the locks); the handler reads the rows under them."""
+    cond = _touching(ctx, *_split(ctx, events))
+    if cond is None:
+        return set()
+    t = Referral.__table__
+    rows = await session.execute(sa.select(t.c.friend_id, t.c.referrer_id).where(cond))
+    return {m for r in rows for m in r}
 
 
 @on_batch(wants, also_lock=_other_sides)
@@ -90,7 +90,10 @@ async def on_referral_events(ctx: Context, session: AsyncSession, events: list[D
     now = utcnow()
     prints, qualifying = _split(ctx, events)
     await fraud.remember(session, prints, now)
-    referrals = {r.friend_id: r for r in await _touched(ctx, session, prints, qualifying)}
+    cond = _touching(ctx, prints, qualifying)
+    if cond is None:
+        return
+    referrals = {r.friend_id: r for r in (await session.execute(sa.select(Referral).where(cond))).scalars()}
     for event in qualifying:
         referral = referrals.get(event.member_id)
         if (

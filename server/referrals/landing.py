@@ -186,11 +186,6 @@ def render(ctx: Context, owner: CodeOwner) -> str:
     head = "".join(f'<meta {a}="{escape(k)}" content="{escape(v)}">' for a, k, v in meta)
     head += f'<link rel="canonical" href="{escape(url)}">'
     open_url = (landing.deep_link or landing.web_url or "").format(code=owner.display)
-    stores = [
-        (name, link)
-        for name, link in (("App Store", landing.app_store_url), ("Google Play", landing.play_store_url))
-        if link
-    ]
     body = (
         (
             f'<img class="hero" src="{escape(landing.image)}" alt="{escape(landing.image_alt)}">'
@@ -205,34 +200,31 @@ def render(ctx: Context, owner: CodeOwner) -> str:
             if open_url
             else ""
         )
-        + (
-            '<p class="stores">Get the app: '
-            + " ".join(f'<a href="{escape(link)}" rel="noopener">{escape(name)}</a>' for name, link in stores)
-            + "</p>"
-            if stores
-            else ""
-        )
+        + _store_links(landing, "Get the app: ")
         + f"<small>{escape(landing.site_name)}</small>"
     )
     return _doc(title, head, body)
 
 
+def _store_links(landing: Landing, lead: str = "") -> str:
+    """The app stores' links the content names, each under its store's name."""
+    stores = [
+        (name, link)
+        for name, link in (("App Store", landing.app_store_url), ("Google Play", landing.play_store_url))
+        if link
+    ]
+    if not stores:
+        return ""
+    links = " ".join(f'<a href="{escape(link)}" rel="noopener">{escape(name)}</a>' for name, link in stores)
+    return f'<p class="stores">{escape(lead)}{links}</p>'
+
+
 def _missing(ctx: Context, expired: bool) -> str:
     landing = program(ctx).landing
     title = landing.expired_title if expired else landing.not_found_title
-    stores = [link for link in (landing.app_store_url, landing.play_store_url) if link]
     body = (
         f"<h1>{escape(title)}</h1><p>{escape(landing.not_found_body)}</p>"
-        + (
-            '<p class="stores">'
-            + " ".join(
-                f'<a href="{escape(link)}" rel="noopener">{escape(n)}</a>'
-                for n, link in zip(("App Store", "Google Play"), stores, strict=False)
-            )
-            + "</p>"
-            if stores
-            else ""
-        )
+        + _store_links(landing)
         + f"<small>{escape(landing.site_name)}</small>"
     )
     return _doc(title, "", body)

@@ -88,7 +88,7 @@ class ReferralsController(Controller):
             claimed_at=r.claimed_at,
             convert_by=r.convert_by,
             qualifying_action=content.conversion.event,
-            reward=service.reward_out(content.friend_reward),
+            reward=content.friend_reward.model_dump(),
             already_claimed=not claimed.created,
         )
         return Response(out, status_code=201 if claimed.created else 200)

@@ -367,10 +367,10 @@ def _reward_rows(
     role: str,
     reward: Reward,
     key: str,
-    status: str,
     now: datetime,
     milestone: int | None = None,
 ) -> list[dict[str, Any]]:
+    """A reward's rows, pending until `pay` posts them: one per currency, one for a badge."""
     rows = [
         {"currency": c, "amount": a, "badge_id": None}
         for c, a in (("points", reward.points), ("growth", reward.growth))
@@ -386,9 +386,9 @@ def _reward_rows(
             "role": role,
             "milestone": milestone,
             "key": key,
-            "status": status,
+            "status": "pending",
             "created_at": now,
-            "settled_at": None if status == "pending" else now,
+            "settled_at": None,
             "ledger_entry_id": None,
         }
         for r in rows
@@ -449,10 +449,6 @@ async def _pay_rows(
         r.ledger_entry_id = by_key.get((r.member_id, r.currency, r.key))
 
 
-def reward_out(reward: Reward) -> dict[str, Any]:
-    return {"points": reward.points, "growth": reward.growth, "badge": reward.badge}
-
-
 async def _rows(session: AsyncSession, *conds: Any) -> list[ReferralReward]:
     found = await session.execute(sa.select(ReferralReward).where(*conds).order_by(ReferralReward.id))
     return list(found.scalars())
@@ -505,6 +501,8 @@ async def convert(ctx: Context, session: AsyncSession, referral: Referral, event
     content = program(ctx)
     now = utcnow()
     found = await reassess(session, content, referral, now)
+    if referral.converted_at is not None or referral.status not in (*OPEN, "expired"):
+        return  # converted (or decided) by another run since it was read
     if referral.status == "expired":  # the action was in time; its event came after the expiry job
         referral.status = "claimed"
     referral.converted_at = now
@@ -514,11 +512,9 @@ async def convert(ctx: Context, session: AsyncSession, referral: Referral, event
     # The rewards are written pending; `pay` posts them (now, or when a manager approves).
     keys = _keys(referral)
     rows = _reward_rows(
-        referral, referral.referrer_id, "referrer", content.referrer_reward, keys["referrer"], "pending", now
+        referral, referral.referrer_id, "referrer", content.referrer_reward, keys["referrer"], now
     )
-    rows += _reward_rows(
-        referral, referral.friend_id, "friend", content.friend_reward, keys["friend"], "pending", now
-    )
+    rows += _reward_rows(referral, referral.friend_id, "friend", content.friend_reward, keys["friend"], now)
     await _write_rewards(session, rows)
     if hold:
         referral.status = "held"
@@ -584,13 +580,13 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
         {
             "role": "referrer",
             "friend_name": names.get(referral.friend_id),
-            "reward": reward_out(content.referrer_reward),
+            "reward": content.referrer_reward.model_dump(),
             "conversions": count,
             "milestones_reached": [
-                {"count": m.count, "name": m.name, "reward": reward_out(m.reward)} for m in reached
+                {"count": m.count, "name": m.name, "reward": m.reward.model_dump()} for m in reached
             ],
             "next_milestone": (
-                {"count": nxt.count, "remaining": nxt.count - count, "reward": reward_out(nxt.reward)}
+                {"count": nxt.count, "remaining": nxt.count - count, "reward": nxt.reward.model_dump()}
                 if nxt
                 else None
             ),
@@ -607,7 +603,7 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
         {
             "role": "friend",
             "referrer_name": names.get(referral.referrer_id),
-            "reward": reward_out(content.friend_reward),
+            "reward": content.friend_reward.model_dump(),
             "celebration": "referral",
         },
         at=now,
@@ -631,7 +627,7 @@ async def _milestones(
             continue
         round_ = len({r.key for r in mine}) + 1  # taken back before (a rejection): earned again anew
         key = f"referral:milestone:{m.count}" + (f":{round_}" if round_ > 1 else "")
-        rows = _reward_rows(referral, referrer, "milestone", m.reward, key, "pending", now, milestone=m.count)
+        rows = _reward_rows(referral, referrer, "milestone", m.reward, key, now, milestone=m.count)
         await _write_rewards(session, rows)
         fresh = await _rows(session, ReferralReward.member_id == referrer, ReferralReward.key == key)
         label = m.name or f"{m.count} friends joined"
@@ -934,22 +930,22 @@ async def my_referrals(ctx: Context, member_id: str) -> dict[str, Any]:
         "pending_rewards": pending,
         "earned_rewards": earned,
         "rewards": {
-            "referrer": reward_out(content.referrer_reward),
-            "friend": reward_out(content.friend_reward),
+            "referrer": content.referrer_reward.model_dump(),
+            "friend": content.friend_reward.model_dump(),
         },
         "qualifying_action": content.conversion.event,
         "milestones": [
             {
                 "count": m.count,
                 "name": m.name,
-                "reward": reward_out(m.reward),
+                "reward": m.reward.model_dump(),
                 "reached": m.count in reached,
                 "reached_at": reached[m.count].isoformat() if reached.get(m.count) else None,
             }
             for m in content.milestones
         ],
         "next_milestone": (
-            {"count": nxt.count, "remaining": nxt.count - converted, "reward": reward_out(nxt.reward)}
+            {"count": nxt.count, "remaining": nxt.count - converted, "reward": nxt.reward.model_dump()}
             if nxt
             else None
         ),
