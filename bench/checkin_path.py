@@ -72,14 +72,22 @@ TOKEN_HEADROOM = 1.5
 # ---------------------------------------------------------------- load
 
 
-def run_loadgen(options: list[str], args: argparse.Namespace, watch_pid: int, **env: str) -> dict[str, Any]:
-    """The load generator in a process of its own, watching `watch_pid`; its figures."""
+def run_loadgen(
+    options: list[str],
+    args: argparse.Namespace,
+    watch_pid: int,
+    *,
+    module: list[str] | None = None,
+    **env: str,
+) -> dict[str, Any]:
+    """The load generator in a process of its own, watching `watch_pid`; its figures. `module`
+    names another entry point that runs it (`["bench.referrals", "--as-loadgen", "landing"]`)."""
     common = (
         f"--connections {args.connections} --seconds {args.seconds} --warmup {args.warmup} "
         f"--watch-pid {watch_pid}"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", *options, *common.split()],
+        [sys.executable, "-m", *(module or ["bench.loadgen"]), *options, *common.split()],
         env={**os.environ, **env},
         cwd=ROOT,
         capture_output=True,

@@ -55,11 +55,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -146,30 +144,8 @@ def as_loadgen(kind: str, argv: list[str]) -> None:
 def run_retargeted(
     kind: str, options: list[str], args: argparse.Namespace, watch_pid: int, **env: str
 ) -> dict[str, Any]:
-    """As bench.checkin_path.run_loadgen, with `as_loadgen(kind)` in the process of its own."""
-    common = (
-        f"--connections {args.connections} --seconds {args.seconds} --warmup {args.warmup} "
-        f"--watch-pid {watch_pid}"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.referrals", "--as-loadgen", kind, *options, *common.split()],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=args.warmup + args.seconds + 90,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    cpu = figures.get("cpu", {})
-    pct = cpu.get("watched_pct_of_one_core", {}).get(str(watch_pid))
-    figures["server_cpu_pct_of_one_core"] = pct
-    ok_rps = figures["ok_rps"]
-    figures["server_cpu_ms"] = round(pct * 10 / ok_rps, 3) if pct and ok_rps else None
-    pg = cpu.get("pct_of_one_core_by_group", {}).get("postgres")
-    figures["postgres_cpu_ms"] = round(pg * 10 / ok_rps, 3) if pg and ok_rps else None
-    return figures
+    """bench.checkin_path.run_loadgen, with `as_loadgen(kind)` in the process of its own."""
+    return run_loadgen(options, args, watch_pid, module=["bench.referrals", "--as-loadgen", kind], **env)
 
 
 async def first_sight(port: int, codes: list[str], connections: int) -> dict[str, Any]:
