@@ -13,7 +13,10 @@ DOMAIN_MODULES = [
     "server.events.jobs",
     "server.ledger.earning",
     "server.ledger.jobs",
-    "server.tasks.content",
+    "server.members.events",
+    "server.checkins.content",
+    "server.checkins.events",
+    "server.checkins.jobs",
     "server.tasks.events",
     "server.tasks.jobs",
     "server.tasks.quest_content",
@@ -44,6 +47,7 @@ def route_handlers() -> list[Any]:
         CredentialsController,
         TiersController,
     )
+    from server.checkins.routes import CheckinsController
     from server.events.routes import EventsController
     from server.leaderboards.routes import LeaderboardsController
     from server.ledger.routes import LedgerController
@@ -51,7 +55,7 @@ def route_handlers() -> list[Any]:
     from server.ops import health, metrics, ready
     from server.realtime.routes import live
     from server.referrals.routes import LandingController, ReferralReviewController, ReferralsController
-    from server.tasks.routes import CheckinsController, QuestsController
+    from server.tasks.routes import QuestsController
 
     return [
         health,
@@ -86,6 +90,7 @@ def models() -> None:
         "server.audit",
         "server.referrals.models",
         "server.scheduler",
+        "server.checkins.models",
         "server.tasks.models",
         "server.content.models",
         "server.leaderboards.models",

@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from server.content.goals import ID_RE, Goal
+from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.periods import Window
 from server.events.catalog import check_event_use
-from server.members.service import DEFAULT_TIERS
-from server.tasks.quest_content import ID_RE, Goal, Window
 
 Rarity = Literal["common", "uncommon", "rare", "epic", "legendary"]
 CriterionKind = Literal["goal", "quest", "streak", "tier", "badges"]
@@ -258,11 +259,6 @@ def _combine(files: list[tuple[str, BadgeFile]]) -> BadgeCatalog:
     return catalog
 
 
-def _ladder(store: ContentStore) -> list[str]:
-    tiers = store.get("tiers")
-    return list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
-
-
 def check(store: ContentStore) -> list[ContentIssue]:
     """The checks no single file can make: events, quests, tiers and badges named."""
     catalog: BadgeCatalog = store.get("badges")
@@ -271,7 +267,7 @@ def check(store: ContentStore) -> list[ContentIssue]:
     ]
     quests = store.get("quests")
     quest_ids = set(quests.quests) if quests is not None else set()
-    ladder = _ladder(store)
+    ladder = tier_names(store)
     for badge in catalog.badges.values():
         rel, base = catalog.places[badge.id]
         c = badge.criteria

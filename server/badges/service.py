@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.badges.content import Badge, BadgeCatalog, Reward
 from server.badges.models import BadgeProgress, MemberBadge
+from server.content.goals import advance, number, shown, step_progress
+from server.content.periods import local_day
 from server.db import insert_ignore, insert_or_touch, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
@@ -28,7 +30,6 @@ from server.ledger import service as ledger
 from server.members.models import Member
 from server.members.service import check_member_id, ensure_member, tier_ladder
 from server.realtime.hub import send_live
-from server.tasks.quests import advance, local_day, number, step_progress
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -573,7 +574,6 @@ def _badge_out(
 
 def _remaining(badge: Badge, progress: float, target: float, level_now: int) -> str:
     left = max(0.0, target - progress)
-    shown = str(int(left)) if float(left).is_integer() else f"{left:.2f}".rstrip("0").rstrip(".")
     c = badge.criteria
     assert c is not None
     where = f" for {badge.level_name(level_now + 1)}" if badge.levels else ""
@@ -582,15 +582,15 @@ def _remaining(badge: Badge, progress: float, target: float, level_now: int) -> 
     if c.streak is not None:
         return f"A check-in streak of {int(target)} days{where}"
     if c.quest is not None:
-        return f"{shown} more completion{'s' if left != 1 else ''} of the quest{where}"
+        return f"{shown(left)} more completion{'s' if left != 1 else ''} of the quest{where}"
     if c.badges is not None:
-        return f"{shown} more badge{'s' if left != 1 else ''}{where}"
+        return f"{shown(left)} more badge{'s' if left != 1 else ''}{where}"
     goal = c.goal
     assert goal is not None
     if goal.kind == "count":
-        return f"{shown} more {goal.event}{where}"
+        return f"{shown(left)} more {goal.event}{where}"
     if goal.kind == "sum":
-        return f"{shown} more {goal.sum}{where}"
+        return f"{shown(left)} more {goal.sum}{where}"
     if goal.kind == "distinct":
-        return f"{shown} more different {goal.distinct}{where}"
-    return f"{shown} more days in a row{where}"
+        return f"{shown(left)} more different {goal.distinct}{where}"
+    return f"{shown(left)} more days in a row{where}"

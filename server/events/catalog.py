@@ -16,7 +16,7 @@ from server.content.loader import ContentIssue, ContentKind, ContentStore, regis
 from server.events import dispatch
 
 if TYPE_CHECKING:
-    from server.tasks.where import Where
+    from server.content.where import Where
 
 PropertyType = Literal["string", "number", "integer", "boolean"]
 MAX_NUMBER = 1e15  # far beyond any spend or count; keeps sums exact enough and floats finite

@@ -27,11 +27,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.content.goals import ID_RE
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.where import Where, check_where, compile_where
 from server.events.catalog import check_event_use
-from server.tasks.where import Where, check_where, compile_where
 
-ID_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 PeriodKind = Literal["daily", "weekly", "monthly", "season", "all_time"]
 Scope = Literal["global", "tier", "team", "friends"]
 DEFAULT_LEVELS = ["Bronze", "Silver", "Gold", "Sapphire", "Ruby", "Emerald", "Diamond"]

@@ -21,7 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.periods import period_key
+from server.content.where import check_where, compile_where
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.catalog import check_event_use
@@ -29,9 +32,7 @@ from server.events.dispatch import DomainEvent, declare_properties, on_batch
 from server.ledger import service as ledger
 from server.ledger.models import CURRENCIES, EarningBoost, EarningCount
 from server.members.models import Member
-from server.members.service import DEFAULT_TIERS, tier_ladder
-from server.tasks.quests import period_key
-from server.tasks.where import check_where, compile_where
+from server.members.service import tier_ladder
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -166,8 +167,7 @@ def _check(store: ContentStore) -> list[ContentIssue]:
     issues: list[ContentIssue] = []
     for i, rule in enumerate(earning.events):
         issues += check_event_use(store, rel, ("events", i), rule.event, where=compile_where(rule.where))
-    tiers = store.get("tiers")
-    ladder = list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
+    ladder = tier_names(store)
     earning_types = {"purchase", *(r.event for r in earning.events)}
     for i, m in enumerate(earning.multipliers):
         for tier in m.tiers or []:

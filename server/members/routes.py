@@ -3,6 +3,7 @@ from __future__ import annotations
 from litestar import Controller, Response, get, put
 
 from server.auth import ApiClient
+from server.checkins.service import current_streak
 from server.context import Context
 from server.errors import not_found
 from server.ledger.service import balances
@@ -15,7 +16,6 @@ from server.members.service import (
     to_out,
     upsert_member,
 )
-from server.tasks.service import current_streak
 
 
 class MembersController(Controller):

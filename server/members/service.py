@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.content.ladder import tier_names
 from server.db import after_commit, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from server.context import Context
 
 # The ladder when content names none: the lowest first. A member without a tier is on the first.
-DEFAULT_TIERS = ("regular", "silver", "gold", "diamond")
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
 MAX_FRIENDS = 1000
 _ZONES: set[str] | None = None
@@ -67,9 +67,7 @@ def check_timezone(name: str) -> str:
 
 def tier_ladder(ctx: Context) -> list[str]:
     """The tiers, lowest first: from content once it names a ladder, else the default one."""
-    content = getattr(ctx, "content", None)  # a CLI command may run without loading content
-    tiers = content.get("tiers") if content is not None else None
-    return list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
+    return tier_names(getattr(ctx, "content", None))  # a CLI command may run without content
 
 
 def to_out(m: Member) -> MemberOut:

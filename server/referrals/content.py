@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.content.goals import Reward
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.where import check_where, compile_where
 from server.events.catalog import check_event_use
-from server.tasks.quest_content import Reward
-from server.tasks.where import check_where, compile_where
 
 
 class _Strict(BaseModel):

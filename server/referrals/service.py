@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import audit
+from server.content.goals import Reward
 from server.db import insert_ignore, lock_members, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
@@ -30,7 +31,6 @@ from server.realtime.hub import send_live
 from server.referrals import fraud
 from server.referrals.content import ReferralsContent, program
 from server.referrals.models import Referral, ReferralClick, ReferralCode, ReferralReward
-from server.tasks.quest_content import Reward
 
 if TYPE_CHECKING:
     from server.context import Context

@@ -11,148 +11,19 @@ it requires (by default the step before it) are done. Goals count member events:
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
+from server.content.goals import ID_RE, Goal, Reward, Strict, TextOrPlural
+from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.periods import PERIOD_DAYS, Period, Window
 from server.events.catalog import check_event_use
-from server.members.service import DEFAULT_TIERS
-from server.tasks.where import Where, check_where, compile_where
-
-ID_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31}  # the most local days a period holds
-Period = Literal["once", "daily", "weekly", "monthly"]
-GoalKind = Literal["count", "sum", "distinct", "streak"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Goal(_Strict):
-    event: str = Field(max_length=64)
-    count: int | None = Field(default=None, ge=1, le=1_000_000)
-    sum: str | None = Field(default=None, max_length=64, description="the numeric property to add up")
-    distinct: str | None = Field(default=None, max_length=64, description="the property to collect")
-    streak: int | None = Field(default=None, ge=1, le=366, description="consecutive local days")
-    target: float | None = Field(default=None, gt=0, le=1e12, description="for sum and distinct")
-    where: str | dict[str, Any] | None = Field(
-        default=None, description="a filter on the event's properties, e.g. \"channel == 'online'\""
-    )
-
-    _where_parses = field_validator("where")(check_where)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Goal:
-        given = [k for k in ("count", "sum", "distinct", "streak") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("a goal has exactly one of count, sum, distinct or streak")
-        if given[0] in ("sum", "distinct"):
-            if self.target is None:
-                raise ValueError(f"a {given[0]} goal needs a target")
-            if given[0] == "distinct" and not (float(self.target).is_integer() and self.target <= 10_000):
-                raise ValueError("a distinct goal's target is a whole number, at most 10,000")
-        elif self.target is not None:
-            raise ValueError(f"a {given[0]} goal takes its target from `{given[0]}`; drop `target`")
-        # What the event path reads for every event, worked out once. Kept in the instance's
-        # dict beside the fields (out of the schema, the dumps and comparisons): plain attribute
-        # reads, where pydantic's private attributes would cost a method call each.
-        where = compile_where(self.where)
-        target = self.count or self.streak or self.target
-        assert target is not None
-        self.__dict__.update(
-            _where=where,
-            _matches=where.matches,
-            _kind=given[0],
-            _target=float(target),
-            _property=self.sum or self.distinct,
-        )
-        return self
-
-    @property
-    def kind(self) -> GoalKind:
-        return self.__dict__["_kind"]  # type: ignore[no-any-return]
-
-    @property
-    def goal_target(self) -> float:
-        return self.__dict__["_target"]  # type: ignore[no-any-return]
-
-    @property
-    def compiled_where(self) -> Where:
-        return self.__dict__["_where"]  # type: ignore[no-any-return]
-
-    @property  # last: below it, `property` in this class body would mean this one
-    def property(self) -> str | None:
-        return self.__dict__["_property"]  # type: ignore[no-any-return]
-
-    def accepts(self, event_type: str, properties: dict[str, Any]) -> bool:
-        return event_type == self.event and self.__dict__["_matches"](properties)
-
-
-class Reward(_Strict):
-    points: int = Field(default=0, ge=0, le=1_000_000)
-    growth: int = Field(default=0, ge=0, le=1_000_000)
-    badge: str | None = Field(default=None, max_length=64)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.points or self.growth or self.badge)
-
-
-TEMPLATE_FIELDS = ("remaining", "target", "progress")
-
-
-def check_template(text: str) -> str:
-    """A remaining_text may name {remaining}, {target} and {progress}, and nothing else."""
-    try:
-        parts = list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise ValueError(f"remaining_text: {exc} (write {{{{ and }}}} for literal braces)") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name not in TEMPLATE_FIELDS or spec or conversion:
-            raise ValueError(
-                f"remaining_text may use {{remaining}}, {{target}} and {{progress}}; not {{{name}}}"
-            )
-    return text
-
-
-Template = Annotated[str, Field(max_length=200), AfterValidator(check_template)]
-
-
-class RemainingText(_Strict):
-    one: Template
-    other: Template
-
-
-def _text_or_plural(value: Any) -> str:
-    return "plural" if isinstance(value, dict | RemainingText) else "text"
-
-
-# One sentence, or one for the singular and one for the plural.
-TextOrPlural = Annotated[
-    Annotated[Template, Tag("text")] | Annotated[RemainingText, Tag("plural")],
-    Discriminator(_text_or_plural),
-]
-
-
-class Step(_Strict):
+class Step(Strict):
     id: str = Field(pattern=ID_RE)
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=1000)
@@ -165,54 +36,7 @@ class Step(_Strict):
     remaining_text: TextOrPlural | None = None
 
 
-# Local times are written without an offset (the window's zone applies): not JSON Schema's date-time.
-_TIME_SCHEMA = WithJsonSchema(
-    {
-        "anyOf": [
-            {
-                "type": "string",
-                "pattern": r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$",
-            },
-            {"type": "null"},
-        ],
-        "description": "a time in the window's zone (an offset, if given, wins)",
-    }
-)
-
-
-class Window(_Strict):
-    start: Annotated[datetime | None, _TIME_SCHEMA] = None
-    end: Annotated[datetime | None, _TIME_SCHEMA] = None
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"`{value}` is not an IANA time zone (like Europe/Paris)") from None
-        return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Window:
-        zone = ZoneInfo(self.timezone)
-        if self.start is not None and self.start.tzinfo is None:
-            self.start = self.start.replace(tzinfo=zone)
-        if self.end is not None and self.end.tzinfo is None:
-            self.end = self.end.replace(tzinfo=zone)
-        if self.start and self.end and self.end <= self.start:
-            raise ValueError("the window ends before it starts")
-        return self
-
-    def opens_after(self, at: datetime) -> bool:
-        return self.start is not None and at < self.start
-
-    def closed_at(self, at: datetime) -> bool:
-        return self.end is not None and at >= self.end
-
-
-class Quest(_Strict):
+class Quest(Strict):
     id: str = Field(pattern=ID_RE)
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, max_length=2000)
@@ -267,7 +91,7 @@ class Quest(_Strict):
         return w is None or not (w.opens_after(at) or w.closed_at(at))
 
 
-class QuestFile(_Strict):
+class QuestFile(Strict):
     quests: list[Quest] = Field(default_factory=list)
 
 
@@ -349,11 +173,6 @@ def _known_badges(store: ContentStore) -> set[str]:
     return set(badges.ids()) if badges is not None else set()
 
 
-def _known_tiers(store: ContentStore) -> list[str]:
-    tiers = store.get("tiers")
-    return list(tiers.ids()) if tiers is not None else list(DEFAULT_TIERS)
-
-
 def _check_reward(
     store: ContentStore, rel: str, loc: tuple[str | int, ...], reward: Reward
 ) -> list[ContentIssue]:
@@ -373,7 +192,7 @@ def check(store: ContentStore) -> list[ContentIssue]:
     issues = [
         store.issue(rel, loc, f"quest id `{qid}` is already used") for rel, loc, qid in catalog.duplicates
     ]
-    tiers = _known_tiers(store)
+    tiers = tier_names(store)
     for quest in catalog.quests.values():
         rel, base = catalog.places[quest.id]
         step_ids = {s.id for s in quest.all_steps}

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from itertools import pairwise
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -21,9 +20,10 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.content.goals import Reward, advance, number, remaining_text, step_progress
+from server.content.periods import local_day, period_end, period_key
 from server.db import driver_connection, insert_or_touch, utcnow
 from server.errors import ProblemError
-from server.events.catalog import EventCatalog
 from server.events.dispatch import DomainEvent, declare_internal, emit
 from server.ledger import service as ledger
 from server.members.models import Member
@@ -31,7 +31,7 @@ from server.members.service import tier_ladder
 from server.metrics import QUEST_COMPLETIONS
 from server.realtime.hub import send_live
 from server.tasks.models import QuestRun
-from server.tasks.quest_content import Goal, Quest, QuestCatalog, RemainingText, Reward, Step
+from server.tasks.quest_content import Quest, QuestCatalog, Step
 from server.tasks.schemas import QuestOut, QuestRewardOut, QuestStepOut
 
 if TYPE_CHECKING:
@@ -45,138 +45,11 @@ declare_internal(
     nouns=("completed quest", "completed quests"),
 )
 
-# Local days kept for a streak goal beyond its length (late events may fill an older gap).
-STREAK_SLACK = 7
 FINISHED_KEPT = 200_000  # finished runs remembered per process (some tens of MB at most)
 
 
-# --- periods in the member's local time ---------------------------------------------------------
-
-
-def local_day(zone: str, at: datetime) -> date:
-    return at.astimezone(ZoneInfo(zone)).date()
-
-
-def period_key(period: str, day: date) -> str:
-    if period == "daily":
-        return day.isoformat()
-    if period == "weekly":
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    if period == "monthly":
-        return f"{day.year}-{day.month:02d}"
-    return "all"
-
-
-def period_end(period: str, day: date, zone: str) -> datetime | None:
-    """When the period containing `day` ends (the next local midnight that starts a new one)."""
-    if period == "daily":
-        nxt = day + timedelta(days=1)
-    elif period == "weekly":
-        nxt = day + timedelta(days=7 - day.weekday())
-    elif period == "monthly":
-        nxt = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
-    else:
-        return None
-    return datetime.combine(nxt, time(0), ZoneInfo(zone)).astimezone(UTC)
-
-
-# --- one step's progress ------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an integer beyond any float: not a spend worth counting
-        return None
-
-
-def _streak_run(days: list[str]) -> int:
-    """Consecutive local days ending at the latest one seen."""
-    if not days:
-        return 0
-    ordered = sorted({date.fromisoformat(d) for d in days}, reverse=True)
-    run = 1
-    for a, b in pairwise(ordered):
-        if (a - b).days != 1:
-            break
-        run += 1
-    return run
-
-
-def step_progress(goal: Goal, st: dict[str, Any], today: date | None = None) -> float:
-    kind = goal.kind
-    if kind in ("count", "sum"):
-        return float(st.get("n", 0))
-    if kind == "distinct":
-        return float(len(st.get("vals", ())))
-    days = st.get("days", [])
-    if today is not None and days and (today - date.fromisoformat(max(days))).days > 1:
-        return 0.0  # the run is broken: it starts again with the next day
-    return float(_streak_run(days))
-
-
-def advance(goal: Goal, st: dict[str, Any], properties: dict[str, Any], day: date) -> None:
-    """Apply one accepted event to a step's state."""
-    kind = goal.kind
-    if kind == "count":
-        st["n"] = st.get("n", 0) + 1
-    elif kind == "sum":
-        value = _number(properties.get(goal.property or ""))
-        if value is not None and value > 0:
-            total = st.get("n", 0) + value
-            st["n"] = int(total) if float(total).is_integer() else total
-    elif kind == "distinct":
-        value = properties.get(goal.property or "")
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            vals: list[Any] = st.setdefault("vals", [])
-            if value not in vals and len(vals) < goal.goal_target:
-                vals.append(value)
-    else:
-        days: list[str] = st.setdefault("days", [])
-        key = day.isoformat()
-        if key not in days:
-            days.append(key)
-            days.sort()
-            del days[: max(0, len(days) - (int(goal.goal_target) + STREAK_SLACK))]
-
-
-def number(x: float) -> int | float:
-    """Whole numbers as integers, for the app's "2 / 3"."""
-    return int(x) if float(x).is_integer() else x
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
-
-
-def remaining_text(ctx: Context, step: Step, progress: float) -> str:
-    goal = step.goal
-    target = goal.goal_target
-    remaining = max(0.0, target - progress)
-    if remaining <= 0:
-        return "Done"
-    values = {"remaining": _fmt(remaining), "target": _fmt(target), "progress": _fmt(progress)}
-    template = step.remaining_text
-    if isinstance(template, RemainingText):
-        template = template.one if remaining == 1 else template.other
-    if template:
-        try:
-            return template.format(**values)
-        except Exception:  # content checks the templates; an unforeseen one shows as written
-            return template
-    one = remaining == 1
-    if goal.kind == "count":
-        events: EventCatalog = ctx.content.get("events")
-        noun, nouns = events.nouns_for(goal.event)
-        return f"{values['remaining']} more {noun if one else nouns}"
-    if goal.kind == "sum":
-        return f"{values['remaining']} more {goal.sum} to go"
-    if goal.kind == "distinct":
-        return f"{values['remaining']} more different {goal.distinct}"
-    return f"{values['remaining']} more {'day' if one else 'days'} in a row"
+def step_remaining_text(ctx: Context, step: Step, progress: float) -> str:
+    return remaining_text(ctx.content.get("events"), step.goal, step.remaining_text, progress)
 
 
 # --- applying events ----------------------------------------------------------------------------
@@ -291,7 +164,7 @@ def _apply(
             "target": number(target),
             "steps_done": len(done),
             "steps": len(quest.all_steps),
-            "remaining_text": remaining_text(ctx, step, progress),
+            "remaining_text": step_remaining_text(ctx, step, progress),
         }
         if len(done) == len(quest.all_steps):
             _complete(quest, period, run, event, out)
@@ -626,7 +499,7 @@ def _quest_out(
         elif s_status == "locked":
             text = _locked_text(catalog, quest, locked_reason, zone)
         else:
-            text = remaining_text(ctx, step, progress)
+            text = step_remaining_text(ctx, step, progress)
         steps.append(
             QuestStepOut(
                 step_id=step.id,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server.tasks import where as where_module
-from server.tasks.where import MAX_DEPTH, MAX_LENGTH, MAX_LIST, Ref, Where, WhereError, compile_where
+from server.content import where as where_module
+from server.content.where import MAX_DEPTH, MAX_LENGTH, MAX_LIST, Ref, Where, WhereError, compile_where
 
 
 def matches(source: str | dict, properties: dict) -> bool:

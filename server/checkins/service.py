@@ -23,6 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.checkins.content import CheckinContent
+from server.checkins.models import COUNTED, CheckinDay, StreakState
+from server.checkins.schemas import CalendarDay, CalendarOut, CheckinOut, RepairOffer, Reward, StreakOut
+from server.content.periods import local_day
 from server.db import utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
@@ -30,9 +34,6 @@ from server.ledger import service as ledger
 from server.members.models import Member
 from server.members.service import ensure_member
 from server.realtime.hub import send_live
-from server.tasks.content import CheckinContent
-from server.tasks.models import COUNTED, CheckinDay, StreakState
-from server.tasks.schemas import CalendarDay, CalendarOut, CheckinOut, RepairOffer, Reward, StreakOut
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
 
 def rules(ctx: Context) -> CheckinContent:
     return ctx.content.get("checkin")  # type: ignore[no-any-return]
-
-
-def local_date(zone: str, at: datetime) -> date:
-    return at.astimezone(ZoneInfo(zone)).date()
 
 
 def next_midnight(zone: str, at: datetime) -> datetime:
@@ -119,8 +116,8 @@ async def _switch_zone_if_due(
         state.zone = member.timezone
     if state.pending_zone is None or state.pending_from is None or now < state.pending_from:
         return upkeep
-    old_date = local_date(state.zone, state.pending_from)
-    new_date = local_date(state.pending_zone, state.pending_from)
+    old_date = local_day(state.zone, state.pending_from)
+    new_date = local_day(state.pending_zone, state.pending_from)
     alive = (
         state.last_date is not None and state.current > 0 and state.last_date >= old_date - timedelta(days=1)
     )
@@ -198,7 +195,7 @@ async def settle(
     member = await _member(session, member_id)
     state = await _lock_state(session, member_id)
     switched = await _switch_zone_if_due(session, state, member, now)
-    today = local_date(_zone_now(state, member), now)
+    today = local_day(_zone_now(state, member), now)
     settled = await _settle(ctx, session, state, today)
     settled.excused = switched.excused
     return member, state, today, settled
@@ -247,7 +244,7 @@ async def check_in(ctx: Context, member_id: str, now: datetime | None = None) ->
         state = await session.get(StreakState, member_id)
         switch_due = state is not None and state.pending_from is not None and now >= state.pending_from
         if state is not None and state.zone is not None and not switch_due:
-            answer = await _already(content, session, state, local_date(state.zone, now), state.zone, [])
+            answer = await _already(content, session, state, local_day(state.zone, now), state.zone, [])
             if answer is not None:
                 return answer
     async with ctx.db.transaction() as session:
@@ -632,5 +629,5 @@ async def current_streak(session: AsyncSession, member_id: str, now: datetime | 
     state = await session.get(StreakState, member_id)
     if state is None or state.last_date is None or state.zone is None or state.current == 0:
         return 0
-    missed = (local_date(state.zone, now or utcnow()) - state.last_date).days - 1
+    missed = (local_day(state.zone, now or utcnow()) - state.last_date).days - 1
     return state.current if missed <= state.freezes_held else 0

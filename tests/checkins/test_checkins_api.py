@@ -50,7 +50,7 @@ async def test_bad_requests_change_nothing(http, as_member, member_id):
 
 
 async def test_freeze_purchase_with_idempotency_key(http, as_member, as_brand, member_id, ctx):
-    from server.tasks.service import rules
+    from server.checkins.service import rules
 
     price = rules(ctx).freeze.price
     await http.put(f"/v1/members/{member_id}", json={}, headers=as_brand)
