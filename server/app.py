@@ -14,7 +14,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from server import domains
-from server.auth import provide_api_client, provide_manager, provide_member_id, provide_reader
+from server.admin.service import provide_manager
+from server.auth import provide_api_client, provide_member_id, provide_reader
 from server.config import Settings, get_settings
 from server.content.service import ContentWatcher, startup_content
 from server.context import Context

@@ -170,7 +170,7 @@ def manager_create(
     name: str = typer.Option(None, "--name", help="the name shown in the console (default: from the email)"),
 ) -> None:
     """Create a manager account; the password is read from ENGAGE_MANAGER_PASSWORD, else asked twice."""
-    from server.auth import create_manager
+    from server.admin.service import create_manager
     from server.errors import ProblemError
 
     password = os.environ.get("ENGAGE_MANAGER_PASSWORD") or typer.prompt(
@@ -187,7 +187,7 @@ def manager_create(
 @manager_app.command("list")
 def manager_list() -> None:
     """The managers' accounts (never their passwords)."""
-    from server.auth import list_managers
+    from server.admin.service import list_managers
 
     for row in _with_context(get_settings(), list_managers):
         state = f"disabled {row.disabled_at:%Y-%m-%d}" if row.disabled_at else "active"
@@ -197,7 +197,7 @@ def manager_list() -> None:
 @manager_app.command("disable")
 def manager_disable(email: str) -> None:
     """Disable a manager: no more logins, and their sessions end (on every instance within seconds)."""
-    from server.auth import disable_manager
+    from server.admin.service import disable_manager
 
     if not _with_context(get_settings(), lambda ctx: disable_manager(ctx, email)):
         typer.echo(f"no active manager {email}", err=True)

@@ -40,7 +40,7 @@ def load() -> None:
 
 
 def route_handlers() -> list[Any]:
-    from server.auth_routes import AdminSessionsController
+    from server.admin.routes import AdminSessionsController, ReferralReviewController
     from server.badges.routes import (
         BadgeGrantsController,
         BadgesController,
@@ -54,7 +54,7 @@ def route_handlers() -> list[Any]:
     from server.members.routes import MembersController
     from server.ops import health, metrics, ready
     from server.realtime.routes import live
-    from server.referrals.routes import LandingController, ReferralReviewController, ReferralsController
+    from server.referrals.routes import LandingController, ReferralsController
     from server.tasks.routes import QuestsController
 
     return [
@@ -87,7 +87,7 @@ def models() -> None:
         "server.events.models",
         "server.outbox",
         "server.auth",
-        "server.audit",
+        "server.admin.models",
         "server.referrals.models",
         "server.scheduler",
         "server.checkins.models",

@@ -370,7 +370,7 @@ MANAGER_PASSWORD = "correct horse battery staple"
 async def manager_token(ctx: Context, role: str = "editor", email: str | None = None) -> str:
     """A bearer token of a new manager with `role` (a unique email unless one is given), logged
     in: for tests that call the admin APIs (`Authorization: Bearer <token>`)."""
-    from server.auth import create_manager, login
+    from server.admin.service import create_manager, login
 
     email = email or f"{unique('manager')}@example.com"
     await create_manager(ctx, email, MANAGER_PASSWORD, role)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.params import Parameter
 
-from server.auth import Manager, member_from_token, provide_api_client, require_role
+from server.auth import member_from_token, provide_api_client
 from server.context import Context
 from server.errors import ProblemError
 from server.referrals import service
@@ -15,11 +15,7 @@ from server.referrals.schemas import (
     ClaimIn,
     ClaimOut,
     CodeOut,
-    HeldOut,
     MyReferralsOut,
-    ReassignIn,
-    ReviewIn,
-    ReviewOut,
     VanityIn,
 )
 
@@ -110,65 +106,3 @@ class LandingController(Controller):
             media_type=MediaType.HTML,
             headers={"Cache-Control": "no-store"},
         )
-
-
-class ReferralReviewController(Controller):
-    """The managers' review of held referrals (`Authorization: Bearer <manager token>`)."""
-
-    path = "/v1/admin/referrals"
-    tags = ["referrals", "admin"]
-
-    @get("/held", operation_id="listHeldReferrals")
-    async def held(
-        self,
-        ctx: Context,
-        manager: Manager,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
-    ) -> HeldOut:
-        """Held referrals, longest waiting first: both sides, the signals behind the risk score
-        and the pending rewards."""
-        found = await service.held(ctx, limit=limit, after=cursor)
-        return HeldOut(found, found[-1]["friend_id"] if len(found) == limit else None)
-
-    @post("/{friend_id:str}/approve", operation_id="approveReferral", status_code=200)
-    async def approve(
-        self, ctx: Context, manager: Manager, friend_id: _MemberId, data: ReviewIn
-    ) -> ReviewOut:
-        """Clear a held referral: its pending rewards are paid (editor role)."""
-        require_role(manager, "editor")
-        r = await service.approve(ctx, friend_id, actor=f"manager:{manager.email}", reason=data.reason)
-        return _review_out(r)
-
-    @post("/{friend_id:str}/reject", operation_id="rejectReferral", status_code=200)
-    async def reject(self, ctx: Context, manager: Manager, friend_id: _MemberId, data: ReviewIn) -> ReviewOut:
-        """Refuse a held referral: pending rewards are dropped and any paid are reversed through
-        the ledger (editor role)."""
-        require_role(manager, "editor")
-        r, undone = await service.reject(ctx, friend_id, actor=f"manager:{manager.email}", reason=data.reason)
-        return _review_out(r, undone)
-
-    @put("/{friend_id:str}", operation_id="reassignReferral")
-    async def reassign(
-        self, ctx: Context, manager: Manager, friend_id: _MemberId, data: ReassignIn
-    ) -> ReviewOut:
-        """Correct who referred a member, by the right referrer's code, before anything was paid
-        (editor role)."""
-        require_role(manager, "editor")
-        r = await service.reassign(
-            ctx, friend_id, data.code, actor=f"manager:{manager.email}", reason=data.reason
-        )
-        return _review_out(r)
-
-
-def _review_out(r: Any, undone: dict[str, Any] | None = None) -> ReviewOut:
-    return ReviewOut(
-        r.friend_id,
-        r.referrer_id,
-        r.status,
-        r.risk_score,
-        r.reviewed_by,
-        r.reviewed_at,
-        r.review_reason,
-        undone,
-    )

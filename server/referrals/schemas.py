@@ -59,28 +59,3 @@ class MyReferralsOut(msgspec.Struct):
     next_milestone: dict[str, Any] | None
     board: dict[str, Any] | None
     referred_by: dict[str, Any] | None
-
-
-class HeldOut(msgspec.Struct):
-    referrals: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str
-
-
-class ReassignIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: str
-    reason: str
-
-
-class ReviewOut(msgspec.Struct):
-    friend_id: str
-    referrer_id: str
-    status: str
-    risk_score: int
-    reviewed_by: str | None
-    reviewed_at: datetime | None
-    review_reason: str | None
-    undone: dict[str, Any] | None = None

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import audit
 from server.content.goals import Reward
 from server.db import insert_ignore, lock_members, utcnow
 from server.errors import ProblemError
@@ -662,77 +661,56 @@ async def _review(session: AsyncSession, friend_id: str, actor: str, reason: str
     return referral
 
 
-async def approve(ctx: Context, friend_id: str, *, actor: str, reason: str) -> Referral:
+async def approve(
+    ctx: Context, session: AsyncSession, friend_id: str, *, actor: str, reason: str
+) -> Referral:
     """A manager clears a held referral: pending rewards are paid (or, before the qualifying
-    action, the referral waits for it and is not held again)."""
-    async with ctx.db.transaction() as session:
-        now = utcnow()
-        referral = await _review(session, friend_id, actor, reason, now)
-        if referral.paid_at is not None:
-            referral.status = "converted"  # held after payment: nothing more to pay
-        elif referral.converted_at is not None:
-            await pay(ctx, session, referral, now)
-        else:
-            referral.status = "claimed"
-        audit.record(
-            session,
-            actor=actor,
-            action="referral.approve",
-            target=f"member:{friend_id}",
-            reason=reason,
-            details={
-                "referrer_id": referral.referrer_id,
-                "risk_score": referral.risk_score,
-                "status": referral.status,
-            },
-        )
-        return referral
+    action, the referral waits for it and is not held again). In the caller's transaction."""
+    now = utcnow()
+    referral = await _review(session, friend_id, actor, reason, now)
+    if referral.paid_at is not None:
+        referral.status = "converted"  # held after payment: nothing more to pay
+    elif referral.converted_at is not None:
+        await pay(ctx, session, referral, now)
+    else:
+        referral.status = "claimed"
+    return referral
 
 
-async def reject(ctx: Context, friend_id: str, *, actor: str, reason: str) -> tuple[Referral, dict[str, Any]]:
+async def reject(
+    ctx: Context, session: AsyncSession, friend_id: str, *, actor: str, reason: str
+) -> tuple[Referral, dict[str, Any]]:
     """A manager refuses a held referral: pending rewards are dropped, and what was paid already
     (a referral held after payment) is reversed through the ledger, with the referrer's boost and
-    any milestone the referral no longer reaches. Returns the referral and what was undone."""
-    async with ctx.db.transaction() as session:
-        now = utcnow()
-        referral = await _review(session, friend_id, actor, reason, now)
-        referral.status = "rejected"
-        undone: dict[str, Any] = {"dropped": 0, "reversed_points": 0, "reversed_growth": 0, "unrecovered": []}
-        await _take_back(
-            ctx,
-            session,
-            await _rows(session, ReferralReward.friend_id == friend_id, ReferralReward.role != "milestone"),
-            f"referral rejected: {reason}"[:200],
-            now,
-            undone,
+    any milestone the referral no longer reaches. Returns the referral and what was undone; in the
+    caller's transaction."""
+    now = utcnow()
+    referral = await _review(session, friend_id, actor, reason, now)
+    referral.status = "rejected"
+    undone: dict[str, Any] = {"dropped": 0, "reversed_points": 0, "reversed_growth": 0, "unrecovered": []}
+    await _take_back(
+        ctx,
+        session,
+        await _rows(session, ReferralReward.friend_id == friend_id, ReferralReward.role != "milestone"),
+        f"referral rejected: {reason}"[:200],
+        now,
+        undone,
+    )
+    await end_boost(session, referral.referrer_id, f"referral:{friend_id}", now)
+    # Milestones the referrer no longer reaches without this referral (only a paid one counted).
+    await session.flush()
+    count = await converted_count(session, referral.referrer_id)
+    over = [
+        r
+        for r in await _rows(
+            session, ReferralReward.member_id == referral.referrer_id, ReferralReward.role == "milestone"
         )
-        await end_boost(session, referral.referrer_id, f"referral:{friend_id}", now)
-        # Milestones the referrer no longer reaches without this referral (only a paid one counted).
-        await session.flush()
-        count = await converted_count(session, referral.referrer_id)
-        over = [
-            r
-            for r in await _rows(
-                session, ReferralReward.member_id == referral.referrer_id, ReferralReward.role == "milestone"
-            )
-            if referral.paid_at is not None and r.milestone is not None and r.milestone > count
-        ]
-        await _take_back(
-            ctx, session, over, "referral milestone taken back: a referral was rejected", now, undone
-        )
-        audit.record(
-            session,
-            actor=actor,
-            action="referral.reject",
-            target=f"member:{friend_id}",
-            reason=reason,
-            details={
-                "referrer_id": referral.referrer_id,
-                "risk_score": referral.risk_score,
-                "undone": undone,
-            },
-        )
-        return referral, undone
+        if referral.paid_at is not None and r.milestone is not None and r.milestone > count
+    ]
+    await _take_back(
+        ctx, session, over, "referral milestone taken back: a referral was rejected", now, undone
+    )
+    return referral, undone
 
 
 async def _take_back(
@@ -766,34 +744,28 @@ def _check_reason(reason: str) -> None:
         raise ProblemError(400, "invalid_reason", "A review states its reason, 1 to 500 characters.")
 
 
-async def reassign(ctx: Context, friend_id: str, code_text: str, *, actor: str, reason: str) -> Referral:
-    """A manager corrects who referred a member (before any reward was paid)."""
+async def reassign(
+    ctx: Context, session: AsyncSession, friend_id: str, code_text: str, *, reason: str
+) -> tuple[Referral, str]:
+    """A manager corrects who referred a member (before any reward was paid), in the caller's
+    transaction. Returns the referral and its referrer before."""
     _check_reason(reason)
     key = skeleton(code_text)
-    async with ctx.db.transaction() as session:
-        code = await session.get(ReferralCode, key) if key else None
-        if code is None:
-            raise ProblemError(404, "code_not_found", "There is no referral code like that.")
-        if code.member_id == friend_id:
-            raise ProblemError(409, "self_referral", "A member cannot be their own referrer.")
-        referral = await _locked_referral(session, friend_id, code.member_id)
-        if referral.converted_at is not None or referral.status == "converted":
-            raise ProblemError(
-                409,
-                "referral_converted",
-                "This referral has converted (its rewards are set); it cannot change.",
-            )
-        before = referral.referrer_id
-        referral.referrer_id, referral.code = code.member_id, code.code
-        audit.record(
-            session,
-            actor=actor,
-            action="referral.reassign",
-            target=f"member:{friend_id}",
-            reason=reason,
-            details={"from": before, "to": code.member_id},
+    code = await session.get(ReferralCode, key) if key else None
+    if code is None:
+        raise ProblemError(404, "code_not_found", "There is no referral code like that.")
+    if code.member_id == friend_id:
+        raise ProblemError(409, "self_referral", "A member cannot be their own referrer.")
+    referral = await _locked_referral(session, friend_id, code.member_id)
+    if referral.converted_at is not None or referral.status == "converted":
+        raise ProblemError(
+            409,
+            "referral_converted",
+            "This referral has converted (its rewards are set); it cannot change.",
         )
-        return referral
+    before = referral.referrer_id
+    referral.referrer_id, referral.code = code.member_id, code.code
+    return referral, before
 
 
 async def held(ctx: Context, *, limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:

@@ -11,10 +11,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from server import audit
-from server.auth import (
-    Manager,
-    ManagerSession,
+from server.admin import audit
+from server.admin.models import Manager, ManagerSession
+from server.admin.service import (
     create_manager,
     disable_manager,
     list_managers,

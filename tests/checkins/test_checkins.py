@@ -10,14 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from server.checkins import service as checkins
+from server.checkins.jobs import streak_upkeep, streaks_at_risk
+from server.checkins.models import StreakState
 from server.errors import ProblemError
 from server.ledger import service as ledger
 from server.ledger.models import LedgerEntry
 from server.members.models import Member
 from server.members.schemas import MemberIn
 from server.members.service import upsert_member
-from server.checkins.jobs import streak_upkeep, streaks_at_risk
-from server.checkins.models import StreakState
 from tests.support import unique
 
 # Balances here are the check-ins' own: no quest rewards for the check-ins made.

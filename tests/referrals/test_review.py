@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
-from server.audit import AuditRecord
+from server.admin.models import AuditRecord
 from server.db import utcnow
 from server.ledger import service as ledger
 from server.ledger.earning import active_boosts

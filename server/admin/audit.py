@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
 
-from server.db import UTCDateTime, utcnow
+from server.admin.models import AuditRecord
+from server.db import utcnow
 
 if TYPE_CHECKING:
     from server.context import Context
 
 SYSTEM = "system"
 MAX_RECENT = 500
-
-
-class AuditRecord(SQLModel, table=True):
-    """One change made by a person or a system. Append-only: never updated, never deleted by the app."""
-
-    __tablename__ = "audit_log"
-
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(
-            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
-    )
-    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    actor: str = Field(max_length=255)  # manager:<email> | api_key:<name> | system
-    action: str = Field(max_length=100, index=True)  # e.g. referral.approve
-    target: str = Field(max_length=255, index=True)  # e.g. member:<id>, manager:<email>
-    reason: str = Field(default="", sa_column=Column(sa.Text, nullable=False))
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 def record(

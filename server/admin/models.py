@@ -1,0 +1,64 @@
+"""The admin domain's tables: community managers, their sessions and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+
+from server.db import UTCDateTime
+
+
+class Manager(SQLModel, table=True):
+    """A community manager's account for the admin console. Only an argon2 hash of the password
+    is stored; a disabled manager can no longer log in and their sessions end."""
+
+    __tablename__ = "managers"
+    __table_args__ = (sa.UniqueConstraint("email", name="uq_managers_email"),)
+
+    id: str = Field(primary_key=True, max_length=16)
+    email: str = Field(max_length=200)  # lower-cased
+    display_name: str = Field(max_length=100)
+    role: str = Field(max_length=16)  # viewer | editor | owner
+    password_hash: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    disabled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this manager."""
+        return f"manager:{self.email}"
+
+
+class ManagerSession(SQLModel, table=True):
+    """One login. The token is `em_<id>_<secret>`; only its sha256 is stored."""
+
+    __tablename__ = "manager_sessions"
+
+    id: str = Field(primary_key=True, max_length=16)
+    manager_id: str = Field(max_length=16, index=True)
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class AuditRecord(SQLModel, table=True):
+    """One change made by a person or a system. Append-only: never updated, never deleted by the app."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(max_length=255)  # manager:<email> | api_key:<name> | system
+    action: str = Field(max_length=100, index=True)  # e.g. referral.approve
+    target: str = Field(max_length=255, index=True)  # e.g. member:<id>, manager:<email>
+    reason: str = Field(default="", sa_column=Column(sa.Text, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

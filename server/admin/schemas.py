@@ -1,0 +1,73 @@
+"""What the admin API takes and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+
+class LoginIn(msgspec.Struct):
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class ManagerOut(msgspec.Struct):
+    id: str
+    email: str
+    display_name: str
+    role: str  # viewer | editor | owner
+
+
+class SessionOut(msgspec.Struct):
+    """A new admin session: send `token` as `Authorization: Bearer <token>` until `expires_at`."""
+
+    token: str
+    expires_at: datetime
+    manager: ManagerOut
+
+
+class AuditRecordOut(msgspec.Struct):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+    details: dict[str, Any]
+
+
+class AuditOut(msgspec.Struct):
+    """The newest records first; `next_before` pages on (`?before=`), null on the last page."""
+
+    records: list[AuditRecordOut]
+    next_before: int | None = None
+
+
+# --- the review of held referrals
+
+
+class HeldOut(msgspec.Struct):
+    referrals: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class ReassignIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+    reason: str
+
+
+class ReviewOut(msgspec.Struct):
+    friend_id: str
+    referrer_id: str
+    status: str
+    risk_score: int
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+    undone: dict[str, Any] | None = None
