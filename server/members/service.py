@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -21,7 +22,6 @@ from server.realtime.hub import send_live
 if TYPE_CHECKING:
     from server.context import Context
 
-# The ladder when content names none: the lowest first. A member without a tier is on the first.
 MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
 MAX_FRIENDS = 1000
 _ZONES: set[str] | None = None
@@ -68,6 +68,72 @@ def check_timezone(name: str) -> str:
 def tier_ladder(ctx: Context) -> list[str]:
     """The tiers, lowest first: from content once it names a ladder, else the default one."""
     return tier_names(getattr(ctx, "content", None))  # a CLI command may run without content
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What other domains read of a member: how to name them, their zone, tier and team. A member
+    without a tier is on the first of the ladder; one not known yet has a profile of defaults."""
+
+    member_id: str
+    display_name: str | None
+    timezone: str
+    tier: str
+    team_id: str | None
+    signed_up_at: datetime | None
+    created_at: datetime | None  # None: not a member yet
+
+    @property
+    def known(self) -> bool:
+        return self.created_at is not None
+
+    @property
+    def joined_at(self) -> datetime | None:
+        """When the member joined the brand's program: their sign-up, else their first appearance."""
+        return self.signed_up_at or self.created_at
+
+
+_M = Member.__table__.c
+_PROFILES = sa.select(
+    _M.id, _M.display_name, _M.timezone, _M.tier, _M.team_id, _M.signed_up_at, _M.created_at
+).where(_M.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
+    """The profiles of many members in one statement, in the caller's transaction (for each id
+    asked, known or not). Every domain reads members through this, never the table itself."""
+    first_tier = tier_ladder(ctx)[0]
+    # A Core statement on the session's connection: the same transaction, without the ORM's work.
+    rows = await (await session.connection()).execute(_PROFILES, {"ids": list(member_ids)})
+    found = {
+        r.id: Profile(
+            r.id, r.display_name, r.timezone, r.tier or first_tier, r.team_id, r.signed_up_at, r.created_at
+        )
+        for r in rows
+    }
+    return {m: found.get(m) or Profile(m, None, "UTC", first_tier, None, None, None) for m in member_ids}
+
+
+async def profile(ctx: Context, session: AsyncSession, member_id: str) -> Profile:
+    """One member's profile (see `profiles`)."""
+    return (await profiles(ctx, session, [member_id]))[member_id]
+
+
+async def member_count(session: AsyncSession) -> int:
+    """How many members there are (bare ones too)."""
+    return int((await session.execute(sa.select(sa.func.count()).select_from(Member.__table__))).scalar_one())
+
+
+async def friend_lists(session: AsyncSession, member_ids: list[str]) -> dict[str, list[str]]:
+    """The friend lists of many members in one statement (sorted; empty without one)."""
+    table = MemberFriend.__table__
+    found = await session.execute(
+        sa.select(table.c.member_id, table.c.friend_id).where(table.c.member_id.in_(sorted(set(member_ids))))
+    )
+    lists: dict[str, list[str]] = {m: [] for m in member_ids}
+    for member_id, friend_id in found:
+        lists[member_id].append(friend_id)
+    return {m: sorted(f) for m, f in lists.items()}
 
 
 def to_out(m: Member) -> MemberOut:
