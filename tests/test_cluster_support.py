@@ -1,14 +1,19 @@
 """The three-node Redis Cluster of `tests.support.RedisClusterServers`, and what redis-py's async
-RedisCluster does on it: slot routing, Lua scripts, pipelines and multi-key commands on one slot."""
+RedisCluster does on it: slot routing, Lua scripts, pipelines and multi-key commands on one slot;
+then the boards' own scripts run through `server.redis.AutoPipeline` on it, as the server does."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import RedisCluster
-from redis.exceptions import CrossSlotTransactionError, NoScriptError, RedisClusterException
+from redis.exceptions import CrossSlotTransactionError, RedisClusterException
 
+from server.leaderboards import keys
+from server.redis import AutoPipeline
 from tests.support import RedisClusterServers, unique
 
 BOARD = "{board:2026-W47}"
@@ -150,58 +155,107 @@ async def test_pipeline_across_slots(rc: RedisCluster) -> None:
     assert await pipe.execute() == [1, 1, 1]
 
 
-async def test_scripts_in_cluster_pipeline(rc: RedisCluster) -> None:
-    a, b = board_keys()
-    tags = list(tags_on_distinct_nodes(rc).values())
-    script = rc.register_script(ZADD_BOTH)
-    pipe = rc.pipeline(transaction=False)
+def board_bases_on_distinct_nodes(rc: RedisCluster, prefix: str, count: int = 3) -> list[str]:
+    """Keys' common start of board periods (`keys.base_key`), each held by a different node."""
+    run, found = unique("board"), {}
+    for i in range(1000):
+        b = keys.base_key(prefix, f"{run}-{i}", "2026-W47")
+        found.setdefault(rc.get_node_from_key(b).name, b)
+        if len(found) == count:
+            return list(found.values())
+    raise AssertionError("no board periods found for every node")
 
-    # EVALSHA and SCRIPT LOAD are on redis-py's PIPELINE_BLOCKED_COMMANDS list for cluster pipelines:
-    # the methods raise at once, and so does an AsyncScript called with the pipeline as client.
-    with pytest.raises(RedisClusterException, match="evalsha is blocked"):
-        pipe.evalsha(script.sha, 2, a, b, 1, "m")
-    with pytest.raises(RedisClusterException, match="script_load is blocked"):
-        pipe.script_load(ZADD_BOTH)
-    with pytest.raises(RedisClusterException, match="evalsha is blocked"):
-        await script(keys=[a, b], args=[1, "m"], client=pipe)
-    assert len(pipe) == 0
 
-    # EVAL is not blocked: routed by its keys like any command (and it caches the script on that node).
-    pipe.eval(ZADD_BOTH, 2, a, b, 1, "m1")
-    pipe.eval(ZADD_BOTH, 2, tags[0] + ":a", tags[0] + ":b", 1, "m1")
-    pipe.set(tags[1] + ":k", "v")
-    assert await pipe.execute() == [2, 2, True]
+def apply_args(b: str, member: str, version: int, score: int, tops: str = "") -> list[Any]:
+    """APPLY's ARGV as `index.apply_scores` sends it (global scope only, no expiry, descending)."""
+    return [
+        b,
+        member,
+        version,
+        keys.encode(score, 0, "desc"),
+        "",
+        f"{score}\t{member.upper()}",
+        0,
+        "",
+        tops,
+        "d",
+    ]
 
-    # Raw EVALSHA through execute_command is not blocked and is routed by its keys.
-    # Without the script on a node the pipeline still runs the rest, then raises NoScriptError
-    # (no automatic SCRIPT LOAD, unlike AsyncScript and the non-cluster Pipeline).
+
+def read_args(b: str) -> list[Any]:
+    """READ's ARGV as `standings._live` sends it for the global top 10 of a descending board."""
+    return [b, "top", 0, 10, "d", "", 0, ""]
+
+
+async def test_board_scripts_through_the_auto_pipeline_on_a_cluster(
+    rc: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the boards rely on when their Redis is a cluster: `server.redis.AutoPipeline` sends the
+    APPLY and READ calls of one moment, for board periods held by different nodes, as one cluster
+    pipeline whose answers each reach their own caller; a node without the scripts answers
+    NoScriptError, and `AutoPipeline.evalsha` loads the script and calls again."""
+    pipelines: list[object] = []
+    real_pipeline = rc.pipeline
+
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        pipelines.append(pipe)
+        return pipe
+
+    monkeypatch.setattr(rc, "pipeline", counted_pipeline)
+    auto = AutoPipeline(rc)
+    bases = board_bases_on_distinct_nodes(rc, unique("t") + ":")
+
+    def apply(b: str, *args: Any, **kwargs: Any) -> Any:
+        return auto.evalsha(keys.APPLY_SHA, keys.APPLY, [b + ":m", b + ":g"], apply_args(b, *args, **kwargs))
+
+    def read(b: str) -> Any:
+        return auto.evalsha(keys.READ_SHA, keys.READ, [b + ":m", b + ":g"], read_args(b))
+
+    # No node has the scripts: each caller hears NoScriptError from the pipeline, loads the script
+    # and calls again. Every board gets its first member; periods never written read empty.
     assert await rc.script_flush() is True
-    pipe = rc.pipeline(transaction=False)
-    pipe.execute_command("EVALSHA", script.sha, 2, a, b, 1, "m2")
-    pipe.set(tags[2] + ":k", "v")
-    with pytest.raises(NoScriptError):
-        await pipe.execute()
-    assert await rc.get(tags[2] + ":k") == "v"
-    pipe.execute_command("EVALSHA", script.sha, 2, a, b, 1, "m2")
-    results = await pipe.execute(raise_on_error=False)
-    assert isinstance(results[0], NoScriptError)
+    empty = board_bases_on_distinct_nodes(rc, unique("t") + ":")
+    first = await asyncio.gather(
+        *(apply(b, "a", 1, 10 * (n + 1)) for n, b in enumerate(bases)), *(read(b) for b in empty)
+    )
+    assert first == [[-1, 0, ""]] * 3 + [[0, 0, ""]] * 3
+    assert len(pipelines) >= 1  # the first try; the calls again go as their scripts are loaded
+    for node in rc.get_primaries():
+        exists = await rc.execute_command("SCRIPT EXISTS", keys.APPLY_SHA, keys.READ_SHA, target_nodes=node)
+        assert exists == [True, True], node.name
 
-    # RedisCluster.script_load sends SCRIPT LOAD to every primary, after which EVALSHA works on any slot.
-    assert await rc.script_load(ZADD_BOTH) == script.sha
-    pipe = rc.pipeline(transaction=False)
-    pipe.execute_command("EVALSHA", script.sha, 2, a, b, 1, "m2")
-    for tag in tags:
-        pipe.execute_command("EVALSHA", script.sha, 2, tag + ":a", tag + ":b", 1, "m2")
-    assert await pipe.execute() == [4, 4, 2, 2]
+    # One moment's calls on three nodes: one pipeline, each answer to its caller, in call order on
+    # each board (rank 0 is the top of a descending board; "1" asks who was pushed out of the top 1).
+    pipelines.clear()
+    calls = []
+    for n, b in enumerate(bases):
+        calls += [
+            apply(b, "b", 1, 5 + n),  # below a: rank 1
+            apply(b, "c", 1, 100 + n, tops="1"),  # to the top, pushing a out of it
+            apply(b, "a", 1, 999),  # a replay of a version Redis holds: nothing changes
+            apply(b, "b", 2, 50 + n),  # b's newer version: from rank 2 to rank 1
+        ]
+    results = await asyncio.gather(*calls)
+    assert len(pipelines) == 1
+    for n, b in enumerate(bases):
+        b_then = str(keys.encode(5 + n, 0, "desc"))  # ZSCORE's text of b's composite score
+        assert results[4 * n : 4 * n + 4] == [
+            [-1, 1, ""],
+            [-1, 0, "", "1", "a"],
+            [-2],
+            [2, 1, b_then],
+        ], b
 
-    # Keys of two slots in one EVALSHA are refused when the pipeline is executed.
-    pipe = rc.pipeline(transaction=False)
-    pipe.execute_command("EVALSHA", script.sha, 2, tags[0] + ":a", tags[1] + ":b", 1, "m")
-    with pytest.raises(RedisClusterException, match="same key slot"):
-        await pipe.execute()
-
-    # In a transactional pipeline raw EVALSHA works too (one slot only).
-    pipe = rc.pipeline(transaction=True)
-    pipe.execute_command("EVALSHA", script.sha, 2, a, b, 1, "m3")
-    pipe.zcard(a)
-    assert await pipe.execute() == [6, 3]
+    # Reads of the three boards together, then one alone (sent without a pipeline).
+    pipelines.clear()
+    standings = await asyncio.gather(*(read(b) for b in bases))
+    assert len(pipelines) == 1
+    for n, out in enumerate(standings):
+        assert out == [
+            3,
+            0,
+            f"c\t1\t\t{100 + n}\tC\nb\t2\t\t{50 + n}\tB\na\t1\t\t{10 * (n + 1)}\tA",
+        ], bases[n]
+    assert await read(bases[1]) == standings[1]
+    assert len(pipelines) == 1
