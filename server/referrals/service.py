@@ -24,8 +24,7 @@ from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
 from server.ledger.earning import end_boost, grant_boost
-from server.members.models import Member
-from server.members.service import check_member_id, ensure_member
+from server.members.service import check_member_id, ensure_member, profile, profiles
 from server.realtime.hub import send_live
 from server.referrals import fraud
 from server.referrals.content import ReferralsContent, program
@@ -211,18 +210,13 @@ async def find_code(ctx: Context, text: str) -> CodeOwner | None:
         row = (
             await session.execute(
                 sa.select(
-                    ReferralCode.code,
-                    ReferralCode.display,
-                    ReferralCode.member_id,
-                    ReferralCode.retired_at,
-                    Member.display_name,
-                )
-                .join(Member, Member.id == ReferralCode.member_id, isouter=True)
-                .where(ReferralCode.code == key)
+                    ReferralCode.code, ReferralCode.display, ReferralCode.member_id, ReferralCode.retired_at
+                ).where(ReferralCode.code == key)
             )
         ).first()
+        name = (await profile(ctx, session, row.member_id)).display_name if row is not None else None
     owner = (
-        CodeOwner(row.code, row.display, row.member_id, row.display_name, row.retired_at is not None)
+        CodeOwner(row.code, row.display, row.member_id, name, row.retired_at is not None)
         if row is not None
         else None
     )
@@ -289,24 +283,25 @@ async def claim(
         await lock_members(session, [friend_id, referrer_id])
         if not known_only:
             await ensure_member(session, friend_id)
-        friend = await session.get(Member, friend_id)
-        if friend is None:
+        sides = await profiles(ctx, session, [friend_id, referrer_id])
+        friend, referrer = sides[friend_id], sides[referrer_id]
+        if not friend.known:
             raise ProblemError(
                 404,
                 "member_not_found",
                 f"There is no member '{friend_id}'; create them first (PUT /v1/members).",
             )
-        referrer = await session.get(Member, referrer_id)
         existing = await session.get(Referral, friend_id)
         if existing is not None:
             if existing.referrer_id == referrer_id:
-                return Claimed(existing, referrer.display_name if referrer else None, code.display, False)
+                return Claimed(existing, referrer.display_name, code.display, False)
             raise ProblemError(
                 409,
                 "already_referred",
                 "You were referred by someone else already; a referral cannot change.",
             )
-        joined = friend.signed_up_at or friend.created_at
+        joined = friend.joined_at
+        assert joined is not None  # a known member has appeared at least
         if now > joined + timedelta(days=content.claim_window_days):
             raise ProblemError(
                 409,
@@ -354,7 +349,7 @@ async def claim(
         )
         if held:
             log.info("referral_held", friend_id=friend_id, referrer_id=referrer_id, score=found.score)
-        return Claimed(referral, referrer.display_name if referrer else None, code.display, True)
+        return Claimed(referral, referrer.display_name, code.display, True)
 
 
 # --- conversion and rewards -------------------------------------------------------------------
@@ -453,11 +448,6 @@ async def _rows(session: AsyncSession, *conds: Any) -> list[ReferralReward]:
     return list(found.scalars())
 
 
-async def _names(session: AsyncSession, ids: list[str]) -> dict[str, str | None]:
-    rows = await session.execute(sa.select(Member.id, Member.display_name).where(Member.id.in_(ids)))
-    return {r.id: r.display_name for r in rows}
-
-
 async def converted_count(session: AsyncSession, referrer_id: str) -> int:
     """The referrer's paid referrals that stand: converted, or held for review after payment
     (counted until a manager rejects them)."""
@@ -535,9 +525,10 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
         ReferralReward.status == "pending",
         ReferralReward.role != "milestone",
     )
-    names = await _names(session, [referral.referrer_id, referral.friend_id])
-    friend_name = names.get(referral.friend_id) or "a friend"
-    referrer_name = names.get(referral.referrer_id) or "a friend"
+    sides = await profiles(ctx, session, [referral.referrer_id, referral.friend_id])
+    friend, referrer = sides[referral.friend_id], sides[referral.referrer_id]
+    friend_name = friend.display_name or "a friend"
+    referrer_name = referrer.display_name or "a friend"
     reasons = {"referrer": f"referral: {friend_name} joined", "friend": f"joined with {referrer_name}'s code"}
     await _pay_rows(ctx, session, pending, reasons, now)
     await session.flush()
@@ -578,7 +569,7 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
         "referral.converted",
         {
             "role": "referrer",
-            "friend_name": names.get(referral.friend_id),
+            "friend_name": friend.display_name,
             "reward": content.referrer_reward.model_dump(),
             "conversions": count,
             "milestones_reached": [
@@ -601,7 +592,7 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
         "referral.converted",
         {
             "role": "friend",
-            "referrer_name": names.get(referral.referrer_id),
+            "referrer_name": referrer.display_name,
             "reward": content.friend_reward.model_dump(),
             "celebration": "referral",
         },
@@ -794,16 +785,16 @@ async def held(ctx: Context, *, limit: int = 50, after: str | None = None) -> li
             return []
         ids = [r.friend_id for r in found]
         rewards = await _rows(session, ReferralReward.friend_id.in_(ids))
-        names = await _names(session, sorted({*ids, *(r.referrer_id for r in found)}))
+        people = await profiles(ctx, session, sorted({*ids, *(r.referrer_id for r in found)}))
     out = []
     for r in found:
         mine = [w for w in rewards if w.friend_id == r.friend_id]
         out.append(
             {
                 "friend_id": r.friend_id,
-                "friend_name": names.get(r.friend_id),
+                "friend_name": people[r.friend_id].display_name,
                 "referrer_id": r.referrer_id,
-                "referrer_name": names.get(r.referrer_id),
+                "referrer_name": people[r.referrer_id].display_name,
                 "code": r.code,
                 "claimed_at": r.claimed_at,
                 "held_at": r.held_at,
@@ -876,7 +867,7 @@ async def my_referrals(ctx: Context, member_id: str) -> dict[str, Any]:
             )
         }
         mine = await session.get(Referral, member_id)
-        referrer_name = (await _names(session, [mine.referrer_id])).get(mine.referrer_id) if mine else None
+        referrer_name = (await profile(ctx, session, mine.referrer_id)).display_name if mine else None
     pending = {"points": 0, "growth": 0}
     earned = {"points": 0, "growth": 0}
     for status, currency, total in sums:
