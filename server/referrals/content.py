@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from server.content.goals import Reward
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.content.where import check_where, compile_where
+from server.errors import ProblemError
 from server.events.catalog import check_event_use
 
 
@@ -250,6 +251,11 @@ def program(ctx: Any) -> ReferralsContent:
     """The referral program serving now (the defaults when content has no referrals.yaml)."""
     found: ReferralsContent | None = ctx.content.get("referrals")
     return found if found is not None else _DEFAULTS
+
+
+def disabled() -> ProblemError:
+    """The answer to a member while the program is not running."""
+    return ProblemError(404, "referrals_disabled", "The referral program is not running.")
 
 
 _DEFAULTS = ReferralsContent()

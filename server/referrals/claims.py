@@ -1,0 +1,162 @@
+"""The claim: a new member names the code of whoever referred them, once, within a window after
+signing up; the referral it makes converts within its own window, or expires."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import structlog
+
+from server.db import lock_members, utcnow
+from server.errors import ProblemError
+from server.members.service import check_member_id, ensure_member, profiles
+from server.realtime.hub import send_live
+from server.referrals import fraud
+from server.referrals.codes import skeleton
+from server.referrals.content import disabled, program
+from server.referrals.models import Referral, ReferralCode
+
+if TYPE_CHECKING:
+    from server.context import Context
+
+log = structlog.get_logger(__name__)
+
+# A referral claimed and not decided yet: waiting for the qualifying action, or held for review.
+OPEN = ("claimed", "held")
+
+
+@dataclass
+class Claimed:
+    referral: Referral
+    referrer_name: str | None
+    display_code: str
+    created: bool
+
+
+async def claim(
+    ctx: Context,
+    friend_id: str,
+    code_text: str,
+    *,
+    by: str,
+    signals: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    known_only: bool = False,
+) -> Claimed:
+    """Attribute `friend_id` to the owner of a code. Within the claim window after sign-up, once
+    per member (the same claim again answers with the first), never one's own code.
+
+    `signals` are the raw `device_id`, `payment_fingerprint` and `ip` known of the friend; only
+    their keyed hashes are kept. `known_only` (a brand system claiming) refuses a member the
+    server does not know (404 `member_not_found`) instead of creating them.
+    """
+    content = program(ctx)
+    if not content.enabled:
+        raise disabled()
+    check_member_id(friend_id)
+    now = now or utcnow()
+    key = skeleton(code_text)
+    if key is None:
+        raise ProblemError(
+            404, "code_not_found", "There is no referral code like that; check it and try again."
+        )
+    prints = fraud.fingerprints_of(ctx, signals or {})
+    async with ctx.db.transaction() as session:
+        code = await session.get(ReferralCode, key)
+        if code is None:
+            raise ProblemError(
+                404, "code_not_found", "There is no referral code like that; check it and try again."
+            )
+        if code.retired_at is not None:
+            raise ProblemError(
+                410,
+                "code_expired",
+                "This referral code is no longer in use; ask your friend for their new one.",
+            )
+        referrer_id = code.member_id
+        if referrer_id == friend_id:
+            raise ProblemError(409, "self_referral", "You cannot use your own referral code.")
+        await lock_members(session, [friend_id, referrer_id])
+        if not known_only:
+            await ensure_member(session, friend_id)
+        sides = await profiles(ctx, session, [friend_id, referrer_id])
+        friend, referrer = sides[friend_id], sides[referrer_id]
+        if not friend.known:
+            raise ProblemError(
+                404,
+                "member_not_found",
+                f"There is no member '{friend_id}'; create them first (PUT /v1/members).",
+            )
+        existing = await session.get(Referral, friend_id)
+        if existing is not None:
+            if existing.referrer_id == referrer_id:
+                return Claimed(existing, referrer.display_name, code.display, False)
+            raise ProblemError(
+                409,
+                "already_referred",
+                "You were referred by someone else already; a referral cannot change.",
+            )
+        joined = friend.joined_at
+        assert joined is not None  # a known member has appeared at least
+        if now > joined + timedelta(days=content.claim_window_days):
+            raise ProblemError(
+                409,
+                "claim_window_closed",
+                f"A referral code is claimed within {content.claim_window_days} days of signing up.",
+            )
+        circular = await session.get(Referral, referrer_id)
+        if circular is not None and circular.referrer_id == friend_id:
+            raise ProblemError(
+                409, "circular_referral", "You referred this member; they cannot refer you back."
+            )
+        await fraud.remember(session, [(friend_id, k, v) for k, v in prints.items()], now)
+        found = await fraud.assess(
+            session,
+            content.fraud,
+            friend_id=friend_id,
+            referrer_id=referrer_id,
+            now=now,
+            claim=(prints.get("ip"), prints.get("device")),
+        )
+        held = found.holds(content.fraud)
+        referral = Referral(
+            friend_id=friend_id,
+            referrer_id=referrer_id,
+            code=key,
+            status="held" if held else "claimed",
+            claimed_at=now,
+            claimed_by=by,
+            convert_by=now + timedelta(days=content.conversion.window_days),
+            ip_hash=prints.get("ip"),
+            device_hash=prints.get("device"),
+            risk_score=found.score,
+            risk_signals=found.signals,
+            held_at=now if held else None,
+        )
+        session.add(referral)
+        await session.flush()
+        send_live(
+            ctx,
+            session,
+            referrer_id,
+            "referral.claimed",
+            {"friend_name": friend.display_name, "convert_by": referral.convert_by.isoformat()},
+            at=now,
+        )
+        if held:
+            log.info("referral_held", friend_id=friend_id, referrer_id=referrer_id, score=found.score)
+        return Claimed(referral, referrer.display_name, code.display, True)
+
+
+async def expire_unconverted(ctx: Context, now: datetime | None = None) -> int:
+    """Referrals whose conversion window passed without the qualifying action."""
+    now = now or utcnow()
+    t = Referral.__table__
+    async with ctx.db.transaction() as session:
+        result = await session.execute(
+            sa.update(t).where(t.c.status == "claimed", t.c.convert_by < now).values(status="expired")
+        )
+        return int(result.rowcount or 0)
