@@ -27,7 +27,7 @@ from server.db import insert_ignore, insert_or_touch, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
-from server.members.models import Member
+from server.members import service as members
 from server.members.service import check_member_id, ensure_member, tier_ladder
 from server.realtime.hub import send_live
 
@@ -317,10 +317,8 @@ async def progress_badges(ctx: Context, session: AsyncSession, events: list[Doma
         return
     zones: dict[str, str] = {}
     if any(b.counting_goal is not None and b.counting_goal.kind == "streak" for _, b in plan):
-        rows = await session.execute(
-            sa.select(Member.id, Member.timezone).where(Member.id.in_(sorted({e.member_id for e, _ in plan})))  # type: ignore[attr-defined]
-        )
-        zones = {r.id: r.timezone for r in rows}
+        found = await members.profiles(ctx, session, sorted({e.member_id for e, _ in plan}))
+        zones = {m: p.timezone for m, p in found.items()}
     progress = await _lock_progress(session, sorted({(e.member_id, b.id) for e, b in plan}))
     written: set[tuple[str, str]] = session.info.setdefault("badge_progress_written", set())
     for key, p in progress.items():
@@ -431,11 +429,11 @@ async def grant(
 async def rarity(ctx: Context, session: AsyncSession) -> dict[str, float]:
     """Each badge's holders as a share of all members (0 to 1), counted now."""
     t = MemberBadge.__table__
-    members = (await session.execute(sa.select(sa.func.count()).select_from(Member.__table__))).scalar_one()
+    everyone = await members.member_count(session)
     rows = await session.execute(
         sa.select(t.c.badge_id, sa.func.count(sa.distinct(t.c.member_id))).group_by(t.c.badge_id)
     )
-    shares = {badge_id: (n / members if members else 0.0) for badge_id, n in rows}
+    shares = {badge_id: (n / everyone if everyone else 0.0) for badge_id, n in rows}
     ctx.extras["badge_rarity"] = (time.monotonic(), shares)
     return shares
 

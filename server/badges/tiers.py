@@ -22,8 +22,7 @@ from server.badges.content import DIMENSIONS, TierLadder
 from server.badges.models import TierGrowth, TierStatus
 from server.db import insert_ignore, utcnow
 from server.ledger import service as ledger
-from server.ledger.models import LedgerEntry
-from server.members.models import Member
+from server.members import service as members
 from server.members.service import change_tier
 from server.realtime.hub import send_live
 
@@ -99,11 +98,10 @@ async def standings(
     buckets: dict[str, dict[str, int]] = defaultdict(dict)
     for member_id, dimension, amount in rows:
         buckets[member_id][dimension] = int(amount or 0)
-    m = Member.__table__
-    tiers = dict((await session.execute(sa.select(m.c.id, m.c.tier).where(m.c.id.in_(member_ids)))).all())
+    found = await members.profiles(ctx, session, list(member_ids))
     out = {}
     for member_id in member_ids:
-        tier = tiers.get(member_id) or ladder.tiers[0].id
+        tier = found[member_id].tier
         b = buckets.get(member_id, {})
         out[member_id] = Standing(tier, ladder.index(tier), qualifying(ladder, b), b)
     return out
@@ -126,7 +124,7 @@ def _add_statement(session: AsyncSession) -> Any:
 
 
 @ledger.on_posted(_counting)
-async def count_growth(ctx: Context, session: AsyncSession, entries: list[LedgerEntry]) -> None:
+async def count_growth(ctx: Context, session: AsyncSession, entries: list[ledger.LedgerEntry]) -> None:
     """Growth posted goes into the member's month and dimension; a member who now qualifies for a
     higher tier moves up at once."""
     ladder = ladder_of(ctx)
@@ -233,18 +231,11 @@ async def review_tiers(ctx: Context, now: datetime | None = None) -> ReviewRepor
         return report
     now = now or utcnow()
     period = report.period = review_period(ladder, now)
-    m = Member.__table__
     s = TierStatus.__table__
     after = ""
     while True:
         async with ctx.db.transaction() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        sa.select(m.c.id).where(m.c.id > after).order_by(m.c.id).limit(PAGE)
-                    )
-                ).scalars()
-            )
+            ids = await members.member_ids_after(session, after, PAGE)
             if not ids:
                 break
             after = ids[-1]
@@ -283,13 +274,10 @@ async def member_tiers(ctx: Context, member_id: str, now: datetime | None = None
     now = now or utcnow()
     ladder = ladder_of(ctx)
     if ladder is None:
-        from server.members.service import tier_ladder
-
-        ids = tier_ladder(ctx)
+        ids = members.tier_ladder(ctx)
         async with ctx.db.session() as session:
-            member = await session.get(Member, member_id)
+            tier = (await members.profile(ctx, session, member_id)).tier
             boosts = await active_boosts(session, member_id, now)
-        tier = (member.tier if member else None) or ids[0]
         return {
             "managed_by": "brand",
             "tiers": [{"tier_id": t, "name": t.title(), "growth": None, "benefits": []} for t in ids],

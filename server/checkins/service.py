@@ -31,8 +31,7 @@ from server.db import utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
-from server.members.models import Member
-from server.members.service import ensure_member
+from server.members.service import Profile, ensure_member, profile
 from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
@@ -103,12 +102,12 @@ async def _cover(session: AsyncSession, member_id: str, day: date, kind: str, st
     session.add(CheckinDay(member_id=member_id, day=day, kind=kind, streak=streak, created_at=utcnow()))
 
 
-def _zone_now(state: StreakState, member: Member) -> str:
+def _zone_now(state: StreakState, member: Profile) -> str:
     return state.zone or member.timezone
 
 
 async def _switch_zone_if_due(
-    session: AsyncSession, state: StreakState, member: Member, now: datetime
+    session: AsyncSession, state: StreakState, member: Profile, now: datetime
 ) -> Upkeep:
     """Apply a pending zone switch whose time has come; excuse dates the switch jumps over."""
     upkeep = Upkeep()
@@ -177,22 +176,21 @@ async def _settle(ctx: Context, session: AsyncSession, state: StreakState, today
     return upkeep
 
 
-async def _member(session: AsyncSession, member_id: str) -> Member:
-    member = await session.get(Member, member_id)
-    if member is None:
+async def _member(ctx: Context, session: AsyncSession, member_id: str) -> Profile:
+    member = await profile(ctx, session, member_id)
+    if not member.known:
         await ensure_member(session, member_id)
-        member = await session.get(Member, member_id)
-    assert member is not None
+        member = await profile(ctx, session, member_id)
     return member
 
 
 async def settle(
     ctx: Context, session: AsyncSession, member_id: str, now: datetime
-) -> tuple[Member, StreakState, date, Upkeep]:
+) -> tuple[Profile, StreakState, date, Upkeep]:
     """Lock the member's streak and apply what time has done to it (a due zone switch, held freezes
     covering missed dates, or a break); returns the member, the streak, today's local date and what
     was done. Everything that changes a member's check-ins starts here."""
-    member = await _member(session, member_id)
+    member = await _member(ctx, session, member_id)
     state = await _lock_state(session, member_id)
     switched = await _switch_zone_if_due(session, state, member, now)
     today = local_day(_zone_now(state, member), now)
@@ -609,8 +607,8 @@ async def zone_changed(
     ctx: Context, session: AsyncSession, member_id: str, new_zone: str, at: datetime
 ) -> None:
     """The member's profile zone changed at `at`: it takes over at their next local midnight."""
-    member = await session.get(Member, member_id)
-    if member is None or member.timezone != new_zone:
+    member = await profile(ctx, session, member_id)
+    if not member.known or member.timezone != new_zone:
         return  # a stale or forged notice: the profile is the truth
     existing = await session.get(StreakState, member_id)
     if existing is None or existing.zone is None:

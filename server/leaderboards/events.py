@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.events.dispatch import DomainEvent, on_batch
-from server.leaderboards.service import Observation, boards, record
+from server.events.dispatch import DomainEvent, on, on_batch
+from server.leaderboards.service import Observation, boards, member_changed, record
 from server.ledger import service as ledger
-from server.ledger.models import LedgerEntry
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -42,7 +41,7 @@ def _wants_currency(ctx: Context, currency: str) -> bool:
 
 
 @ledger.on_posted(_wants_currency)
-async def count_earnings(ctx: Context, session: AsyncSession, entries: list[LedgerEntry]) -> None:
+async def count_earnings(ctx: Context, session: AsyncSession, entries: list[ledger.LedgerEntry]) -> None:
     """Points or growth earned (and corrections of them) on the boards that count that currency."""
     found = boards(ctx)
     seen = [
@@ -52,3 +51,9 @@ async def count_earnings(ctx: Context, session: AsyncSession, entries: list[Ledg
         for board in found.for_currency(e.currency)
     ]
     await record(ctx, session, seen)
+
+
+@on("member.profile_changed")
+async def move_scores(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
+    """What the boards show and scope by moved: the member's live scores move with it."""
+    await member_changed(ctx, session, event.member_id)

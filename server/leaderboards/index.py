@@ -26,7 +26,7 @@ from server.leaderboards.models import BoardPeriod, BoardScore
 from server.leaderboards.periods import Span, span_at, span_of_key
 from server.leaderboards.service import Profile, boards, expire_at, index_payload
 from server.leaderboards.standings import forget_pages
-from server.members.models import Member, MemberFriend
+from server.members import service as members
 from server.outbox import effect
 from server.realtime.hub import LiveMessage
 
@@ -214,27 +214,22 @@ async def _friend_notes(
 
 
 FRIENDS_KEPT_SECONDS = 30.0
-_FRIENDS = sa.select(MemberFriend.__table__.c.member_id, MemberFriend.__table__.c.friend_id).where(
-    MemberFriend.__table__.c.member_id.in_(sa.bindparam("ids", expanding=True))
-)
 
 
-async def _friend_lists(ctx: Context, members: set[str]) -> dict[str, list[str]]:
+async def _friend_lists(ctx: Context, member_ids: set[str]) -> dict[str, list[str]]:
     """Friend lists for rank messages, kept for a while per instance (a message about a friend
     added a few seconds ago may be missed; the friends board itself always reads SQL)."""
     kept: dict[str, tuple[float, list[str]]] = ctx.extras.setdefault("lb_friends", {})
     now = time.monotonic()
-    missing = sorted(m for m in members if m not in kept or kept[m][0] <= now)
+    missing = sorted(m for m in member_ids if m not in kept or kept[m][0] <= now)
     if missing:
         if len(kept) > 100_000:
             kept.clear()
-        found: dict[str, list[str]] = {m: [] for m in missing}
         async with ctx.db.session() as session:
-            for r in await session.execute(_FRIENDS, {"ids": missing}):
-                found[r.member_id].append(r.friend_id)
+            found = await members.friend_lists(session, missing)
         for m, their in found.items():
             kept[m] = (now + FRIENDS_KEPT_SECONDS, their)
-    return {m: kept[m][1] for m in members if kept[m][1]}
+    return {m: kept[m][1] for m in member_ids if kept[m][1]}
 
 
 # --- recovery -------------------------------------------------------------------------------------
@@ -266,30 +261,31 @@ async def live_periods(ctx: Context, board_ids: list[str] | None = None) -> list
 
 
 def _rows_query(board: Board, span: Span, since: Any = None) -> Any:
-    m = Member.__table__.c
-    q = (
-        sa.select(
-            SCORES.c.member_id,
-            SCORES.c.score,
-            SCORES.c.tiebreak,
-            SCORES.c.version,
-            SCORES.c.tier,
-            SCORES.c.team,
-            SCORES.c.cohort,
-            SCORES.c.signed_up_at,
-            m.display_name,
-        )
-        .select_from(SCORES.outerjoin(Member.__table__, m.id == SCORES.c.member_id))
-        .where(SCORES.c.board_id == board.id, SCORES.c.period == span.key)
-    )
+    q = sa.select(
+        SCORES.c.member_id,
+        SCORES.c.score,
+        SCORES.c.tiebreak,
+        SCORES.c.version,
+        SCORES.c.tier,
+        SCORES.c.team,
+        SCORES.c.cohort,
+        SCORES.c.signed_up_at,
+    ).where(SCORES.c.board_id == board.id, SCORES.c.period == span.key)
     if since is not None:
         q = q.where(SCORES.c.updated_at >= since)
     return q
 
 
-def _payload(ctx: Context, board: Board, span: Span, row: Any, now: Any) -> dict[str, Any]:
-    profile = Profile(row.display_name, row.tier, row.team, row.signed_up_at)
+def _payload(ctx: Context, board: Board, span: Span, row: Any, name: str | None, now: Any) -> dict[str, Any]:
+    profile = Profile(name, row.tier, row.team, row.signed_up_at)
     return index_payload(ctx, board, span, row, profile, now)
+
+
+async def _names(ctx: Context, rows: Any) -> dict[str, str | None]:
+    """The display names of the members of some score rows, from their profiles."""
+    async with ctx.db.session() as session:
+        found = await members.profiles(ctx, session, [r.member_id for r in rows])
+    return {m: p.display_name for m, p in found.items()}
 
 
 @dataclass
@@ -373,8 +369,9 @@ async def _write_chunk(
     by_key: dict[str, dict[str, int]] = {}
     hashes: dict[str, str] = {}
     joined: dict[str, int] = {}
+    names = await _names(ctx, rows)
     for row in rows:
-        p = _payload(ctx, board, span, row, now)
+        p = _payload(ctx, board, span, row, names[row.member_id], now)
         by_key.setdefault("g", {})[row.member_id] = p["c"]
         for scope in filter(None, p["sc"].split(",")):
             by_key.setdefault(scope, {})[row.member_id] = p["c"]
@@ -400,7 +397,8 @@ async def _catch_up(ctx: Context, board: Board, span: Span, since: Any) -> int:
     now = utcnow()
     async with ctx.db.session() as session:
         rows = (await session.execute(_rows_query(board, span, since))).all()
-    payloads = [_payload(ctx, board, span, r, now) for r in rows]
+    names = await _names(ctx, rows)
+    payloads = [_payload(ctx, board, span, r, names[r.member_id], now) for r in rows]
     for i in range(0, len(payloads), 500):
         part = payloads[i : i + 500]
         await apply_scores(ctx, [(0, p) for p in part], True)
@@ -448,7 +446,7 @@ async def check(ctx: Context, periods: list[tuple[Board, Span]], chunk: int = 20
                             drift.examples.append(f"{row.member_id}: missing")
                         continue
                     found += 1
-                    p = _payload(ctx, board, span, row, now)
+                    p = _payload(ctx, board, span, row, None, now)
                     # Score and tie-break, version and scopes (a name shown is not a standing).
                     expected = f"{p['v']}\t{p['sc']}\t{p['s']}\t"
                     if int(comp) != p["c"] or not (value or "").startswith(expected):

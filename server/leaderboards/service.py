@@ -26,8 +26,7 @@ from server.leaderboards.leagues import levels_of, place
 from server.leaderboards.models import BoardPeriod, BoardScore
 from server.leaderboards.periods import Span, previous_span, span_at
 from server.leaderboards.schemas import BoardOut, BoardsOut, LeagueOut, PeriodOut
-from server.members.models import Member
-from server.members.service import tier_ladder
+from server.members import service as members
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -64,6 +63,8 @@ class _Write:
 
 @dataclass(frozen=True)
 class Profile:
+    """What a board shows of a member and scopes them by."""
+
     display_name: str | None
     tier: str | None
     team: str | None
@@ -135,20 +136,11 @@ def _statement(dialect: str, operator: str, order: str) -> Any:
     return _STATEMENTS[key]
 
 
-_M = Member.__table__.c
-_PROFILES = sa.select(_M.id, _M.display_name, _M.tier, _M.team_id, _M.signed_up_at).where(
-    _M.id.in_(sa.bindparam("ids", expanding=True))
-)
-
-
 async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
-    """What the boards show and scope by, for each member (one not known yet too): a member
-    without a tier is on the first of the ladder."""
-    first_tier = tier_ladder(ctx)[0]
-    # Core statements on the session's connection: the same transaction, without the ORM's work.
-    rows = await (await session.connection()).execute(_PROFILES, {"ids": member_ids})
-    found = {r.id: Profile(r.display_name, r.tier or first_tier, r.team_id, r.signed_up_at) for r in rows}
-    return {m: found.get(m) or Profile(None, first_tier, None, None) for m in member_ids}
+    """What the boards show and scope by, for each member (one not known yet too), from the
+    members' profiles."""
+    found = await members.profiles(ctx, session, member_ids)
+    return {m: Profile(p.display_name, p.tier, p.team_id, p.signed_up_at) for m, p in found.items()}
 
 
 def is_rookie(board: Board, profile: Profile, at: datetime) -> bool:

@@ -22,8 +22,8 @@ from server.leaderboards.content import Board
 from server.leaderboards.models import BoardPeriod, Standing
 from server.leaderboards.periods import Span, resolve, span_at
 from server.leaderboards.service import boards
-from server.members.models import Member
-from server.members.service import friends_of, tier_ladder
+from server.members import service as members
+from server.members.service import friends_of
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -86,10 +86,9 @@ class Scope:
         return f"{self.kind}:{self.value}" if self.value and self.kind in ("tier", "team") else self.kind
 
 
-async def _member_row(ctx: Context, member_id: str) -> Any:
-    m = Member.__table__.c
+async def _member_profile(ctx: Context, member_id: str) -> members.Profile:
     async with ctx.db.session() as session:
-        return (await session.execute(sa.select(m.tier, m.team_id).where(m.id == member_id))).first()
+        return await members.profile(ctx, session, member_id)
 
 
 async def resolve_scope(ctx: Context, board: Board, text: str | None, member_id: str) -> Scope:
@@ -106,13 +105,11 @@ async def resolve_scope(ctx: Context, board: Board, text: str | None, member_id:
         )
     if kind == "tier":
         if not value:
-            row = await _member_row(ctx, member_id)
-            value = (row.tier if row is not None else None) or tier_ladder(ctx)[0]
-        elif value not in tier_ladder(ctx):
+            value = (await _member_profile(ctx, member_id)).tier
+        elif value not in members.tier_ladder(ctx):
             raise ProblemError(400, "invalid_scope", f"'{value[:40]}' is not a tier.")
     if kind == "team" and not value:
-        row = await _member_row(ctx, member_id)
-        value = row.team_id if row is not None else None
+        value = (await _member_profile(ctx, member_id)).team_id
         if not value:
             raise ProblemError(404, "no_team", "You are not in a team: there is no team board to show.")
     return Scope(kind, value or None)
@@ -279,7 +276,6 @@ async def _archived(
     ctx: Context, board: Board, span: Span, scope: Scope, member_id: str, mode: str, offset: int, count: int
 ) -> tuple[int, list[Row]]:
     s = Standing.__table__.c
-    m = Member.__table__.c
     async with ctx.db.session() as session:
         cohort = None
         if scope.kind == "league":
@@ -302,13 +298,17 @@ async def _archived(
             low, high = max(mine - count, 1), mine + count
         else:
             low, high = offset + 1, offset + count
-        rows = await session.execute(
-            sa.select(sub.c.r, sub.c.member_id, m.display_name, sub.c.score)
-            .select_from(sub.outerjoin(Member.__table__, m.id == sub.c.member_id))
-            .where(sub.c.r >= low, sub.c.r <= high)
-            .order_by(sub.c.r)
-        )
-        return total, [Row(int(r.r), r.member_id, r.display_name, int(r.score)) for r in rows]
+        rows = (
+            await session.execute(
+                sa.select(sub.c.r, sub.c.member_id, sub.c.score)
+                .where(sub.c.r >= low, sub.c.r <= high)
+                .order_by(sub.c.r)
+            )
+        ).all()
+        names = await members.profiles(ctx, session, [r.member_id for r in rows])
+        return total, [
+            Row(int(r.r), r.member_id, names[r.member_id].display_name, int(r.score)) for r in rows
+        ]
 
 
 def forget_pages(ctx: Context, board_id: str, period: str) -> None:

@@ -31,7 +31,7 @@ from server.events.catalog import check_event_use
 from server.events.dispatch import DomainEvent, declare_properties, on_batch
 from server.ledger import service as ledger
 from server.ledger.models import CURRENCIES, EarningBoost, EarningCount
-from server.members.models import Member
+from server.members.service import profiles as member_profiles
 from server.members.service import tier_ladder
 
 if TYPE_CHECKING:
@@ -412,10 +412,9 @@ async def earn_from_events(ctx: Context, session: AsyncSession, events: list[Dom
     members = sorted({f.event.member_id for f in found})
     profiles: dict[str, tuple[str, str | None]] = {}
     if earning.multipliers:
-        rows = await session.execute(
-            sa.select(Member.id, Member.timezone, Member.tier).where(Member.id.in_(members))  # type: ignore[attr-defined]
-        )
-        profiles = {r.id: (r.timezone, r.tier) for r in rows}
+        profiles = {
+            m: (p.timezone, p.tier) for m, p in (await member_profiles(ctx, session, members)).items()
+        }
     boosts = await _boosts_for(session, members, min(f.event.occurred_at for f in found))
     lowest = tier_ladder(ctx)[0]
     # Frequency: the events' places in their member's local periods, counted once each.

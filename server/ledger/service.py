@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import driver_connection, utcnow
 from server.errors import ProblemError
-from server.ledger.models import CURRENCIES, LedgerAccount, LedgerEntry
+from server.ledger.models import CURRENCIES, LedgerAccount
+from server.ledger.models import LedgerEntry as LedgerEntry  # what listeners of posted entries receive
 from server.ledger.schemas import EntryOut
 from server.metrics import LEDGER_ENTRIES, LEDGER_REPLAYS
 from server.outbox import OutboxRow

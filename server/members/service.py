@@ -103,6 +103,8 @@ async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -
     """The profiles of many members in one statement, in the caller's transaction (for each id
     asked, known or not). Every domain reads members through this, never the table itself."""
     first_tier = tier_ladder(ctx)[0]
+    if session.dirty or session.new:
+        await session.flush()  # what this transaction changed of a profile is read back
     # A Core statement on the session's connection: the same transaction, without the ORM's work.
     rows = await (await session.connection()).execute(_PROFILES, {"ids": list(member_ids)})
     found = {
@@ -117,6 +119,12 @@ async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -
 async def profile(ctx: Context, session: AsyncSession, member_id: str) -> Profile:
     """One member's profile (see `profiles`)."""
     return (await profiles(ctx, session, [member_id]))[member_id]
+
+
+async def member_ids_after(session: AsyncSession, after: str, limit: int) -> list[str]:
+    """The next `limit` member ids after `after`, in id order: for jobs that visit every member."""
+    found = await session.execute(sa.select(_M.id).where(_M.id > after).order_by(_M.id).limit(limit))
+    return list(found.scalars())
 
 
 async def member_count(session: AsyncSession) -> int:
@@ -261,11 +269,26 @@ async def upsert_member(
     session.add(member)
     await session.flush()
     if not created and shown != (member.display_name, member.tier, member.team_id, member.signed_up_at):
-        # What the boards show and scope by moved: the member's live scores move with it.
-        from server.leaderboards.service import member_changed
-
-        await member_changed(ctx, session, member_id)
+        _profile_changed(ctx, session, member_id)
     return member, created
+
+
+def _profile_changed(ctx: Context, session: AsyncSession, member_id: str) -> None:
+    """Tell the domains that a member's name, tier, team or sign-up date changed (the boards move
+    the member's live scores), after this transaction commits, or inline within a dispatch run."""
+    now = utcnow()
+    emit(
+        ctx,
+        session,
+        DomainEvent(
+            event_id=f"profile:{member_id}:{now.isoformat()}",
+            member_id=member_id,
+            type="member.profile_changed",
+            occurred_at=now,
+            properties={},
+            source="members",
+        ),
+    )
 
 
 def announce_tier(
@@ -295,7 +318,7 @@ def announce_tier(
 async def change_tier(ctx: Context, session: AsyncSession, member_id: str, tier: str, why: str) -> str | None:
     """Move a member to `tier` (the tier ladder's promotions and drops); returns the tier before.
 
-    Announced like any tier change, and the member's live board scores move to the new tier."""
+    Announced like any tier change, and as a profile change (the boards move the member's scores)."""
     table = Member.__table__
     previous = (
         await session.execute(sa.select(table.c.tier).where(table.c.id == member_id).with_for_update())
@@ -304,9 +327,7 @@ async def change_tier(ctx: Context, session: AsyncSession, member_id: str, tier:
         sa.update(table).where(table.c.id == member_id).values(tier=tier, updated_at=utcnow())
     )
     announce_tier(ctx, session, member_id, tier, previous, why)
-    from server.leaderboards.service import member_changed
-
-    await member_changed(ctx, session, member_id)
+    _profile_changed(ctx, session, member_id)
     return previous
 
 

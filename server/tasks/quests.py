@@ -26,8 +26,7 @@ from server.db import driver_connection, insert_or_touch, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, declare_internal, emit
 from server.ledger import service as ledger
-from server.members.models import Member
-from server.members.service import tier_ladder
+from server.members import service as members
 from server.metrics import QUEST_COMPLETIONS
 from server.realtime.hub import send_live
 from server.tasks.models import QuestRun
@@ -231,9 +230,6 @@ def wants(ctx: Context, event_type: str) -> bool:
 
 # Statements of the event path, built once (SQLAlchemy then only binds their parameters).
 _RUNS = QuestRun.__table__
-_MEMBERS = sa.select(Member.id, Member.timezone, Member.tier).where(
-    Member.id.in_(sa.bindparam("ids", expanding=True))  # type: ignore[attr-defined]
-)
 _SAVE_RUNS = (
     sa.update(_RUNS)
     .where(
@@ -297,11 +293,6 @@ async def _save_runs(session: AsyncSession, dirty: list[tuple[tuple[str, str, st
     )
 
 
-async def _members(session: AsyncSession, ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    rows = await session.execute(_MEMBERS, {"ids": ids})
-    return {r.id: (r.timezone, r.tier) for r in rows}
-
-
 async def _completed_quests(session: AsyncSession, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
     if not pairs:
         return set()
@@ -360,16 +351,16 @@ def _finished(ctx: Context) -> set[tuple[str, str, str, int]]:
 async def progress_quests(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
     """Apply a run of member events (sorted by member, then time) to every quest that counts them."""
     catalog: QuestCatalog = ctx.content.get("quests")
-    members = await _members(session, sorted({e.member_id for e in events}))
-    lowest = tier_ladder(ctx)[0]
+    found = await members.profiles(ctx, session, sorted({e.member_id for e in events}))
     plan: list[tuple[DomainEvent, Quest, str, date]] = []
     for event in events:
-        zone, tier = members.get(event.member_id, ("UTC", None))
-        day = local_day(zone, event.occurred_at)
+        profile = found[event.member_id]
+        tier = profile.tier
+        day = local_day(profile.timezone, event.occurred_at)
         for quest in catalog.by_event.get(event.type, ()):
             if not quest.open_at(event.occurred_at):
                 continue
-            if quest.tiers and (tier or lowest) not in quest.tiers:
+            if quest.tiers and tier not in quest.tiers:
                 continue
             if not any(s.goal.accepts(event.type, event.properties) for s in quest.all_steps):
                 continue
@@ -579,9 +570,8 @@ async def member_quests(
     if not quests:
         return []
     async with ctx.db.session() as session:
-        member = await session.get(Member, member_id)
-        zone = member.timezone if member else "UTC"
-        tier = (member.tier if member else None) or tier_ladder(ctx)[0]
+        profile = await members.profile(ctx, session, member_id)
+        zone, tier = profile.timezone, profile.tier
         today = local_day(zone, now)
         t = QuestRun.__table__
         wanted = [(q.id, period_key(q.period, today)) for q in quests]

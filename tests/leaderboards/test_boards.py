@@ -243,12 +243,12 @@ async def test_replayed_and_late_outbox_rows_change_nothing(
         await score(ctx, bid, a, 15, now)
         await score(ctx, bid, b, 20, now)
         before = await redis_board(ctx, bid, span.key)
-        old = _payload(ctx, board, span, first, now)
+        old = _payload(ctx, board, span, first, None, now)
         async with ctx.db.session() as session:
             latest = (
                 await session.execute(_rows_query(board, span).where(sa.text(f"member_id = '{a}'")))
             ).one()
-        current = _payload(ctx, board, span, latest, now)
+        current = _payload(ctx, board, span, latest, None, now)
         # The first row applied again, late (after a newer one), and the newest applied twice.
         await apply_scores(ctx, [(1, old), (2, current), (3, current)], True)
         assert await redis_board(ctx, bid, span.key) == before
