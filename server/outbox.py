@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -25,12 +25,24 @@ from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
 from server.scheduler import job
 
 if TYPE_CHECKING:
-    from server.context import Context
+    from server.config import Settings
+    from server.db import Database
+
+
+class Runtime(Protocol):
+    """What the outbox uses of the process context (`server.context.Context`, which holds the
+    outbox: typed by what is used, so that neither module imports the other)."""
+
+    settings: Settings
+    db: Database
+    outbox: Outbox
+
 
 log = structlog.get_logger(__name__)
 
 # An effect applies a run of consecutive rows of its kind: [(row id, payload), ...].
-Effect = Callable[["Context", list[tuple[int, dict[str, Any]]], bool], Awaitable[None]]
+# An effect takes the process context (`server.context.Context`), its rows and whether they are retried.
+Effect = Callable[[Any, list[tuple[int, dict[str, Any]]], bool], Awaitable[None]]
 _effects: dict[str, Effect] = {}
 
 
@@ -83,7 +95,7 @@ class Held:
 
 
 class Outbox:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
         self.claim = timedelta(seconds=ctx.settings.outbox_claim_seconds)
         # Applied rows are deleted in batches, a moment later: one small write for many requests.
@@ -279,7 +291,7 @@ class Outbox:
 
 
 @job("outbox.drain", lambda ctx: ctx.settings.outbox_drain_seconds, once_per_period=False)
-async def drain_outbox(ctx: Context, _period: str) -> None:
+async def drain_outbox(ctx: Runtime, _period: str) -> None:
     """On every instance: apply what a failed effect or a dead process left behind."""
     applied = await ctx.outbox.drain()
     if applied:

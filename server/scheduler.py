@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -28,11 +28,24 @@ from server.db import UTCDateTime, insert_ignore, utcnow
 from server.metrics import JOB_RUNS
 
 if TYPE_CHECKING:
-    from server.context import Context
+    from server.config import Settings
+    from server.db import Database
+    from server.redis import RedisHandle
+
+
+class Runtime(Protocol):
+    """What the scheduler uses of the process context (`server.context.Context`, which holds the
+    scheduler: typed by what is used, so that neither module imports the other)."""
+
+    settings: Settings
+    db: Database
+    redis: RedisHandle
+
 
 log = structlog.get_logger(__name__)
 
-JobFunc = Callable[["Context", str], Awaitable[None]]
+# A job takes the process context (`server.context.Context`) and the period it runs for.
+JobFunc = Callable[[Any, str], Awaitable[None]]
 
 
 class ScheduledRun(SQLModel, table=True):
@@ -50,7 +63,7 @@ class ScheduledRun(SQLModel, table=True):
 class Job:
     name: str
     func: JobFunc
-    every: Callable[[Context], float]  # seconds, read from settings at start
+    every: Callable[[Any], float]  # seconds, read from settings at start
     once_per_period: bool = True
     stale_after: timedelta = timedelta(minutes=10)
 
@@ -59,7 +72,7 @@ _jobs: dict[str, Job] = {}
 
 
 def job(
-    name: str, every: float | Callable[[Context], float], *, once_per_period: bool = True
+    name: str, every: float | Callable[[Any], float], *, once_per_period: bool = True
 ) -> Callable[[JobFunc], JobFunc]:
     """Declare a job: `async def f(ctx, period)`; `every` in seconds (or read from the context).
 
@@ -92,7 +105,7 @@ return 0
 
 
 class Scheduler:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._aps = AsyncIOScheduler(timezone=UTC)

@@ -11,7 +11,8 @@ down. A score of zero or less never promotes.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,7 +25,7 @@ from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
     from server.context import Context
-    from server.leaderboards.service import _Write
+    from server.leaderboards.periods import Span
 
 SEATS = LeagueSeats.__table__
 LEVELS = LeagueMember.__table__
@@ -40,10 +41,23 @@ async def levels_of(session: AsyncSession, board_id: str, member_ids: list[str])
     return {r.member_id: r.level for r in rows}
 
 
-async def place(ctx: Context, session: AsyncSession, writes: list[_Write]) -> dict[tuple[str, str, str], str]:
+class Seat(Protocol):
+    """What placing a member in a cohort needs of a board write: the board, its period, the member."""
+
+    @property
+    def board(self) -> Board: ...
+    @property
+    def span(self) -> Span: ...
+    @property
+    def member_id(self) -> str: ...
+
+
+async def place(
+    ctx: Context, session: AsyncSession, writes: Sequence[Seat]
+) -> dict[tuple[str, str, str], str]:
     """The cohort ("<level>:<n>") of each member of a league write; seats handed out to newcomers."""
     out: dict[tuple[str, str, str], str] = {}
-    by_board: dict[tuple[str, str], list[_Write]] = {}
+    by_board: dict[tuple[str, str], list[Seat]] = {}
     for w in writes:
         by_board.setdefault((w.board.id, w.span.key), []).append(w)
     for (board_id, period), group in sorted(by_board.items()):

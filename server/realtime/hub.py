@@ -14,7 +14,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from litestar import WebSocket
@@ -25,7 +25,20 @@ from server.metrics import WS_CONNECTIONS, WS_DROPPED, WS_MESSAGES
 from server.outbox import effect
 
 if TYPE_CHECKING:
-    from server.context import Context
+    from server.config import Settings
+    from server.outbox import Outbox
+    from server.redis import RedisHandle
+
+
+class Runtime(Protocol):
+    """What live messages use of the process context (`server.context.Context`, which holds the
+    hub: typed by what is used, so that neither module imports the other)."""
+
+    settings: Settings
+    redis: RedisHandle
+    outbox: Outbox
+    hub: Hub
+
 
 log = structlog.get_logger(__name__)
 
@@ -132,7 +145,7 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
         self.redis = ctx.redis
         self.max_queue = ctx.settings.realtime_send_queue
@@ -293,7 +306,7 @@ class Hub:
 
 
 @effect("live")
-async def _apply_live(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+async def _apply_live(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
     await ctx.hub.publish_many(
         [
             LiveMessage(p["member_id"], p["type"], p["data"], datetime.fromisoformat(p["at"]), f"o{row_id}")
@@ -304,7 +317,7 @@ async def _apply_live(ctx: Context, items: list[tuple[int, dict[str, Any]]], ret
 
 
 def send_live(
-    ctx: Context,
+    ctx: Runtime,
     session: Any,
     member_id: str,
     type_: str,

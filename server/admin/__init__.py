@@ -1,0 +1,1 @@
+"""Community managers: accounts, sessions, roles, the audit log and the admin API."""
