@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import sqlalchemy as sa
 from litestar.connection import ASGIConnection
-from sqlmodel import Column, Field, SQLModel
+from sqlmodel import Column, Field
 
 from server import ratelimit
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
-from server.db import UTCDateTime, utcnow
+from server.db import TableModel, UTCDateTime, utcnow
 from server.errors import ProblemError
 from server.members.service import MEMBER_ID_RE, ensure_member, member_exists, remember_member
 
@@ -97,7 +97,7 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 # ---------------------------------------------------------------- API keys
 
 
-class ApiKey(SQLModel, table=True):
+class ApiKey(TableModel, table=True):
     """A brand system's key. Only a hash is stored; the key itself is shown once, at creation."""
 
     __tablename__ = "api_keys"

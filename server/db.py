@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -17,6 +17,13 @@ from sqlmodel import SQLModel
 from server.config import Settings
 
 metadata = SQLModel.metadata
+
+
+class TableModel(SQLModel):
+    """The base of every table model: SQLModel with its table's type stated for the type checker
+    (SQLModel sets `__table__` on each table class without declaring it)."""
+
+    __table__: ClassVar[sa.Table]
 
 
 def utcnow() -> datetime:

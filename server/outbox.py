@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+from sqlmodel import JSON, BigInteger, Column, Field
 
-from server.db import UTCDateTime, after_commit, before_commit, utcnow
+from server.db import TableModel, UTCDateTime, after_commit, before_commit, utcnow
 from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
 from server.scheduler import job
 
@@ -61,7 +61,7 @@ def effect(kind: str) -> Callable[[Effect], Effect]:
     return register
 
 
-class OutboxRow(SQLModel, table=True):
+class OutboxRow(TableModel, table=True):
     __tablename__ = "outbox"
 
     id: int | None = Field(

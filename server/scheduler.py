@@ -22,9 +22,9 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from redis.exceptions import RedisError
-from sqlmodel import Column, Field, SQLModel
+from sqlmodel import Column, Field
 
-from server.db import UTCDateTime, insert_ignore, utcnow
+from server.db import TableModel, UTCDateTime, insert_ignore, utcnow
 from server.metrics import JOB_RUNS
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ log = structlog.get_logger(__name__)
 JobFunc = Callable[[Any, str], Awaitable[None]]
 
 
-class ScheduledRun(SQLModel, table=True):
+class ScheduledRun(TableModel, table=True):
     __tablename__ = "scheduled_runs"
 
     job: str = Field(primary_key=True, max_length=100)

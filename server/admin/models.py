@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+from sqlmodel import JSON, BigInteger, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
-class Manager(SQLModel, table=True):
+class Manager(TableModel, table=True):
     """A community manager's account for the admin console. Only an argon2 hash of the password
     is stored; a disabled manager can no longer log in and their sessions end."""
 
@@ -32,7 +32,7 @@ class Manager(SQLModel, table=True):
         return f"manager:{self.email}"
 
 
-class ManagerSession(SQLModel, table=True):
+class ManagerSession(TableModel, table=True):
     """One login. The token is `em_<id>_<secret>`; only its sha256 is stored."""
 
     __tablename__ = "manager_sessions"
@@ -45,7 +45,7 @@ class ManagerSession(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
-class AuditRecord(SQLModel, table=True):
+class AuditRecord(TableModel, table=True):
     """One change made by a person or a system. Append-only: never updated, never deleted by the app."""
 
     __tablename__ = "audit_log"

@@ -4,12 +4,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+from sqlmodel import JSON, BigInteger, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
-class BadgeProgress(SQLModel, table=True):
+class BadgeProgress(TableModel, table=True):
     """A member's way to one badge: what its criteria counted so far, the level reached and, for a
     repeatable badge, how many times it was earned. The row is locked while an event moves it."""
 
@@ -23,7 +23,7 @@ class BadgeProgress(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class MemberBadge(SQLModel, table=True):
+class MemberBadge(TableModel, table=True):
     """One badge (one level of it, one round of it) held by a member. Never updated.
 
     The unique keys make an award happen once whatever runs at the same time: the level and round
@@ -49,7 +49,7 @@ class MemberBadge(SQLModel, table=True):
     idempotency_key: str = Field(max_length=200)
 
 
-class BadgeSigningKey(SQLModel, table=True):
+class BadgeSigningKey(TableModel, table=True):
     """The key the server signs badge credentials with; created once, on first need."""
 
     __tablename__ = "badge_signing_keys"
@@ -62,7 +62,7 @@ class BadgeSigningKey(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class TierGrowth(SQLModel, table=True):
+class TierGrowth(TableModel, table=True):
     """Growth a member earned in one calendar month (UTC), per dimension of the ladder
     (spend, frequency, interaction, social): the qualification window adds up months."""
 
@@ -74,7 +74,7 @@ class TierGrowth(SQLModel, table=True):
     amount: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
-class TierStatus(SQLModel, table=True):
+class TierStatus(TableModel, table=True):
     """Where a member stands with the ladder's re-evaluation: the period last evaluated, and a
     pending drop announced ahead (`notice_tier` on `drop_on` unless the member qualifies again)."""
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Column, Field, SQLModel
+from sqlmodel import Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 # What covers a date: a check-in, a paid make-up or repair, a held freeze, or a date skipped by a
 # time-zone switch. Only the first three add to the streak; all of them keep it unbroken.
 COUNTED = ("checked_in", "made_up", "repaired")
 
 
-class StreakState(SQLModel, table=True):
+class StreakState(TableModel, table=True):
     """A member's streak; the row is locked while anything about the member's check-ins changes."""
 
     __tablename__ = "streaks"
@@ -36,7 +36,7 @@ class StreakState(SQLModel, table=True):
     at_risk_sent_on: date | None = None
 
 
-class CheckinDay(SQLModel, table=True):
+class CheckinDay(TableModel, table=True):
     """One covered local date of one member: at most one row per member and date."""
 
     __tablename__ = "checkin_days"

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
-class ContentVersion(SQLModel, table=True):
+class ContentVersion(TableModel, table=True):
     """One published version of the game's content: the files exactly as they were validated."""
 
     __tablename__ = "content_versions"

@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
-class MemberEvent(SQLModel, table=True):
+class MemberEvent(TableModel, table=True):
     """Something a member did, stored once per event_id whatever the number of deliveries."""
 
     __tablename__ = "member_events"
@@ -22,7 +22,7 @@ class MemberEvent(SQLModel, table=True):
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class DispatchedEvent(SQLModel, table=True):
+class DispatchedEvent(TableModel, table=True):
     """An event handed to the domains: the receipt that makes a second delivery change nothing."""
 
     __tablename__ = "dispatched_events"

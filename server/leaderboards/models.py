@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import BigInteger, Column, Field, SQLModel
+from sqlmodel import BigInteger, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
-class BoardScore(SQLModel, table=True):
+class BoardScore(TableModel, table=True):
     __tablename__ = "leaderboard_scores"
     __table_args__ = (
         sa.Index("ix_leaderboard_scores_order", "board_id", "period", "score", "tiebreak"),
@@ -36,7 +36,7 @@ class BoardScore(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class BoardPeriod(SQLModel, table=True):
+class BoardPeriod(TableModel, table=True):
     """A period that received scores; archived once, after it ends."""
 
     __tablename__ = "leaderboard_periods"
@@ -50,7 +50,7 @@ class BoardPeriod(SQLModel, table=True):
     entries: int = 0
 
 
-class Standing(SQLModel, table=True):
+class Standing(TableModel, table=True):
     """A member's final place in an archived period, in every scope they were part of."""
 
     __tablename__ = "leaderboard_standings"
@@ -72,7 +72,7 @@ class Standing(SQLModel, table=True):
     cohort_rank: int | None = None
 
 
-class LeagueMember(SQLModel, table=True):
+class LeagueMember(TableModel, table=True):
     """The league a member plays in on a league board (0 = the first); moved at each weekly reset."""
 
     __tablename__ = "league_members"
@@ -83,7 +83,7 @@ class LeagueMember(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class LeagueSeats(SQLModel, table=True):
+class LeagueSeats(TableModel, table=True):
     """Seats handed out in a week's league: the n-th member to act at a level sits in cohort n // size."""
 
     __tablename__ = "league_seats"

@@ -4,14 +4,14 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+from sqlmodel import JSON, BigInteger, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 CURRENCIES = ("points", "growth")
 
 
-class LedgerAccount(SQLModel, table=True):
+class LedgerAccount(TableModel, table=True):
     """A member's balances and the head of their hash chain; the row is locked while posting."""
 
     __tablename__ = "ledger_accounts"
@@ -23,7 +23,7 @@ class LedgerAccount(SQLModel, table=True):
     head_hash: str = Field(default="", max_length=64)
 
 
-class LedgerEntry(SQLModel, table=True):
+class LedgerEntry(TableModel, table=True):
     """One append-only movement of one currency. Never updated; corrections are reversals."""
 
     __tablename__ = "ledger_entries"
@@ -54,7 +54,7 @@ class LedgerEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
-class EarningBoost(SQLModel, table=True):
+class EarningBoost(TableModel, table=True):
     """A multiplier on what a member earns by the earning rules, for a time, granted by a domain
     (a converted referral, a campaign). Granting the same key twice keeps the first."""
 
@@ -77,7 +77,7 @@ class EarningBoost(SQLModel, table=True):
     reason: str = Field(max_length=200)
 
 
-class EarningCount(SQLModel, table=True):
+class EarningCount(TableModel, table=True):
     """How many events of one type a member had in one local period (for "the 3rd purchase in a
     week"): counted once per event, in the dispatch that handles it."""
 
@@ -89,7 +89,7 @@ class EarningCount(SQLModel, table=True):
     n: int = 0
 
 
-class PointsExpiryNotice(SQLModel, table=True):
+class PointsExpiryNotice(TableModel, table=True):
     """An "expiring soon" message claimed for a member and the date their oldest points expire:
     the message goes out once per date, however many instances or runs look."""
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlmodel import Column, Field, SQLModel
+from sqlmodel import Column, Field
 
-from server.db import UTCDateTime, utcnow
+from server.db import TableModel, UTCDateTime, utcnow
 
 
-class Member(SQLModel, table=True):
+class Member(TableModel, table=True):
     __tablename__ = "members"
 
     id: str = Field(primary_key=True, max_length=64)
@@ -23,7 +23,7 @@ class Member(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class MemberFriend(SQLModel, table=True):
+class MemberFriend(TableModel, table=True):
     """One friend of a member, from the friend list the brand's systems set (one direction only).
 
     The friend need not be a member yet: a list may name people who have not played.

@@ -4,16 +4,16 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, BigInteger, Column, Field, SQLModel
+from sqlmodel import JSON, BigInteger, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
 def _id_column() -> Any:
     return Column(BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True)
 
 
-class ReferralCode(SQLModel, table=True):
+class ReferralCode(TableModel, table=True):
     """A member's code: the generated one, and any vanity codes they chose. A code is kept and
     looked up by its skeleton (upper case, '-' dropped, 0/O and 1/I/L folded together), so that
     'anna-runs', 'ANNARUNS' and 'ANNA-RUNS' are one code, and 'J0HN' cannot pass for 'JOHN'."""
@@ -30,7 +30,7 @@ class ReferralCode(SQLModel, table=True):
     retired_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
-class ReferralClick(SQLModel, table=True):
+class ReferralClick(TableModel, table=True):
     """A landing page view: when, the referrer, a keyed hash of the address and the user agent."""
 
     __tablename__ = "referral_clicks"
@@ -45,7 +45,7 @@ class ReferralClick(SQLModel, table=True):
     bot: bool = False  # a link preview (a chat app fetching the card), not a person
 
 
-class Referral(SQLModel, table=True):
+class Referral(TableModel, table=True):
     """Who referred a member: one referrer per member, set by the claim.
 
     status: claimed (waiting for the qualifying action) -> converted; or held (for review, its
@@ -82,7 +82,7 @@ class Referral(SQLModel, table=True):
     review_reason: str | None = Field(default=None, max_length=500)
 
 
-class ReferralReward(SQLModel, table=True):
+class ReferralReward(TableModel, table=True):
     """One reward of a referral in one currency, for one side: pending while the referral is
     held, earned once posted to the ledger (under `key`), reversed when a rejection takes it back."""
 
@@ -107,7 +107,7 @@ class ReferralReward(SQLModel, table=True):
     settled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
-class MemberFingerprint(SQLModel, table=True):
+class MemberFingerprint(TableModel, table=True):
     """A keyed hash of a device, a payment means or an address seen for a member (from claims and
     events), compared between the two sides of a referral. Never the raw value."""
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import JSON, Column, Field
 
-from server.db import UTCDateTime
+from server.db import TableModel, UTCDateTime
 
 
-class QuestRun(SQLModel, table=True):
+class QuestRun(TableModel, table=True):
     """A member's progress on one quest in one period (the local day, week or month; "all" for once).
 
     `state` holds the round under way, step by step: the count or sum so far, the distinct values
