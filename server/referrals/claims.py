@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import lock_members, utcnow
 from server.errors import ProblemError
-from server.members.service import check_member_id, ensure_member, profiles
+from server.members.service import Profile, check_member_id, ensure_member, profiles
 from server.realtime.hub import send_live
 from server.referrals import fraud
 from server.referrals.codes import skeleton
-from server.referrals.content import disabled, program
+from server.referrals.content import ReferralsContent, disabled, program
 from server.referrals.models import Referral, ReferralCode
 
 if TYPE_CHECKING:
@@ -60,36 +61,13 @@ async def claim(
     now = now or utcnow()
     key = skeleton(code_text)
     if key is None:
-        raise ProblemError(
-            404, "code_not_found", "There is no referral code like that; check it and try again."
-        )
+        raise _no_such_code()
     prints = fraud.fingerprints_of(ctx, signals or {})
     async with ctx.db.transaction() as session:
-        code = await session.get(ReferralCode, key)
-        if code is None:
-            raise ProblemError(
-                404, "code_not_found", "There is no referral code like that; check it and try again."
-            )
-        if code.retired_at is not None:
-            raise ProblemError(
-                410,
-                "code_expired",
-                "This referral code is no longer in use; ask your friend for their new one.",
-            )
+        code = await _claimable_code(session, key, friend_id)
         referrer_id = code.member_id
-        if referrer_id == friend_id:
-            raise ProblemError(409, "self_referral", "You cannot use your own referral code.")
         await lock_members(session, [friend_id, referrer_id])
-        if not known_only:
-            await ensure_member(session, friend_id)
-        sides = await profiles(ctx, session, [friend_id, referrer_id])
-        friend, referrer = sides[friend_id], sides[referrer_id]
-        if not friend.known:
-            raise ProblemError(
-                404,
-                "member_not_found",
-                f"There is no member '{friend_id}'; create them first (PUT /v1/members).",
-            )
+        friend, referrer = await _both_sides(ctx, session, friend_id, referrer_id, create=not known_only)
         existing = await session.get(Referral, friend_id)
         if existing is not None:
             if existing.referrer_id == referrer_id:
@@ -99,56 +77,117 @@ async def claim(
                 "already_referred",
                 "You were referred by someone else already; a referral cannot change.",
             )
-        joined = friend.joined_at
-        assert joined is not None  # a known member has appeared at least
-        if now > joined + timedelta(days=content.claim_window_days):
-            raise ProblemError(
-                409,
-                "claim_window_closed",
-                f"A referral code is claimed within {content.claim_window_days} days of signing up.",
-            )
-        circular = await session.get(Referral, referrer_id)
-        if circular is not None and circular.referrer_id == friend_id:
-            raise ProblemError(
-                409, "circular_referral", "You referred this member; they cannot refer you back."
-            )
-        await fraud.remember(session, [(friend_id, k, v) for k, v in prints.items()], now)
-        found = await fraud.assess(
-            session,
-            content.fraud,
-            friend_id=friend_id,
-            referrer_id=referrer_id,
-            now=now,
-            claim=(prints.get("ip"), prints.get("device")),
-        )
-        held = found.holds(content.fraud)
-        referral = Referral(
-            friend_id=friend_id,
-            referrer_id=referrer_id,
-            code=key,
-            status="held" if held else "claimed",
-            claimed_at=now,
-            claimed_by=by,
-            convert_by=now + timedelta(days=content.conversion.window_days),
-            ip_hash=prints.get("ip"),
-            device_hash=prints.get("device"),
-            risk_score=found.score,
-            risk_signals=found.signals,
-            held_at=now if held else None,
-        )
-        session.add(referral)
-        await session.flush()
-        send_live(
-            ctx,
-            session,
-            referrer_id,
-            "referral.claimed",
-            {"friend_name": friend.display_name, "convert_by": referral.convert_by.isoformat()},
-            at=now,
-        )
-        if held:
-            log.info("referral_held", friend_id=friend_id, referrer_id=referrer_id, score=found.score)
+        await _check_may_claim(session, content, friend, referrer_id, now)
+        referral = await _attribute(ctx, session, content, friend, code, by=by, prints=prints, now=now)
         return Claimed(referral, referrer.display_name, code.display, True)
+
+
+def _no_such_code() -> ProblemError:
+    return ProblemError(404, "code_not_found", "There is no referral code like that; check it and try again.")
+
+
+async def _claimable_code(session: AsyncSession, key: str, friend_id: str) -> ReferralCode:
+    """The code claimed: one that exists, is still in use, and is not the friend's own."""
+    code = await session.get(ReferralCode, key)
+    if code is None:
+        raise _no_such_code()
+    if code.retired_at is not None:
+        raise ProblemError(
+            410,
+            "code_expired",
+            "This referral code is no longer in use; ask your friend for their new one.",
+        )
+    if code.member_id == friend_id:
+        raise ProblemError(409, "self_referral", "You cannot use your own referral code.")
+    return code
+
+
+async def _both_sides(
+    ctx: Context, session: AsyncSession, friend_id: str, referrer_id: str, *, create: bool
+) -> tuple[Profile, Profile]:
+    """The friend's and the referrer's profiles. A friend not known yet is created as a bare
+    member, or with `create` off refused (404 `member_not_found`)."""
+    if create:
+        await ensure_member(session, friend_id)
+    sides = await profiles(ctx, session, [friend_id, referrer_id])
+    if not sides[friend_id].known:
+        raise ProblemError(
+            404,
+            "member_not_found",
+            f"There is no member '{friend_id}'; create them first (PUT /v1/members).",
+        )
+    return sides[friend_id], sides[referrer_id]
+
+
+async def _check_may_claim(
+    session: AsyncSession, content: ReferralsContent, friend: Profile, referrer_id: str, now: datetime
+) -> None:
+    """A claim comes within the window after the friend joined, and is not circular: a member
+    the friend referred cannot refer them back."""
+    joined = friend.joined_at
+    assert joined is not None  # a known member has appeared at least
+    if now > joined + timedelta(days=content.claim_window_days):
+        raise ProblemError(
+            409,
+            "claim_window_closed",
+            f"A referral code is claimed within {content.claim_window_days} days of signing up.",
+        )
+    circular = await session.get(Referral, referrer_id)
+    if circular is not None and circular.referrer_id == friend.member_id:
+        raise ProblemError(409, "circular_referral", "You referred this member; they cannot refer you back.")
+
+
+async def _attribute(
+    ctx: Context,
+    session: AsyncSession,
+    content: ReferralsContent,
+    friend: Profile,
+    code: ReferralCode,
+    *,
+    by: str,
+    prints: dict[str, str],
+    now: datetime,
+) -> Referral:
+    """Make the referral, scored on the claim's signals (held for review when that scores high),
+    and tell the referrer."""
+    friend_id, referrer_id = friend.member_id, code.member_id
+    await fraud.remember(session, [(friend_id, k, v) for k, v in prints.items()], now)
+    found = await fraud.assess(
+        session,
+        content.fraud,
+        friend_id=friend_id,
+        referrer_id=referrer_id,
+        now=now,
+        claim=(prints.get("ip"), prints.get("device")),
+    )
+    held = found.holds(content.fraud)
+    referral = Referral(
+        friend_id=friend_id,
+        referrer_id=referrer_id,
+        code=code.code,
+        status="held" if held else "claimed",
+        claimed_at=now,
+        claimed_by=by,
+        convert_by=now + timedelta(days=content.conversion.window_days),
+        ip_hash=prints.get("ip"),
+        device_hash=prints.get("device"),
+        risk_score=found.score,
+        risk_signals=found.signals,
+        held_at=now if held else None,
+    )
+    session.add(referral)
+    await session.flush()
+    send_live(
+        ctx,
+        session,
+        referrer_id,
+        "referral.claimed",
+        {"friend_name": friend.display_name, "convert_by": referral.convert_by.isoformat()},
+        at=now,
+    )
+    if held:
+        log.info("referral_held", friend_id=friend_id, referrer_id=referrer_id, score=found.score)
+    return referral
 
 
 async def expire_unconverted(ctx: Context, now: datetime | None = None) -> int:

@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import insert_ignore, lock_members, utcnow
 from server.errors import ProblemError
 from server.members.service import ensure_member, profile
-from server.referrals.content import ReferralsContent, disabled, program
+from server.referrals.content import ReferralsContent, Vanity, disabled, program
 from server.referrals.models import ReferralCode
 
 if TYPE_CHECKING:
@@ -97,9 +98,28 @@ async def set_vanity(ctx: Context, member_id: str, wanted: str) -> list[Referral
     content = program(ctx)
     if not content.enabled:
         raise disabled()
-    rules = content.vanity
-    if not rules.enabled:
+    if not content.vanity.enabled:
         raise ProblemError(403, "vanity_codes_disabled", "Vanity codes are not offered.")
+    text, key = _vanity_text(content, wanted)
+    async with ctx.db.transaction() as session:
+        codes = await ensure_code(ctx, session, member_id)
+        now = utcnow()
+        mine = next((c for c in codes if c.code == key), None)
+        if mine is not None and mine.kind == "vanity" and mine.retired_at is None:
+            return codes  # already the member's code: nothing to change
+        if mine is None:
+            await _add_vanity(session, content.vanity, codes, member_id, text, key, now)
+        elif mine.kind == "generated":
+            raise ProblemError(409, "vanity_code_taken", "That is your generated code already.")
+        await _make_current(session, member_id, text, key, now, taken_back=mine is not None)
+        forget_code(ctx)
+        return await codes_of(session, member_id)
+
+
+def _vanity_text(content: ReferralsContent, wanted: str) -> tuple[str, str]:
+    """The vanity code as written (trimmed) and its skeleton; 400 `invalid_code` for one of the
+    wrong length or without a letter, 422 `vanity_code_blocked` for one with a blocked word."""
+    rules = content.vanity
     text = wanted.strip()
     key = skeleton(text)
     if (
@@ -117,38 +137,46 @@ async def set_vanity(ctx: Context, member_id: str, wanted: str) -> list[Referral
         raise ProblemError(400, "invalid_code", "A vanity code has at least one letter.")
     if blocked_word(content, text):
         raise ProblemError(422, "vanity_code_blocked", "This code is not allowed; choose another one.")
-    async with ctx.db.transaction() as session:
-        codes = await ensure_code(ctx, session, member_id)
-        now = utcnow()
-        mine = next((c for c in codes if c.code == key), None)
-        if mine is not None and mine.kind == "vanity" and mine.retired_at is None:
-            return codes  # already the member's code: nothing to change
-        if mine is None and sum(1 for c in codes if c.kind == "vanity") >= rules.max_changes:
-            raise ProblemError(
-                409, "vanity_code_limit", f"A member may choose {rules.max_changes} vanity codes in all."
-            )
-        if mine is not None and mine.kind == "generated":
-            raise ProblemError(409, "vanity_code_taken", "That is your generated code already.")
-        if mine is None:
-            made = await session.execute(
-                insert_ignore(session, ReferralCode.__table__)
-                .values(code=key, display=text, member_id=member_id, kind="vanity", created_at=now)
-                .returning(ReferralCode.__table__.c.code)
-            )
-            if made.first() is None:
-                raise ProblemError(409, "vanity_code_taken", "That code is taken; choose another one.")
-        t = ReferralCode.__table__
-        await session.execute(
-            sa.update(t)
-            .where(
-                t.c.member_id == member_id, t.c.kind == "vanity", t.c.code != key, t.c.retired_at.is_(None)
-            )
-            .values(retired_at=now)
+    return text, key
+
+
+async def _add_vanity(
+    session: AsyncSession,
+    rules: Vanity,
+    codes: list[ReferralCode],
+    member_id: str,
+    text: str,
+    key: str,
+    now: datetime,
+) -> None:
+    """A new vanity code for the member, within the number of codes they may choose, if no one
+    holds it (409 `vanity_code_limit`, `vanity_code_taken`)."""
+    if sum(1 for c in codes if c.kind == "vanity") >= rules.max_changes:
+        raise ProblemError(
+            409, "vanity_code_limit", f"A member may choose {rules.max_changes} vanity codes in all."
         )
-        if mine is not None:  # a member's own earlier vanity code, taken back
-            await session.execute(sa.update(t).where(t.c.code == key).values(retired_at=None, display=text))
-        forget_code(ctx)
-        return await codes_of(session, member_id)
+    made = await session.execute(
+        insert_ignore(session, ReferralCode.__table__)
+        .values(code=key, display=text, member_id=member_id, kind="vanity", created_at=now)
+        .returning(ReferralCode.__table__.c.code)
+    )
+    if made.first() is None:
+        raise ProblemError(409, "vanity_code_taken", "That code is taken; choose another one.")
+
+
+async def _make_current(
+    session: AsyncSession, member_id: str, text: str, key: str, now: datetime, *, taken_back: bool
+) -> None:
+    """Make `key` the member's vanity code in use: their others are retired; one of their own
+    they chose before is `taken_back`, shown as written now."""
+    t = ReferralCode.__table__
+    await session.execute(
+        sa.update(t)
+        .where(t.c.member_id == member_id, t.c.kind == "vanity", t.c.code != key, t.c.retired_at.is_(None))
+        .values(retired_at=now)
+    )
+    if taken_back:
+        await session.execute(sa.update(t).where(t.c.code == key).values(retired_at=None, display=text))
 
 
 # --- the landing page's lookups (a per-process cache: the page is the hot path) ----------------

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import insert_or_touch
 from server.events.dispatch import declare_masked
-from server.referrals.content import Fraud
+from server.referrals.content import Burst, Fraud
 from server.referrals.models import MemberFingerprint, Referral
 
 if TYPE_CHECKING:
@@ -132,41 +132,53 @@ async def assess(
     again, with whatever has been seen since."""
     signals: list[dict[str, Any]] = [s for s in (kept or []) if s["signal"] in CLAIM_SIGNALS]
     prints = await _prints(session, [friend_id, referrer_id])
-    shared = prints[friend_id] & prints[referrer_id]
-    for kind, weight in (
-        ("device", rules.shared_device),
-        ("payment", rules.shared_payment),
-        ("ip", rules.shared_ip),
-    ):
-        if weight and any(k == kind for k, _ in shared):
-            signals.append(
-                {"signal": f"shared_{kind}", "score": weight, "detail": f"friend and referrer share a {kind}"}
-            )
+    signals += _shared(rules, prints[friend_id] & prints[referrer_id])
     devices = [v for k, v in prints[friend_id] if k == "device"]
     if devices and rules.device_reused:
-        t = MemberFingerprint.__table__
-        others = (
-            await session.execute(
-                sa.select(sa.func.count(sa.distinct(t.c.member_id))).where(
-                    t.c.kind == "device",
-                    t.c.value.in_(devices),
-                    t.c.member_id.not_in([friend_id, referrer_id]),
-                )
-            )
-        ).scalar_one()
-        if others:
-            signals.append(
-                {
-                    "signal": "device_reused",
-                    "score": rules.device_reused,
-                    "detail": f"the friend's device is also used by {others} other member(s)",
-                }
-            )
+        signals += await _device_reused(session, rules, devices, [friend_id, referrer_id])
     if claim is not None:
         signals += await _bursts(
             session, rules, referrer_id=referrer_id, now=now, ip=claim[0], device=claim[1]
         )
     return Assessment(sum(int(s["score"]) for s in signals), signals)
+
+
+def _shared(rules: Fraud, shared: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """A signal for each kind of fingerprint the friend and the referrer share."""
+    return [
+        {"signal": f"shared_{kind}", "score": weight, "detail": f"friend and referrer share a {kind}"}
+        for kind, weight in (
+            ("device", rules.shared_device),
+            ("payment", rules.shared_payment),
+            ("ip", rules.shared_ip),
+        )
+        if weight and any(k == kind for k, _ in shared)
+    ]
+
+
+async def _device_reused(
+    session: AsyncSession, rules: Fraud, devices: list[str], sides: list[str]
+) -> list[dict[str, Any]]:
+    """The friend's devices seen for members other than the two `sides`: one signal, or none."""
+    t = MemberFingerprint.__table__
+    others = (
+        await session.execute(
+            sa.select(sa.func.count(sa.distinct(t.c.member_id))).where(
+                t.c.kind == "device",
+                t.c.value.in_(devices),
+                t.c.member_id.not_in(sides),
+            )
+        )
+    ).scalar_one()
+    if not others:
+        return []
+    return [
+        {
+            "signal": "device_reused",
+            "score": rules.device_reused,
+            "detail": f"the friend's device is also used by {others} other member(s)",
+        }
+    ]
 
 
 async def _bursts(
@@ -181,43 +193,38 @@ async def _bursts(
     """Claims on the referrer's codes in a short time; sign-ups (claims) from one address or device."""
     r = Referral.__table__
     out: list[dict[str, Any]] = []
-    burst = rules.claim_burst
-    if burst.score:
-        n = (
-            await session.execute(
-                sa.select(sa.func.count()).where(
-                    r.c.referrer_id == referrer_id, r.c.claimed_at >= now - timedelta(minutes=burst.minutes)
-                )
-            )
-        ).scalar_one() + 1
-        if n >= burst.count:
-            out.append(
-                {
-                    "signal": "claim_burst",
-                    "score": burst.score,
-                    "detail": f"{n} claims on the referrer's codes within {burst.minutes} minutes",
-                }
-            )
-    burst = rules.signup_burst
+    if rules.claim_burst.score:
+        out += await _burst(
+            session,
+            rules.claim_burst,
+            now,
+            r.c.referrer_id == referrer_id,
+            "claim_burst",
+            "claims on the referrer's codes",
+        )
     same_source = [
         c
         for c in (r.c.ip_hash == ip if ip else None, r.c.device_hash == device if device else None)
         if c is not None
     ]
-    if burst.score and same_source:
-        n = (
-            await session.execute(
-                sa.select(sa.func.count()).where(
-                    sa.or_(*same_source), r.c.claimed_at >= now - timedelta(minutes=burst.minutes)
-                )
-            )
-        ).scalar_one() + 1
-        if n >= burst.count:
-            out.append(
-                {
-                    "signal": "signup_burst",
-                    "score": burst.score,
-                    "detail": f"{n} sign-ups from one source within {burst.minutes} minutes",
-                }
-            )
+    if rules.signup_burst.score and same_source:
+        out += await _burst(
+            session, rules.signup_burst, now, sa.or_(*same_source), "signup_burst", "sign-ups from one source"
+        )
     return out
+
+
+async def _burst(
+    session: AsyncSession, burst: Burst, now: datetime, claims: Any, signal: str, what: str
+) -> list[dict[str, Any]]:
+    """The `signal` when the recent `claims`, this one counted, reach the burst's count: one
+    signal, or none."""
+    r = Referral.__table__
+    n = (
+        await session.execute(
+            sa.select(sa.func.count()).where(claims, r.c.claimed_at >= now - timedelta(minutes=burst.minutes))
+        )
+    ).scalar_one() + 1
+    if n < burst.count:
+        return []
+    return [{"signal": signal, "score": burst.score, "detail": f"{n} {what} within {burst.minutes} minutes"}]

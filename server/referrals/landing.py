@@ -162,6 +162,30 @@ def render(ctx: Context, owner: CodeOwner) -> str:
     title = landing.title.format(**fields)
     description = landing.description.format(**fields)
     url = link_for(ctx, owner.display)
+    head = _preview_tags(landing, title, description, url)
+    open_url = (landing.deep_link or landing.web_url or "").format(code=owner.display)
+    body = (
+        (
+            f'<img class="hero" src="{escape(landing.image)}" alt="{escape(landing.image_alt)}">'
+            if landing.image
+            else ""
+        )
+        + f"<h1>{escape(landing.heading.format(**fields))}</h1>"
+        + f"<p>{escape(landing.body.format(**fields))}</p>"
+        + f'<div class="code" id="code">{escape(owner.display)}</div>'
+        + (
+            f'<a class="open" id="open" href="{escape(open_url)}">{escape(landing.open_label)}</a>'
+            if open_url
+            else ""
+        )
+        + _store_links(landing, "Get the app: ")
+        + f"<small>{escape(landing.site_name)}</small>"
+    )
+    return _doc(title, head, body)
+
+
+def _preview_tags(landing: Landing, title: str, description: str, url: str) -> str:
+    """The tags chat apps and social sites build a link's preview card from, and the canonical link."""
     card = "summary_large_image" if landing.image else "summary"
     meta = [
         ("property", "og:type", "website"),
@@ -185,25 +209,7 @@ def render(ctx: Context, owner: CodeOwner) -> str:
         meta.append(("name", "twitter:site", landing.twitter_site))
     head = "".join(f'<meta {a}="{escape(k)}" content="{escape(v)}">' for a, k, v in meta)
     head += f'<link rel="canonical" href="{escape(url)}">'
-    open_url = (landing.deep_link or landing.web_url or "").format(code=owner.display)
-    body = (
-        (
-            f'<img class="hero" src="{escape(landing.image)}" alt="{escape(landing.image_alt)}">'
-            if landing.image
-            else ""
-        )
-        + f"<h1>{escape(landing.heading.format(**fields))}</h1>"
-        + f"<p>{escape(landing.body.format(**fields))}</p>"
-        + f'<div class="code" id="code">{escape(owner.display)}</div>'
-        + (
-            f'<a class="open" id="open" href="{escape(open_url)}">{escape(landing.open_label)}</a>'
-            if open_url
-            else ""
-        )
-        + _store_links(landing, "Get the app: ")
-        + f"<small>{escape(landing.site_name)}</small>"
-    )
-    return _doc(title, head, body)
+    return head
 
 
 def _store_links(landing: Landing, lead: str = "") -> str:

@@ -14,7 +14,7 @@ from server.db import lock_members, utcnow
 from server.errors import ProblemError
 from server.ledger import service as ledger
 from server.ledger.earning import end_boost
-from server.members.service import check_member_id, profiles
+from server.members.service import Profile, check_member_id, profiles
 from server.referrals.codes import skeleton
 from server.referrals.models import Referral, ReferralCode, ReferralReward
 from server.referrals.rewards import converted_count, pay, rewards_where
@@ -158,57 +158,58 @@ async def reassign(
 async def held(ctx: Context, *, limit: int = 50, after: str | None = None) -> list[dict[str, Any]]:
     """Held referrals, longest waiting first, with their signals and pending rewards."""
     async with ctx.db.session() as session:
-        q = (
-            sa.select(Referral)
-            .where(Referral.status == "held")
-            .order_by(Referral.held_at, Referral.friend_id)
-        )
-        if after:
-            try:
-                check_member_id(after)
-            except ProblemError:
-                raise ProblemError(400, "invalid_cursor", "The cursor is not one this list gave.") from None
-            mark = await session.get(Referral, after)
-            if mark is not None and mark.held_at is not None:
-                q = q.where(
-                    sa.or_(
-                        Referral.held_at > mark.held_at,
-                        sa.and_(Referral.held_at == mark.held_at, Referral.friend_id > mark.friend_id),
-                    )
-                )
-        found = list((await session.execute(q.limit(limit))).scalars())
+        found = await _held_page(session, limit, after)
         if not found:
             return []
         ids = [r.friend_id for r in found]
         rewards = await rewards_where(session, ReferralReward.friend_id.in_(ids))
         people = await profiles(ctx, session, sorted({*ids, *(r.referrer_id for r in found)}))
-    out = []
-    for r in found:
-        mine = [w for w in rewards if w.friend_id == r.friend_id]
-        out.append(
+    return [_held_view(r, [w for w in rewards if w.friend_id == r.friend_id], people) for r in found]
+
+
+async def _held_page(session: AsyncSession, limit: int, after: str | None) -> list[Referral]:
+    """Up to `limit` held referrals, longest waiting first, after the one of member `after` (the
+    cursor: the last friend of the page before)."""
+    q = sa.select(Referral).where(Referral.status == "held").order_by(Referral.held_at, Referral.friend_id)
+    if after:
+        try:
+            check_member_id(after)
+        except ProblemError:
+            raise ProblemError(400, "invalid_cursor", "The cursor is not one this list gave.") from None
+        mark = await session.get(Referral, after)
+        if mark is not None and mark.held_at is not None:
+            q = q.where(
+                sa.or_(
+                    Referral.held_at > mark.held_at,
+                    sa.and_(Referral.held_at == mark.held_at, Referral.friend_id > mark.friend_id),
+                )
+            )
+    return list((await session.execute(q.limit(limit))).scalars())
+
+
+def _held_view(r: Referral, rewards: list[ReferralReward], people: dict[str, Profile]) -> dict[str, Any]:
+    """A held referral as the managers' queue shows it, with its rewards."""
+    return {
+        "friend_id": r.friend_id,
+        "friend_name": people[r.friend_id].display_name,
+        "referrer_id": r.referrer_id,
+        "referrer_name": people[r.referrer_id].display_name,
+        "code": r.code,
+        "claimed_at": r.claimed_at,
+        "held_at": r.held_at,
+        "converted_at": r.converted_at,
+        "paid": r.paid_at is not None,
+        "risk_score": r.risk_score,
+        "signals": r.risk_signals,
+        "rewards": [
             {
-                "friend_id": r.friend_id,
-                "friend_name": people[r.friend_id].display_name,
-                "referrer_id": r.referrer_id,
-                "referrer_name": people[r.referrer_id].display_name,
-                "code": r.code,
-                "claimed_at": r.claimed_at,
-                "held_at": r.held_at,
-                "converted_at": r.converted_at,
-                "paid": r.paid_at is not None,
-                "risk_score": r.risk_score,
-                "signals": r.risk_signals,
-                "rewards": [
-                    {
-                        "member_id": w.member_id,
-                        "role": w.role,
-                        "currency": w.currency,
-                        "amount": w.amount,
-                        "badge_id": w.badge_id,
-                        "status": w.status,
-                    }
-                    for w in mine
-                ],
+                "member_id": w.member_id,
+                "role": w.role,
+                "currency": w.currency,
+                "amount": w.amount,
+                "badge_id": w.badge_id,
+                "status": w.status,
             }
-        )
-    return out
+            for w in rewards
+        ],
+    }

@@ -20,11 +20,11 @@ from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
 from server.ledger.earning import grant_boost
-from server.members.service import profiles
+from server.members.service import Profile, profiles
 from server.realtime.hub import send_live
 from server.referrals import fraud
 from server.referrals.claims import OPEN
-from server.referrals.content import ReferralsContent, program
+from server.referrals.content import Milestone, ReferralsContent, program
 from server.referrals.models import Referral, ReferralReward
 
 if TYPE_CHECKING:
@@ -212,36 +212,69 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
     reasons = {"referrer": f"referral: {friend_name} joined", "friend": f"joined with {referrer_name}'s code"}
     await _pay_rows(ctx, session, pending, reasons, now)
     await session.flush()
-    boost = None
-    if content.boost is not None:
-        b = await grant_boost(
-            ctx,
-            session,
-            referral.referrer_id,
-            key=f"referral:{referral.friend_id}",
-            factor=content.boost.factor,
-            duration=timedelta(hours=content.boost.hours),
-            source=SOURCE,
-            reason=f"{friend_name} joined with your code",
-            currencies=tuple(content.boost.currencies),
-            starts_at=now,
-        )
-        boost = {"factor": b.factor, "ends_at": b.ends_at.isoformat(), "currencies": b.currencies}
+    boost = await _boost_referrer(ctx, session, content, referral, friend_name, now)
     count = await converted_count(session, referral.referrer_id)
     reached = await _milestones(ctx, session, referral, count, now)
-    emit(
+    emit(ctx, session, _converted_event(referral, count, now))
+    _tell_both_sides(
+        ctx, session, content, referral, friend, referrer, count=count, reached=reached, boost=boost, now=now
+    )
+
+
+async def _boost_referrer(
+    ctx: Context,
+    session: AsyncSession,
+    content: ReferralsContent,
+    referral: Referral,
+    friend_name: str,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Boost the referrer's earning for the program's boost hours (None when the program has no
+    boost): the boost as the live message tells it."""
+    if content.boost is None:
+        return None
+    b = await grant_boost(
         ctx,
         session,
-        DomainEvent(
-            event_id=f"referral.converted:{referral.friend_id}",
-            member_id=referral.referrer_id,
-            type="referral.converted",
-            occurred_at=now,
-            properties={"friend_id": referral.friend_id, "conversions": count},
-            source="referrals",
-        ),
+        referral.referrer_id,
+        key=f"referral:{referral.friend_id}",
+        factor=content.boost.factor,
+        duration=timedelta(hours=content.boost.hours),
+        source=SOURCE,
+        reason=f"{friend_name} joined with your code",
+        currencies=tuple(content.boost.currencies),
+        starts_at=now,
     )
-    nxt = content.milestone_after(count)
+    return {"factor": b.factor, "ends_at": b.ends_at.isoformat(), "currencies": b.currencies}
+
+
+def _converted_event(referral: Referral, count: int, now: datetime) -> DomainEvent:
+    """The referrer's `referral.converted`, for the domains that react to it (quests, badges)."""
+    return DomainEvent(
+        event_id=f"referral.converted:{referral.friend_id}",
+        member_id=referral.referrer_id,
+        type="referral.converted",
+        occurred_at=now,
+        properties={"friend_id": referral.friend_id, "conversions": count},
+        source="referrals",
+    )
+
+
+def _tell_both_sides(
+    ctx: Context,
+    session: AsyncSession,
+    content: ReferralsContent,
+    referral: Referral,
+    friend: Profile,
+    referrer: Profile,
+    *,
+    count: int,
+    reached: list[Milestone],
+    boost: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """The live `referral.converted` messages: to the referrer with their count, milestones and
+    boost, and to the friend."""
     send_live(
         ctx,
         session,
@@ -255,11 +288,7 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
             "milestones_reached": [
                 {"count": m.count, "name": m.name, "reward": m.reward.model_dump()} for m in reached
             ],
-            "next_milestone": (
-                {"count": nxt.count, "remaining": nxt.count - count, "reward": nxt.reward.model_dump()}
-                if nxt
-                else None
-            ),
+            "next_milestone": next_milestone(content, count),
             "boost": boost,
             "celebration": "referral",
         },
@@ -280,9 +309,18 @@ async def pay(ctx: Context, session: AsyncSession, referral: Referral, now: date
     )
 
 
+def next_milestone(content: ReferralsContent, count: int) -> dict[str, Any] | None:
+    """The next milestone after `count` conversions and how many remain to it, or None past the
+    last one."""
+    nxt = content.milestone_after(count)
+    if nxt is None:
+        return None
+    return {"count": nxt.count, "remaining": nxt.count - count, "reward": nxt.reward.model_dump()}
+
+
 async def _milestones(
     ctx: Context, session: AsyncSession, referral: Referral, count: int, now: datetime
-) -> list[Any]:
+) -> list[Milestone]:
     """Milestones the referrer's count of converted referrals reaches and that they do not hold
     (under the referrer's lock, so concurrent conversions pay each once)."""
     content = program(ctx)
