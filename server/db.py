@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
@@ -162,6 +163,17 @@ def before_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) ->
 def after_commit(session: AsyncSession, hook: Callable[[], Awaitable[None]]) -> None:
     """Run `hook` after the transaction of `session` commits (never if it rolls back)."""
     session.info.setdefault("after_commit", []).append(hook)
+
+
+async def execute_counting(session: AsyncSession, statement: sa.Executable) -> int:
+    """Execute an INSERT, UPDATE or DELETE without RETURNING and return how many rows it touched.
+
+    `AsyncSession.execute` is typed as giving a `Result`; such a statement gives a `CursorResult`,
+    the kind that counts its rows.
+    """
+    result = await session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def insert_ignore(session: AsyncSession, table: sa.Table | Any) -> Any:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import JSON, BigInteger, Column, Field
+from sqlmodel import JSON, BigInteger, Column, Field, col
 
 from server.db import TableModel, UTCDateTime, after_commit, before_commit, utcnow
 from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
@@ -191,7 +191,7 @@ class Outbox:
                     log.error("outbox_row_failing", row=row_id, attempts=attempts, error=error)
                 await session.execute(
                     sa.update(OutboxRow)
-                    .where(OutboxRow.id == row_id)
+                    .where(col(OutboxRow.id) == row_id)
                     .values(attempts=attempts, last_error=error, claimed_until=now + backoff)
                 )
 
@@ -205,7 +205,7 @@ class Outbox:
             batch, self._applied = self._applied[:1000], self._applied[1000:]
             try:
                 async with self.ctx.db.transaction() as session:
-                    await session.execute(sa.delete(OutboxRow).where(OutboxRow.id.in_(batch)))  # type: ignore[union-attr]
+                    await session.execute(sa.delete(OutboxRow).where(col(OutboxRow.id).in_(batch)))
             except Exception:
                 # SQL unavailable: the rows stay and are applied again later, harmlessly.
                 log.warning("outbox_flush_failed", rows=len(batch))
@@ -226,30 +226,19 @@ class Outbox:
     async def drain(self, limit: int = 200) -> int:
         """Claim rows whose claim has lapsed (their writer died or their effect failed) and apply them."""
         total = 0
+        row = OutboxRow.__table__.c
         while True:
             now = utcnow()
+            lapsed = sa.or_(row.claimed_until.is_(None), row.claimed_until < now)
             # Most ticks find nothing: look before taking a writer's transaction (on SQLite the
             # database's one write lock, which every tick would otherwise take).
             async with self.ctx.db.session() as session:
-                waiting = (
-                    await session.execute(
-                        sa.select(OutboxRow.id)
-                        .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
-                        .limit(1)
-                    )
-                ).first()
+                waiting = (await session.execute(sa.select(row.id).where(lapsed).limit(1))).first()
             if waiting is None:
                 return total
             async with self.ctx.db.transaction() as session:
                 ids = (
-                    (
-                        await session.execute(
-                            sa.select(OutboxRow.id)
-                            .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
-                            .order_by(OutboxRow.id)
-                            .limit(limit)
-                        )
-                    )
+                    (await session.execute(sa.select(row.id).where(lapsed).order_by(row.id).limit(limit)))
                     .scalars()
                     .all()
                 )
@@ -260,21 +249,17 @@ class Outbox:
                     (
                         await session.execute(
                             sa.update(OutboxRow)
-                            .where(OutboxRow.id.in_(ids))  # type: ignore[union-attr]
-                            .where(sa.or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now))  # type: ignore[union-attr]
+                            .where(row.id.in_(ids))
+                            .where(lapsed)
                             .values(claimed_until=now + self.claim)
-                            .returning(OutboxRow.id)
+                            .returning(row.id)
                         )
                     )
                     .scalars()
                     .all()
                 )
                 rows = (
-                    (
-                        await session.execute(
-                            sa.select(OutboxRow).where(OutboxRow.id.in_(claimed)).order_by(OutboxRow.id)  # type: ignore[union-attr]
-                        )
-                    )
+                    (await session.execute(sa.select(OutboxRow).where(row.id.in_(claimed)).order_by(row.id)))
                     .scalars()
                     .all()
                 )

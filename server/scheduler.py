@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # no type information
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]  # no type information
 from redis.exceptions import RedisError
 from sqlmodel import Column, Field
 
-from server.db import TableModel, UTCDateTime, insert_ignore, utcnow
+from server.db import TableModel, UTCDateTime, execute_counting, insert_ignore, utcnow
 from server.metrics import JOB_RUNS
 
 if TYPE_CHECKING:
@@ -183,37 +183,35 @@ class Scheduler:
     async def _claim(self, j: Job, period: str) -> bool:
         now = utcnow()
         async with self.ctx.db.transaction() as session:
-            created = await session.execute(
+            created = await execute_counting(
+                session,
                 insert_ignore(session, ScheduledRun.__table__).values(
                     job=j.name, period=period, status="running", owner=self.owner, started_at=now
-                )
+                ),
             )
-            if created.rowcount:
+            if created:
                 return True
             # Taken already: claim it again only if that run failed or its owner vanished mid-run.
-            retaken = await session.execute(
+            run = ScheduledRun.__table__.c
+            retaken = await execute_counting(
+                session,
                 sa.update(ScheduledRun)
-                .where(ScheduledRun.job == j.name, ScheduledRun.period == period)
+                .where(run.job == j.name, run.period == period)
                 .where(
                     sa.or_(
-                        ScheduledRun.status == "failed",
-                        sa.and_(
-                            ScheduledRun.status == "running", ScheduledRun.started_at < now - j.stale_after
-                        ),
+                        run.status == "failed",
+                        sa.and_(run.status == "running", run.started_at < now - j.stale_after),
                     )
                 )
-                .values(status="running", owner=self.owner, started_at=now, finished_at=None)
+                .values(status="running", owner=self.owner, started_at=now, finished_at=None),
             )
-            return bool(retaken.rowcount)
+            return bool(retaken)
 
     async def _finish(self, j: Job, period: str, status: str) -> None:
+        run = ScheduledRun.__table__.c
         async with self.ctx.db.transaction() as session:
             await session.execute(
                 sa.update(ScheduledRun)
-                .where(
-                    ScheduledRun.job == j.name,
-                    ScheduledRun.period == period,
-                    ScheduledRun.owner == self.owner,
-                )
+                .where(run.job == j.name, run.period == period, run.owner == self.owner)
                 .values(status=status, finished_at=utcnow())
             )
