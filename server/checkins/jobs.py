@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.engine import CursorResult
+from sqlmodel import col
 
 from server.checkins.models import StreakState
 from server.checkins.service import next_midnight, rules, settle
@@ -30,9 +32,9 @@ async def _candidates(ctx: Context, where: sa.ColumnElement[bool]) -> list[str]:
             page = (
                 (
                     await session.execute(
-                        sa.select(StreakState.member_id)
-                        .where(StreakState.current > 0, StreakState.member_id > after, where)
-                        .order_by(StreakState.member_id)
+                        sa.select(col(StreakState.member_id))
+                        .where(col(StreakState.current) > 0, col(StreakState.member_id) > after, where)
+                        .order_by(col(StreakState.member_id))
                         .limit(BATCH)
                     )
                 )
@@ -51,7 +53,7 @@ async def streak_upkeep(ctx: Context, period: str) -> None:
     now = utcnow()
     # No zone is more than 14 hours ahead of UTC: a member whose last covered date is on or after
     # UTC's today cannot have missed a date yet.
-    stale = await _candidates(ctx, StreakState.last_date < now.date())  # type: ignore[operator]
+    stale = await _candidates(ctx, col(StreakState.last_date) < now.date())
     settled = 0
     for member_id in stale:
         async with ctx.db.transaction() as session:
@@ -66,7 +68,7 @@ async def streaks_at_risk(ctx: Context, period: str) -> None:
     """A 'streak at risk' message some hours before the local day ends, once per member and date."""
     now = utcnow()
     hours = rules(ctx).at_risk.hours_before_midnight
-    recent = StreakState.last_date >= now.date() - timedelta(days=2)  # type: ignore[operator]
+    recent = col(StreakState.last_date) >= now.date() - timedelta(days=2)
     for member_id in await _candidates(ctx, recent):
         async with ctx.db.transaction() as session:
             state = await session.get(StreakState, member_id)
@@ -76,14 +78,18 @@ async def streaks_at_risk(ctx: Context, period: str) -> None:
             ends = next_midnight(state.zone, now)
             if state.last_date != today - timedelta(days=1) or now < ends - timedelta(hours=hours):
                 continue
-            claimed = await session.execute(
+            claim = (
                 sa.update(StreakState)
                 .where(
-                    StreakState.member_id == member_id,
-                    sa.or_(StreakState.at_risk_sent_on.is_(None), StreakState.at_risk_sent_on != today),  # type: ignore[union-attr]
+                    col(StreakState.member_id) == member_id,
+                    sa.or_(
+                        col(StreakState.at_risk_sent_on).is_(None), col(StreakState.at_risk_sent_on) != today
+                    ),
                 )
                 .values(at_risk_sent_on=today)
             )
+            # An UPDATE answers with a CursorResult; Session.execute is only typed to return a Result.
+            claimed = cast("CursorResult[Any]", await session.execute(claim))
             if claimed.rowcount:
                 send_live(
                     ctx,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+import datetime as dt
 
 import msgspec
 
@@ -15,31 +15,31 @@ class Reward(msgspec.Struct):
 
 
 class CheckinOut(msgspec.Struct):
-    date: date
+    date: dt.date
     already_checked_in: bool
     streak: int
     longest_streak: int
     cycle_day: int
     reward: Reward
     freezes_held: int
-    freezes_used: list[date]
+    freezes_used: list[dt.date]
     timezone: str
 
 
 class CalendarDay(msgspec.Struct):
-    date: date
+    date: dt.date
     status: str  # checked_in | made_up | repaired | frozen | excused | missed
 
 
 class RepairOffer(msgspec.Struct):
     broken_streak: int
     price: int
-    until: date
+    until: dt.date
 
 
 class CalendarOut(msgspec.Struct):
     month: str
-    today: date
+    today: dt.date
     timezone: str
     days: list[CalendarDay]
     streak: int
@@ -56,8 +56,8 @@ class StreakOut(msgspec.Struct):
     longest_streak: int
     freezes_held: int
     points_spent: int
-    repaired_dates: list[date] = []
+    repaired_dates: list[dt.date] = []
 
 
 class MakeupIn(msgspec.Struct, forbid_unknown_fields=True):
-    date: date
+    date: dt.date

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.checkins.content import CheckinContent
 from server.checkins.models import COUNTED, CheckinDay, StreakState
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 
 def rules(ctx: Context) -> CheckinContent:
-    return ctx.content.get("checkin")  # type: ignore[no-any-return]
+    return ctx.content.get("checkin")
 
 
 def next_midnight(zone: str, at: datetime) -> datetime:
@@ -409,12 +410,12 @@ async def _recount(session: AsyncSession, state: StreakState, today: date) -> No
     """Recompute the streak from the covered dates: the unbroken run ending yesterday or today."""
     rows = (
         await session.execute(
-            sa.select(CheckinDay.day, CheckinDay.kind)
+            sa.select(col(CheckinDay.day), col(CheckinDay.kind))
             .where(
-                CheckinDay.member_id == state.member_id,
-                CheckinDay.day <= max(today, state.last_date or today),
+                col(CheckinDay.member_id) == state.member_id,
+                col(CheckinDay.day) <= max(today, state.last_date or today),
             )
-            .order_by(CheckinDay.day.desc())  # type: ignore[attr-defined]
+            .order_by(col(CheckinDay.day).desc())
         )
     ).all()
     streak, expected, last = 0, None, None
@@ -454,10 +455,10 @@ async def repair(ctx: Context, member_id: str, now: datetime | None = None) -> S
         covered = set(
             (
                 await session.execute(
-                    sa.select(CheckinDay.day).where(
-                        CheckinDay.member_id == member_id,
-                        CheckinDay.day >= state.broken_on,
-                        CheckinDay.day < today,
+                    sa.select(col(CheckinDay.day)).where(
+                        col(CheckinDay.member_id) == member_id,
+                        col(CheckinDay.day) >= state.broken_on,
+                        col(CheckinDay.day) < today,
                     )
                 )
             ).scalars()
@@ -478,10 +479,10 @@ async def _makeups_used(session: AsyncSession, member_id: str, today: date) -> i
         sa.select(sa.func.count())
         .select_from(CheckinDay)
         .where(
-            CheckinDay.member_id == member_id,
-            CheckinDay.kind == "made_up",
-            CheckinDay.day >= today.replace(day=1),
-            CheckinDay.day <= today,
+            col(CheckinDay.member_id) == member_id,
+            col(CheckinDay.kind) == "made_up",
+            col(CheckinDay.day) >= today.replace(day=1),
+            col(CheckinDay.day) <= today,
         )
     )
     return int(used.scalar_one())
@@ -558,14 +559,16 @@ async def calendar(
             for r in (
                 await session.execute(
                     sa.select(CheckinDay).where(
-                        CheckinDay.member_id == member_id, CheckinDay.day >= first, CheckinDay.day <= last
+                        col(CheckinDay.member_id) == member_id,
+                        col(CheckinDay.day) >= first,
+                        col(CheckinDay.day) <= last,
                     )
                 )
             ).scalars()
         }
         started = (
             await session.execute(
-                sa.select(sa.func.min(CheckinDay.day)).where(CheckinDay.member_id == member_id)
+                sa.select(sa.func.min(CheckinDay.day)).where(col(CheckinDay.member_id) == member_id)
             )
         ).scalar_one()
         days = []
