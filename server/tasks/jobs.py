@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.engine import CursorResult
 
 from server.db import utcnow
 from server.scheduler import job
@@ -26,7 +27,9 @@ async def prune_quest_runs(ctx: Context, period: str) -> None:
     """Forget the progress of periods that ended more than QUEST_RUNS_KEPT ago."""
     table = QuestRun.__table__
     async with ctx.db.transaction() as session:
-        result = await session.execute(
-            sa.delete(table).where(table.c.period != "all", table.c.updated_at < utcnow() - QUEST_RUNS_KEPT)
+        prune = sa.delete(table).where(
+            table.c.period != "all", table.c.updated_at < utcnow() - QUEST_RUNS_KEPT
         )
+        # A DELETE answers with a CursorResult; Session.execute is only typed to return a Result.
+        result = cast("CursorResult[Any]", await session.execute(prune))
     log.info("quest_runs_pruned", period=period, rows=result.rowcount)

@@ -80,11 +80,11 @@ class Quest(Strict):
     @property
     def all_steps(self) -> list[Step]:
         """The steps; a task is one step that bears the quest's id."""
-        return self.__dict__["_steps"]  # type: ignore[no-any-return]
+        return self.__dict__["_steps"]
 
     def step_requires(self, index: int) -> list[str]:
         """The steps that must be done first (by default the step before)."""
-        return self.__dict__["_requires"][index]  # type: ignore[no-any-return]
+        return self.__dict__["_requires"][index]
 
     def open_at(self, at: datetime) -> bool:
         w = self.available

@@ -404,8 +404,8 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
         await _save_runs(session, dirty)
         written.update(k for k, _ in dirty)
     await ledger.post_many(ctx, session, out.rewards)
-    for member, badge_id, key in out.badges:
-        await _give_badge(ctx, session, member, badge_id, key)
+    for member, badge_id, grant_key in out.badges:
+        await _give_badge(ctx, session, member, badge_id, grant_key)
     # One message per member for what a run of events moved: an order that moves five quests
     # is one update for the app (and one publish), not five.
     moved: dict[str, list[dict[str, Any]]] = {}
@@ -577,7 +577,7 @@ async def member_quests(
         wanted = [(q.id, period_key(q.period, today)) for q in quests]
         rows = await session.execute(
             sa.select(QuestRun).where(
-                QuestRun.member_id == member_id,
+                t.c.member_id == member_id,
                 sa.tuple_(t.c.quest_id, t.c.period).in_(wanted),
             )
         )
