@@ -70,7 +70,7 @@ class Criteria(_Strict):
     def kind(self) -> CriterionKind:
         for k in ("goal", "quest", "streak", "tier", "badges"):
             if getattr(self, k) is not None:
-                return k  # type: ignore[return-value]
+                return k
         raise AssertionError("validated")
 
     @property
@@ -158,12 +158,12 @@ class Badge(_Strict):
     @property
     def targets(self) -> list[float]:
         """The number each level needs, lowest first (one level for a badge without levels)."""
-        return self.__dict__["_targets"]  # type: ignore[no-any-return]
+        return self.__dict__["_targets"]
 
     @property
     def counting_goal(self) -> Goal | None:
         """The goal criterion as the engine counts it: up to the last level's target."""
-        return self.__dict__["_goal"]  # type: ignore[no-any-return]
+        return self.__dict__["_goal"]
 
     @property
     def level_count(self) -> int:
@@ -393,7 +393,7 @@ class TierLadder(_Strict):
 
     def dimension_of(self, source: str) -> str:
         """The dimension growth from this ledger source counts in ('other' if none names it)."""
-        return self.__dict__["_by_source"].get(source, "other")  # type: ignore[no-any-return]
+        return self.__dict__["_by_source"].get(source, "other")
 
     def weight(self, dimension: str) -> float:
         rule = self.dimensions.get(dimension)  # type: ignore[call-overload]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.badges.content import Badge, BadgeCatalog, Reward
 from server.badges.models import BadgeProgress, MemberBadge
@@ -448,7 +449,7 @@ async def shares(ctx: Context, session: AsyncSession) -> dict[str, float]:
     """The holders' shares, counted at most every RARITY_SECONDS per instance."""
     cached = ctx.extras.get("badge_rarity")
     if cached and time.monotonic() - cached[0] < RARITY_SECONDS:
-        return cached[1]  # type: ignore[no-any-return]
+        return cached[1]
     return await rarity(ctx, session)
 
 
@@ -457,8 +458,8 @@ async def held_badges(session: AsyncSession, member_id: str) -> list[MemberBadge
         (
             await session.execute(
                 sa.select(MemberBadge)
-                .where(MemberBadge.member_id == member_id)
-                .order_by(MemberBadge.badge_id, MemberBadge.round, MemberBadge.level)  # type: ignore[arg-type]
+                .where(col(MemberBadge.member_id) == member_id)
+                .order_by(col(MemberBadge.badge_id), col(MemberBadge.round), col(MemberBadge.level))
             )
         ).scalars()
     )
@@ -472,7 +473,9 @@ async def collection(ctx: Context, member_id: str, now: datetime | None = None) 
     ladder = tier_ladder(ctx)
     async with ctx.db.session() as session:
         held = await held_badges(session, member_id)
-        rows = await session.execute(sa.select(BadgeProgress).where(BadgeProgress.member_id == member_id))
+        rows = await session.execute(
+            sa.select(BadgeProgress).where(col(BadgeProgress.member_id) == member_id)
+        )
         progress = {p.badge_id: p for p in rows.scalars()}
         counted = await shares(ctx, session)
     by_badge: dict[str, list[MemberBadge]] = {}
