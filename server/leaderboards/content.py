@@ -76,7 +76,7 @@ class EventMetric(_Strict):
 
     @property
     def compiled_where(self) -> Where:
-        return self.__dict__["_where"]  # type: ignore[no-any-return]
+        return self.__dict__["_where"]
 
     def amount(self, properties: dict[str, Any]) -> float | None:
         """What one event adds, or None when the event does not count."""
@@ -135,6 +135,10 @@ class Notify(_Strict):
         return sorted(set(value))
 
 
+def _global_only() -> list[Scope]:
+    return ["global"]
+
+
 class Board(_Strict):
     id: str = Field(pattern=ID_RE)
     name: str = Field(min_length=1, max_length=100)
@@ -152,7 +156,7 @@ class Board(_Strict):
     epoch: date | datetime = Field(
         default=date(2020, 1, 1), description="for period: all_time, where ties start counting"
     )
-    scopes: list[Scope] = Field(default_factory=lambda: ["global"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=_global_only, min_length=1)
     rookie: Rookie | None = None
     league: League | None = None
     notify: Notify = Notify()
@@ -218,10 +222,10 @@ class LeaderboardsFile(_Strict):
         return self
 
     def get(self, board_id: str) -> Board | None:
-        return self.__dict__["_by_id"].get(board_id)  # type: ignore[no-any-return]
+        return self.__dict__["_by_id"].get(board_id)
 
     def for_event(self, event_type: str) -> list[Board]:
-        return self.__dict__["_by_event"].get(event_type, [])  # type: ignore[no-any-return]
+        return self.__dict__["_by_event"].get(event_type, [])
 
     def for_currency(self, currency: str) -> list[Board]:
         return [b for b in self.boards if b.metric == currency]

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 import structlog
+from sqlmodel import col
 
 from server.db import utcnow
 from server.leaderboards import keys
@@ -243,7 +244,9 @@ async def live_periods(ctx: Context, board_ids: list[str] | None = None) -> list
     async with ctx.db.session() as session:
         open_rows = (
             await session.execute(
-                sa.select(BoardPeriod.board_id, BoardPeriod.period).where(BoardPeriod.status == "open")  # type: ignore[arg-type]
+                sa.select(col(BoardPeriod.board_id), col(BoardPeriod.period)).where(
+                    col(BoardPeriod.status) == "open"
+                )
             )
         ).all()
     for board in chosen:
@@ -328,7 +331,8 @@ async def rebuild(
         started = utcnow()
         b = keys.base(ctx, board.id, span.key)
         tmp = b + ":rb"
-        leftovers = await client.smembers(tmp + ":k")
+        # The clients decode responses, so set members are str (redis-py types them bytes | str).
+        leftovers = cast("set[str]", await client.smembers(tmp + ":k"))
         for k in [*(f"{tmp}:{s}" for s in leftovers), tmp + ":g", tmp + ":m", tmp + ":rj", tmp + ":k"]:
             await client.delete(k)
         built: set[str] = set()
@@ -339,7 +343,7 @@ async def rebuild(
                 count += await _write_chunk(ctx, board, span, tmp, rows, built, started)
                 if advance is not None:
                     advance(len(rows))
-        live_scopes = await client.smembers(b + ":k")
+        live_scopes = cast("set[str]", await client.smembers(b + ":k"))
         expire = expire_at(ctx, span)
         suffixes = ["g", "m", "rj", "k", *sorted(built)]
         pipe = client.pipeline(transaction=False)
@@ -387,7 +391,8 @@ async def _write_chunk(
             pipe.sadd(f"{tmp}:k", suffix)
     if joined:
         pipe.zadd(f"{tmp}:rj", joined)
-    pipe.hset(f"{tmp}:m", mapping=hashes)
+    # redis-py types `mapping` as Mapping[FieldT, ...], which refuses dict[str, str]: keys are invariant.
+    pipe.hset(f"{tmp}:m", mapping=hashes)  # type: ignore[arg-type]
     await pipe.execute()
     return len(hashes)
 

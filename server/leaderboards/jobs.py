@@ -8,11 +8,13 @@ that began before it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.engine import CursorResult
 
 from server.db import utcnow
 from server.leaderboards.content import Board
@@ -31,7 +33,7 @@ PERIODS = BoardPeriod.__table__
 IN_FLIGHT = timedelta(seconds=30)  # longer than any transaction that took a score before the grace ended
 
 
-def final_order(board: Board, rows: list[Any]) -> list[Any]:
+def final_order(board: Board, rows: Sequence[Any]) -> list[Any]:
     """The order Redis ranks a period in: by score, then the earlier tie-break slot, then member id
     (descending on a descending board, as a sorted set read from the top gives them)."""
     if board.order == "desc":
@@ -45,11 +47,13 @@ async def archive_period(ctx: Context, board: Board, span: Span) -> int | None:
     Returns the number of members ranked, or None if it was archived already."""
     now = utcnow()
     async with ctx.db.transaction() as session:
-        claimed = await session.execute(
+        claim = (
             sa.update(PERIODS)
             .where(PERIODS.c.board_id == board.id, PERIODS.c.period == span.key, PERIODS.c.status == "open")
             .values(status="archived", archived_at=now)
         )
+        # An UPDATE answers with a CursorResult; Session.execute is only typed to return a Result.
+        claimed = cast("CursorResult[Any]", await session.execute(claim))
         if not claimed.rowcount:
             return None
         rows = (

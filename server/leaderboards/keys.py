@@ -23,6 +23,7 @@ the same slot rank by member id (descending on a descending board: the sorted se
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,7 @@ def encode(score: int, slot: int, order: str) -> int:
 
 
 def scope_keys(
-    tier: str | None, team: str | None, cohort: str | None, rookie: bool, scopes: list[str]
+    tier: str | None, team: str | None, cohort: str | None, rookie: bool, scopes: Sequence[str]
 ) -> list[str]:
     """The scope suffixes a member's score is indexed under, besides the global one."""
     out = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.db import after_commit, insert_ignore, utcnow
 from server.leaderboards import keys
@@ -330,8 +331,9 @@ async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
         archived = {
             (r.board_id, r.period)
             for r in await session.execute(
-                sa.select(BoardPeriod.board_id, BoardPeriod.period).where(  # type: ignore[call-overload]
-                    BoardPeriod.status == "archived", BoardPeriod.ends_at >= now - timedelta(days=400)
+                sa.select(col(BoardPeriod.board_id), col(BoardPeriod.period)).where(
+                    col(BoardPeriod.status) == "archived",
+                    col(BoardPeriod.ends_at) >= now - timedelta(days=400),
                 )
             )
         }

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
+from sqlmodel import col
 
 from server.db import utcnow
 from server.errors import ProblemError
@@ -109,7 +110,7 @@ async def resolve_scope(ctx: Context, board: Board, text: str | None, member_id:
         elif value not in members.tier_ladder(ctx):
             raise ProblemError(400, "invalid_scope", f"'{value[:40]}' is not a tier.")
     if kind == "team" and not value:
-        value = (await _member_profile(ctx, member_id)).team_id
+        value = (await _member_profile(ctx, member_id)).team_id or ""
         if not value:
             raise ProblemError(404, "no_team", "You are not in a team: there is no team board to show.")
     return Scope(kind, value or None)
@@ -122,8 +123,8 @@ async def _is_archived(ctx: Context, board: Board, span: Span) -> bool:
     async with ctx.db.session() as session:
         status = (
             await session.execute(
-                sa.select(BoardPeriod.status).where(  # type: ignore[call-overload]
-                    BoardPeriod.board_id == board.id, BoardPeriod.period == span.key
+                sa.select(col(BoardPeriod.status)).where(
+                    col(BoardPeriod.board_id) == board.id, col(BoardPeriod.period) == span.key
                 )
             )
         ).scalar_one_or_none()
