@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import sqlalchemy as sa
 from litestar.connection import ASGIConnection
-from sqlmodel import Column, Field
+from sqlmodel import Column, Field, col
 
 from server import ratelimit
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
-from server.db import TableModel, UTCDateTime, utcnow
+from server.db import TableModel, UTCDateTime, execute_counting, utcnow
 from server.errors import ProblemError
 from server.members.service import MEMBER_ID_RE, ensure_member, member_exists, remember_member
 
@@ -54,7 +54,6 @@ def verify_member_token_cached(ctx: Context, token: str) -> str:
 
 def _verified(settings: Settings, token: str) -> tuple[str, float]:
     """The member id and expiry (epoch seconds) of a valid token."""
-    options: dict[str, Any] = {"require": ["sub", "exp"]}
     try:
         claims = jwt.decode(
             token,
@@ -62,7 +61,7 @@ def _verified(settings: Settings, token: str) -> tuple[str, float]:
             algorithms=[settings.jwt_algorithm],
             audience=settings.jwt_audience or None,
             issuer=settings.jwt_issuer or None,
-            options=options,
+            options={"require": ["sub", "exp"]},
             leeway=TOKEN_LEEWAY,
         )
     except jwt.ExpiredSignatureError:
@@ -127,17 +126,17 @@ async def create_api_key(ctx: Context, name: str) -> tuple[ApiKey, str]:
 
 async def list_api_keys(ctx: Context) -> list[ApiKey]:
     async with ctx.db.session() as session:
-        return list((await session.execute(sa.select(ApiKey).order_by(ApiKey.created_at))).scalars())
+        return list((await session.execute(sa.select(ApiKey).order_by(col(ApiKey.created_at)))).scalars())
 
 
 async def revoke_api_key(ctx: Context, key_id: str) -> bool:
     async with ctx.db.transaction() as session:
-        result = await session.execute(
-            sa.update(ApiKey)
-            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=utcnow())  # type: ignore[union-attr]
+        key = ApiKey.__table__.c
+        revoked = await execute_counting(
+            session,
+            sa.update(ApiKey).where(key.id == key_id, key.revoked_at.is_(None)).values(revoked_at=utcnow()),
         )
-        return bool(result.rowcount)
+        return bool(revoked)
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,13 @@ async def recent(
     """The newest records first, optionally those whose action starts with `action_prefix`
     (`referral.` for every referral decision) or about one `target`; page on with `before_id`
     (the smallest id of the previous page)."""
-    query = sa.select(AuditRecord).order_by(AuditRecord.id.desc()).limit(max(1, min(limit, MAX_RECENT)))  # type: ignore[union-attr]
+    audit = AuditRecord.__table__.c
+    query = sa.select(AuditRecord).order_by(audit.id.desc()).limit(max(1, min(limit, MAX_RECENT)))
     if action_prefix:
-        query = query.where(AuditRecord.action.startswith(action_prefix, autoescape=True))  # type: ignore[attr-defined]
+        query = query.where(audit.action.startswith(action_prefix, autoescape=True))
     if target is not None:
-        query = query.where(AuditRecord.target == target)
+        query = query.where(audit.target == target)
     if before_id is not None:
-        query = query.where(AuditRecord.id < before_id)  # type: ignore[operator]
+        query = query.where(audit.id < before_id)
     async with ctx.db.session() as session:
         return list((await session.execute(query)).scalars())

@@ -18,13 +18,14 @@ from litestar.connection import ASGIConnection
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server import ratelimit
 from server.admin.audit import SYSTEM, record
 from server.admin.models import Manager, ManagerSession
 from server.auth import bearer_token, count_failure, hash_secret
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
-from server.db import utcnow
+from server.db import execute_counting, utcnow
 from server.errors import ProblemError
 from server.referrals import service as referrals
 from server.referrals.models import Referral
@@ -110,14 +111,14 @@ async def create_manager(
 
 
 async def _manager_by_email(session: AsyncSession, email: str) -> Manager | None:
-    found = await session.execute(sa.select(Manager).where(Manager.email == email))
+    found = await session.execute(sa.select(Manager).where(col(Manager.email) == email))
     return found.scalar_one_or_none()
 
 
 async def list_managers(ctx: Context) -> list[Manager]:
     """Every manager account, the oldest first (disabled ones too)."""
     async with ctx.db.session() as session:
-        return list((await session.execute(sa.select(Manager).order_by(Manager.created_at))).scalars())
+        return list((await session.execute(sa.select(Manager).order_by(col(Manager.created_at)))).scalars())
 
 
 async def disable_manager(ctx: Context, email: str, *, actor: str = SYSTEM) -> bool:
@@ -132,7 +133,7 @@ async def disable_manager(ctx: Context, email: str, *, actor: str = SYSTEM) -> b
         manager.disabled_at = now
         await session.execute(
             sa.update(ManagerSession)
-            .where(ManagerSession.manager_id == manager.id, ManagerSession.revoked_at.is_(None))  # type: ignore[union-attr]
+            .where(col(ManagerSession.manager_id) == manager.id, col(ManagerSession.revoked_at).is_(None))
             .values(revoked_at=now)
         )
         record(session, actor=actor, action="manager.disable", target=manager.actor)
@@ -201,7 +202,7 @@ async def login(
         session.add(row)
         if rehashed is not None:  # the hasher's parameters were raised since this hash was made
             await session.execute(
-                sa.update(Manager).where(Manager.id == manager.id).values(password_hash=rehashed)
+                sa.update(Manager).where(col(Manager.id) == manager.id).values(password_hash=rehashed)
             )
         record(
             session,
@@ -237,8 +238,8 @@ async def verify_manager_token(ctx: Context, token: str) -> Manager:
         found = (
             await session.execute(
                 sa.select(ManagerSession, Manager)
-                .join(Manager, Manager.id == ManagerSession.manager_id)
-                .where(ManagerSession.id == parts[1])
+                .join(Manager, col(Manager.id) == ManagerSession.manager_id)
+                .where(col(ManagerSession.id) == parts[1])
             )
         ).first()
     now = utcnow()
@@ -267,16 +268,14 @@ async def logout(ctx: Context, token: str) -> bool:
     if len(parts) != 3 or parts[0] != "em":
         return False
     async with ctx.db.transaction() as session:
-        result = await session.execute(
+        sessions = ManagerSession.__table__.c
+        ended = await execute_counting(
+            session,
             sa.update(ManagerSession)
-            .where(
-                ManagerSession.id == parts[1],
-                ManagerSession.token_hash == digest,
-                ManagerSession.revoked_at.is_(None),  # type: ignore[union-attr]
-            )
-            .values(revoked_at=utcnow())
+            .where(sessions.id == parts[1], sessions.token_hash == digest, sessions.revoked_at.is_(None))
+            .values(revoked_at=utcnow()),
         )
-        return bool(result.rowcount)
+        return bool(ended)
 
 
 async def provide_manager(ctx: Context, request: ASGIConnection[Any, Any, Any, Any]) -> Manager:

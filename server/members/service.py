@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.ladder import tier_names
-from server.db import after_commit, insert_ignore, utcnow
+from server.db import after_commit, execute_counting, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend
@@ -165,12 +165,13 @@ async def ensure_member(session: AsyncSession, member_id: str) -> bool:
     """
     check_member_id(member_id)
     now = utcnow()
-    result = await session.execute(
+    created = await execute_counting(
+        session,
         insert_ignore(session, Member.__table__).values(
             id=member_id, timezone="UTC", created_at=now, updated_at=now
-        )
+        ),
     )
-    return bool(result.rowcount)
+    return bool(created)
 
 
 async def ensure_members(session: AsyncSession, member_ids: list[str]) -> None:
@@ -199,7 +200,7 @@ async def member_exists(ctx: Context, member_id: str) -> bool:
     if member_id in _known(ctx):
         return True
     async with ctx.db.session() as session:
-        found = await session.execute(sa.select(Member.id).where(Member.id == member_id))  # type: ignore[arg-type]
+        found = await session.execute(sa.select(_M.id).where(_M.id == member_id))
     if found.first() is None:
         return False
     remember_member(ctx, member_id)
@@ -367,7 +368,7 @@ async def set_friends(
     friends = check_friends(member_id, friend_ids)
     await ensure_member(session, member_id)
     # The member's row serializes replacements of one list (SQLite's writers are serialized already).
-    await session.execute(sa.select(Member.id).where(Member.id == member_id).with_for_update())  # type: ignore[arg-type]
+    await session.execute(sa.select(_M.id).where(_M.id == member_id).with_for_update())
     table = MemberFriend.__table__
     found = await session.execute(sa.select(table.c.friend_id).where(table.c.member_id == member_id))
     before = set(found.scalars())
