@@ -160,12 +160,12 @@ def check_event_use(
     `event`, `prop_key` and `where`."""
     events: EventCatalog = store.get("events")
     if not events.knows(event):
-        known = sorted([*events.types])
+        names = sorted([*events.types])
         return [
             store.issue(
                 rel,
                 (*loc, "event"),
-                f"unknown event type `{event}` (content/events.yaml names: {', '.join(known)};"
+                f"unknown event type `{event}` (content/events.yaml names: {', '.join(names)};"
                 " or one of the server's own, like checkin.completed)",
             )
         ]

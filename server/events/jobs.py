@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 import structlog
 
-from server.db import utcnow
+from server.db import execute_counting, utcnow
 from server.events.models import DispatchedEvent
 from server.scheduler import job
 
@@ -27,7 +27,7 @@ async def prune_receipts(ctx: Context, period: str) -> None:
     """Forget the dispatch receipts of events handled more than a month ago."""
     async with ctx.db.transaction() as session:
         table = DispatchedEvent.__table__
-        result = await session.execute(
-            sa.delete(table).where(table.c.dispatched_at < utcnow() - RECEIPTS_KEPT)
+        pruned = await execute_counting(
+            session, sa.delete(table).where(table.c.dispatched_at < utcnow() - RECEIPTS_KEPT)
         )
-    log.info("dispatch_receipts_pruned", period=period, rows=result.rowcount)
+    log.info("dispatch_receipts_pruned", period=period, rows=pruned)

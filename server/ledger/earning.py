@@ -25,7 +25,7 @@ from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.content.periods import period_key
 from server.content.where import check_where, compile_where
-from server.db import insert_ignore, utcnow
+from server.db import execute_counting, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.catalog import check_event_use
 from server.events.dispatch import DomainEvent, declare_properties, on_batch
@@ -75,13 +75,17 @@ class EventRule(_Strict):
         return self
 
     def accepts(self, properties: dict[str, Any]) -> bool:
-        return self.__dict__["_matches"](properties)  # type: ignore[no-any-return]
+        return self.__dict__["_matches"](properties)
 
 
 class Frequency(_Strict):
     nth: int = Field(ge=2, le=1000, description="the nth event of its type in the period")
     per: Literal["day", "week", "month"] = "week"
     and_after: bool = Field(default=False, description="the nth and every one after it in the period")
+
+
+def _points_only() -> list[Currency]:
+    return ["points"]
 
 
 class Multiplier(_Strict):
@@ -91,7 +95,7 @@ class Multiplier(_Strict):
     weekdays: list[Weekday] | None = Field(default=None, description="only on these local weekdays")
     frequency: Frequency | None = None
     events: list[str] | None = Field(default=None, description="only these event types (default: all)")
-    currencies: list[Currency] = Field(default_factory=lambda: ["points"])
+    currencies: list[Currency] = Field(default_factory=_points_only)
 
     @property
     def kind(self) -> str:
@@ -152,12 +156,12 @@ class EarningContent(_Strict):
         return self
 
     def rule_for(self, event_type: str) -> EventRule | None:
-        return self.__dict__["_by_event"].get(event_type)  # type: ignore[no-any-return]
+        return self.__dict__["_by_event"].get(event_type)
 
     @property
     def counted_types(self) -> set[str]:
         """Event types some frequency multiplier counts per period."""
-        return self.__dict__["_counted"]  # type: ignore[no-any-return]
+        return self.__dict__["_counted"]
 
 
 def _check(store: ContentStore) -> list[ContentIssue]:
@@ -260,9 +264,7 @@ async def grant_boost(
         )
     )
     row = (
-        await session.execute(
-            sa.select(EarningBoost).where(EarningBoost.member_id == member_id, EarningBoost.key == key)
-        )
+        await session.execute(sa.select(EarningBoost).where(t.c.member_id == member_id, t.c.key == key))
     ).scalar_one()
     return row
 
@@ -272,12 +274,13 @@ async def end_boost(session: AsyncSession, member_id: str, key: str, at: datetim
     it stay. False when there is no such boost still running."""
     at = at or utcnow()
     t = EarningBoost.__table__
-    result = await session.execute(
+    ended = await execute_counting(
+        session,
         sa.update(t)
         .where(t.c.member_id == member_id, t.c.key == key, t.c.ends_at > at)
-        .values(ends_at=sa.case((t.c.starts_at > at, t.c.starts_at), else_=at))
+        .values(ends_at=sa.case((t.c.starts_at > at, t.c.starts_at), else_=at)),
     )
-    return bool(result.rowcount)
+    return bool(ended)
 
 
 async def active_boosts(
@@ -285,12 +288,9 @@ async def active_boosts(
 ) -> list[dict[str, Any]]:
     """The member's boosts running at `at` (now), for the app."""
     at = at or utcnow()
+    boost = EarningBoost.__table__.c
     rows = await session.execute(
-        sa.select(EarningBoost).where(
-            EarningBoost.member_id == member_id,
-            EarningBoost.starts_at <= at,
-            EarningBoost.ends_at > at,  # type: ignore[arg-type]
-        )
+        sa.select(EarningBoost).where(boost.member_id == member_id, boost.starts_at <= at, boost.ends_at > at)
     )
     return [
         {
@@ -308,8 +308,9 @@ async def active_boosts(
 async def _boosts_for(
     session: AsyncSession, member_ids: list[str], since: datetime
 ) -> dict[str, list[EarningBoost]]:
+    boost = EarningBoost.__table__.c
     rows = await session.execute(
-        sa.select(EarningBoost).where(EarningBoost.member_id.in_(member_ids), EarningBoost.ends_at > since)  # type: ignore[attr-defined]
+        sa.select(EarningBoost).where(boost.member_id.in_(member_ids), boost.ends_at > since)
     )
     out: dict[str, list[EarningBoost]] = {}
     for b in rows.scalars():

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import insert_ignore, utcnow
+from server.db import execute_counting, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.ledger import service as ledger
 from server.ledger.earning import ExpiryRule
@@ -302,12 +302,13 @@ async def _settle(ctx: Context, member_id: str, cut: _Cutoffs) -> tuple[int, boo
         if not soon or s.oldest_soon is None:
             return expired, False
         expires_at = s.oldest_soon + cut.after
-        claim = await session.execute(
+        claimed = await execute_counting(
+            session,
             insert_ignore(session, _notices).values(
                 member_id=member_id, expires_on=expires_at.date(), created_at=utcnow()
-            )
+            ),
         )
-        if not claim.rowcount:
+        if not claimed:
             return expired, False
         send_live(
             ctx,

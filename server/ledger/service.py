@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.db import driver_connection, utcnow
 from server.errors import ProblemError
@@ -121,9 +122,9 @@ async def entry_for_key(session: AsyncSession, member_id: str, currency: str, ke
     return (
         await session.execute(
             sa.select(LedgerEntry).where(
-                LedgerEntry.member_id == member_id,
-                LedgerEntry.currency == currency,
-                LedgerEntry.idempotency_key == key,
+                col(LedgerEntry.member_id) == member_id,
+                col(LedgerEntry.currency) == currency,
+                col(LedgerEntry.idempotency_key) == key,
             )
         )
     ).scalar_one_or_none()
@@ -587,12 +588,11 @@ async def history(
     """The member's entries, newest first, `limit` at a time."""
     if not 1 <= limit <= 200:
         raise ProblemError(400, "invalid_limit", "limit is between 1 and 200.")
-    q = sa.select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+    entry = LedgerEntry.__table__.c
+    q = sa.select(LedgerEntry).where(entry.member_id == member_id)
     if cursor:
-        q = q.where(LedgerEntry.seq < decode_cursor(cursor))
-    rows = list(
-        (await session.execute(q.order_by(LedgerEntry.seq.desc()).limit(limit + 1))).scalars().all()  # type: ignore[attr-defined]
-    )
+        q = q.where(entry.seq < decode_cursor(cursor))
+    rows = list((await session.execute(q.order_by(entry.seq.desc()).limit(limit + 1))).scalars().all())
     next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -607,7 +607,7 @@ class VerifyReport:
 async def _entries_by_member(session: AsyncSession) -> AsyncIterator[LedgerEntry]:
     result = await session.stream(
         sa.select(LedgerEntry)
-        .order_by(LedgerEntry.member_id, LedgerEntry.seq)
+        .order_by(col(LedgerEntry.member_id), col(LedgerEntry.seq))
         .execution_options(yield_per=2000)
     )
     async for entry in result.scalars():
