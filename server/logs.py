@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 _SECRET_RE = re.compile(
     r"(ek_[0-9a-f]{12}_[A-Za-z0-9_\-]+"  # API keys
@@ -27,7 +28,7 @@ def mask(text: str) -> str:
     return _SECRET_RE.sub("[redacted]", text)
 
 
-def _mask_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _mask_event(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     for k, v in list(event.items()):
         if k.lower() in _SECRET_KEYS:
             event[k] = "[redacted]"

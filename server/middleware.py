@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -18,7 +19,7 @@ _series: dict[tuple[str, Any, int], tuple[Any, Any]] = {}
 
 def observe(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         start = time.perf_counter()

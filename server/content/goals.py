@@ -83,19 +83,19 @@ class Goal(Strict):
 
     @property
     def kind(self) -> GoalKind:
-        return self.__dict__["_kind"]  # type: ignore[no-any-return]
+        return self.__dict__["_kind"]
 
     @property
     def goal_target(self) -> float:
-        return self.__dict__["_target"]  # type: ignore[no-any-return]
+        return self.__dict__["_target"]
 
     @property
     def compiled_where(self) -> Where:
-        return self.__dict__["_where"]  # type: ignore[no-any-return]
+        return self.__dict__["_where"]
 
     @property  # last: below it, `property` in this class body would mean this one
     def property(self) -> str | None:
-        return self.__dict__["_property"]  # type: ignore[no-any-return]
+        return self.__dict__["_property"]
 
     def accepts(self, event_type: str, properties: dict[str, Any]) -> bool:
         return event_type == self.event and self.__dict__["_matches"](properties)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import structlog
+from sqlmodel import col
 
 from server.content.loader import ContentInvalid, ContentStore, digest, read_files, validate_files
 from server.content.models import ContentVersion
@@ -49,7 +50,7 @@ async def get_version(db: Database, version: int) -> ContentVersion | None:
 async def list_versions(db: Database, limit: int = 20) -> list[ContentVersion]:
     async with db.session() as session:
         rows = await session.execute(
-            sa.select(ContentVersion).order_by(ContentVersion.version.desc()).limit(limit)
+            sa.select(ContentVersion).order_by(col(ContentVersion.version).desc()).limit(limit)
         )
         return list(rows.scalars())
 
@@ -74,12 +75,11 @@ async def publish(
     if issues:
         raise ContentInvalid(issues)
     fingerprint = digest(files)
+    stored = ContentVersion.__table__.c
     async with ctx.db.transaction() as session:
         newest = (
             await session.execute(
-                sa.select(ContentVersion.version, ContentVersion.digest)
-                .order_by(ContentVersion.version.desc())
-                .limit(1)
+                sa.select(stored.version, stored.digest).order_by(stored.version.desc()).limit(1)
             )
         ).first()
         if newest is not None and newest.digest == fingerprint:

@@ -14,7 +14,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 from litestar import WebSocket
@@ -191,12 +191,18 @@ class Hub:
 
     async def publish_many(self, messages: list[LiveMessage], *, retry: bool = False) -> list[str]:
         """Publish messages in one round trip (the publish script, pipelined when there are several)."""
-        calls = []
+        calls: list[tuple[str, list[str | int]]] = []
         for m in messages:
             tail = json.dumps(
                 {"type": m.type, "at": m.at.isoformat(), "data": m.data}, separators=(",", ":")
             )[1:]
-            args = [self.channel(m.member_id), tail, self.history_len, self.history_ttl, m.origin]
+            args: list[str | int] = [
+                self.channel(m.member_id),
+                tail,
+                self.history_len,
+                self.history_ttl,
+                m.origin,
+            ]
             calls.append((self.history_key(m.member_id), [*args, "1" if retry else "0"]))
         if len(calls) == 1:
             key, args = calls[0]
@@ -221,7 +227,11 @@ class Hub:
 
     async def history(self, member_id: str, since: str) -> list[tuple[str, str]]:
         """Messages after `since`, oldest first, from the bounded history."""
-        entries = await self.redis.r.xrange(self.history_key(member_id), min=f"({since}", max="+")
+        # Replies are decoded (decode_responses), which the client's types cannot say.
+        entries = cast(
+            "list[tuple[str, dict[str, str]]]",
+            await self.redis.r.xrange(self.history_key(member_id), min=f"({since}", max="+"),
+        )
         return [(mid, '{"id":"' + mid + '",' + fields["t"]) for mid, fields in entries]
 
     async def connect(self, conn: Connection) -> None:
