@@ -28,7 +28,7 @@ from server.context import Context  # at run time: Litestar reads the dependenci
 from server.db import execute_counting, utcnow
 from server.errors import ProblemError
 from server.referrals import service as referrals
-from server.referrals.models import Referral
+from server.referrals.service import Referral
 
 ROLES = ("viewer", "editor", "owner")
 _ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import lock_members, utcnow
+from server.db import execute_counting, lock_members, utcnow
 from server.errors import ProblemError
 from server.members.service import Profile, check_member_id, ensure_member, profiles
 from server.realtime.hub import send_live
@@ -195,7 +195,7 @@ async def expire_unconverted(ctx: Context, now: datetime | None = None) -> int:
     now = now or utcnow()
     t = Referral.__table__
     async with ctx.db.transaction() as session:
-        result = await session.execute(
-            sa.update(t).where(t.c.status == "claimed", t.c.convert_by < now).values(status="expired")
+        return await execute_counting(
+            session,
+            sa.update(t).where(t.c.status == "claimed", t.c.convert_by < now).values(status="expired"),
         )
-        return int(result.rowcount or 0)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.db import insert_ignore, lock_members, utcnow
 from server.errors import ProblemError
@@ -44,7 +45,9 @@ def link_for(ctx: Context, display: str) -> str:
 
 async def codes_of(session: AsyncSession, member_id: str) -> list[ReferralCode]:
     rows = await session.execute(
-        sa.select(ReferralCode).where(ReferralCode.member_id == member_id).order_by(ReferralCode.created_at)
+        sa.select(ReferralCode)
+        .where(col(ReferralCode.member_id) == member_id)
+        .order_by(col(ReferralCode.created_at))
     )
     return list(rows.scalars())
 
@@ -211,12 +214,13 @@ async def find_code(ctx: Context, text: str) -> CodeOwner | None:
     now = time.monotonic()
     if hit is not None and hit[0] > now:
         return hit[1]
+    codes = ReferralCode.__table__
     async with ctx.db.session() as session:
         row = (
             await session.execute(
-                sa.select(
-                    ReferralCode.code, ReferralCode.display, ReferralCode.member_id, ReferralCode.retired_at
-                ).where(ReferralCode.code == key)
+                sa.select(codes.c.code, codes.c.display, codes.c.member_id, codes.c.retired_at).where(
+                    codes.c.code == key
+                )
             )
         ).first()
         name = (await profile(ctx, session, row.member_id)).display_name if row is not None else None

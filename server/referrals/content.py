@@ -116,7 +116,7 @@ class Conversion(_Strict):
         return self
 
     def accepts(self, properties: dict[str, Any]) -> bool:
-        return self.__dict__["_matches"](properties)  # type: ignore[no-any-return]
+        return bool(self.__dict__["_matches"](properties))
 
 
 class Milestone(_Strict):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.db import lock_members, utcnow
 from server.errors import ProblemError
@@ -162,7 +163,7 @@ async def held(ctx: Context, *, limit: int = 50, after: str | None = None) -> li
         if not found:
             return []
         ids = [r.friend_id for r in found]
-        rewards = await rewards_where(session, ReferralReward.friend_id.in_(ids))
+        rewards = await rewards_where(session, col(ReferralReward.friend_id).in_(ids))
         people = await profiles(ctx, session, sorted({*ids, *(r.referrer_id for r in found)}))
     return [_held_view(r, [w for w in rewards if w.friend_id == r.friend_id], people) for r in found]
 
@@ -170,7 +171,8 @@ async def held(ctx: Context, *, limit: int = 50, after: str | None = None) -> li
 async def _held_page(session: AsyncSession, limit: int, after: str | None) -> list[Referral]:
     """Up to `limit` held referrals, longest waiting first, after the one of member `after` (the
     cursor: the last friend of the page before)."""
-    q = sa.select(Referral).where(Referral.status == "held").order_by(Referral.held_at, Referral.friend_id)
+    held_at, friend = col(Referral.held_at), col(Referral.friend_id)
+    q = sa.select(Referral).where(col(Referral.status) == "held").order_by(held_at, friend)
     if after:
         try:
             check_member_id(after)
@@ -180,8 +182,8 @@ async def _held_page(session: AsyncSession, limit: int, after: str | None) -> li
         if mark is not None and mark.held_at is not None:
             q = q.where(
                 sa.or_(
-                    Referral.held_at > mark.held_at,
-                    sa.and_(Referral.held_at == mark.held_at, Referral.friend_id > mark.friend_id),
+                    held_at > mark.held_at,
+                    sa.and_(held_at == mark.held_at, friend > mark.friend_id),
                 )
             )
     return list((await session.execute(q.limit(limit))).scalars())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from server.content.goals import Reward
 from server.db import insert_ignore, lock_members, utcnow
@@ -124,7 +125,7 @@ async def _pay_rows(
 
 
 async def rewards_where(session: AsyncSession, *conds: Any) -> list[ReferralReward]:
-    found = await session.execute(sa.select(ReferralReward).where(*conds).order_by(ReferralReward.id))
+    found = await session.execute(sa.select(ReferralReward).where(*conds).order_by(col(ReferralReward.id)))
     return list(found.scalars())
 
 

@@ -22,6 +22,7 @@ from server.referrals.codes import (
     set_vanity,
     skeleton,
 )
+from server.referrals.models import Referral
 from server.referrals.review import approve, held, reassign, reject
 from server.referrals.rewards import SOURCE, convert, converted_count, pay, reassess
 from server.referrals.stats import my_referrals
@@ -32,6 +33,7 @@ __all__ = [
     "SOURCE",
     "Claimed",
     "CodeOwner",
+    "Referral",
     "active_code",
     "approve",
     "blocked_word",
