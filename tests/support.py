@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -376,3 +377,12 @@ async def manager_token(ctx: Context, role: str = "editor", email: str | None = 
     await create_manager(ctx, email, MANAGER_PASSWORD, role)
     token, _, _ = await login(ctx, email, MANAGER_PASSWORD)
     return token
+
+
+async def in_one_rate_limit_window(seconds: float) -> None:
+    """Rate limits count in fixed one-minute windows (`time.time() // 60`), and the count starts
+    again when the minute turns over: when fewer than `seconds` are left in this one, wait for the
+    next, so that what follows (well within `seconds`) is counted in one window."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        await asyncio.sleep(left + 0.1)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from server.content.goals import ID_RE, Goal
+from server.content.goals import ID_RE, Goal, Strict
 from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.content.periods import Window
@@ -38,21 +38,17 @@ CRITERION_EVENTS = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Reward(_Strict):
+class Reward(Strict):
     points: int = Field(default=0, ge=0, le=1_000_000)
     growth: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class BadgeCount(_Strict):
+class BadgeCount(Strict):
     count: int = Field(ge=1, le=1000)
     of: list[str] | None = Field(default=None, description="only these badges count (default: any other)")
 
 
-class Criteria(_Strict):
+class Criteria(Strict):
     goal: Goal | None = None
     quest: str | None = Field(default=None, pattern=ID_RE, description="a quest or chain completed")
     streak: int | None = Field(default=None, ge=1, le=3660, description="a check-in streak this long")
@@ -87,14 +83,14 @@ class Criteria(_Strict):
         return 1.0  # a quest completed once; a tier reached (its rank is checked, not a count)
 
 
-class Level(_Strict):
+class Level(Strict):
     name: str = Field(max_length=32, description="bronze, silver, gold...")
     target: float = Field(gt=0, le=1e12, description="the criterion's number for this level")
     reward: Reward = Reward()
     image: str | None = Field(default=None, max_length=500)
 
 
-class Badge(_Strict):
+class Badge(Strict):
     id: str = Field(pattern=ID_RE)
     name: str = Field(max_length=100)
     description: str | None = Field(default=None, max_length=1000)
@@ -224,7 +220,7 @@ class Badge(_Strict):
         return w is None or not (w.opens_after(at) or w.closed_at(at))
 
 
-class BadgeFile(_Strict):
+class BadgeFile(Strict):
     badges: list[Badge] = Field(default_factory=list)
 
 
@@ -319,7 +315,7 @@ Dimension = Literal["spend", "frequency", "interaction", "social"]
 DIMENSIONS: tuple[Dimension, ...] = ("spend", "frequency", "interaction", "social")
 
 
-class Tier(_Strict):
+class Tier(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     name: str = Field(max_length=64)
     growth: int = Field(ge=0, le=10**12, description="qualifying growth over the window to reach it")
@@ -327,7 +323,7 @@ class Tier(_Strict):
     image: str | None = Field(default=None, max_length=500)
 
 
-class DimensionRule(_Strict):
+class DimensionRule(Strict):
     weight: float = Field(default=1.0, ge=0, le=100, description="how much a unit of this growth counts")
     sources: list[str] = Field(
         default_factory=list, description="ledger sources whose growth is of this kind"
@@ -343,12 +339,12 @@ def _default_dimensions() -> dict[Dimension, DimensionRule]:
     }
 
 
-class Reevaluation(_Strict):
+class Reevaluation(Strict):
     every: Literal["weekly", "monthly", "quarterly"] = "monthly"
     notice_days: int = Field(default=30, ge=0, le=365, description="a drop is announced this long before")
 
 
-class TierLadder(_Strict):
+class TierLadder(Strict):
     tiers: list[Tier] = Field(min_length=1, max_length=20)
     window_months: int = Field(default=12, ge=1, le=60, description="qualifying growth counts these months")
     dimensions: dict[Dimension, DimensionRule] = Field(default_factory=_default_dimensions)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from server.content.goals import Strict
 from server.content.loader import ContentKind, register_kind
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DayReward(_Strict):
+class DayReward(Strict):
     day: int = Field(ge=1)
     points: int = Field(default=0, ge=0, le=1_000_000)
     growth: int = Field(default=0, ge=0, le=1_000_000)
     chest: bool = False
 
 
-class Cycle(_Strict):
+class Cycle(Strict):
     length: int = Field(default=7, ge=1, le=366)
     rewards: list[DayReward] = Field(
         default_factory=lambda: (
@@ -39,26 +36,26 @@ class Cycle(_Strict):
         return self.rewards[cycle_day - 1]
 
 
-class Freeze(_Strict):
+class Freeze(Strict):
     price: int = Field(default=50, ge=0)
     max_held: int = Field(default=2, ge=0, le=30)
 
 
-class Repair(_Strict):
+class Repair(Strict):
     grace_days: int = Field(default=2, ge=0, le=30)
     price: int = Field(default=100, ge=0)
 
 
-class Makeup(_Strict):
+class Makeup(Strict):
     per_month: int = Field(default=2, ge=0, le=31)
     price: int = Field(default=30, ge=0)
 
 
-class AtRisk(_Strict):
+class AtRisk(Strict):
     hours_before_midnight: float = Field(default=3, ge=0, le=23)
 
 
-class CheckinContent(_Strict):
+class CheckinContent(Strict):
     cycle: Cycle = Cycle()
     freeze: Freeze = Freeze()
     repair: Repair = Repair()

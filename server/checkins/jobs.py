@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import CursorResult
 from sqlmodel import col
 
 from server.checkins.models import StreakState
 from server.checkins.service import next_midnight, rules, settle
 from server.content.periods import local_day
-from server.db import utcnow
+from server.db import execute_counting, utcnow
 from server.realtime.hub import send_live
 from server.scheduler import job
 
@@ -88,9 +87,7 @@ async def streaks_at_risk(ctx: Context, period: str) -> None:
                 )
                 .values(at_risk_sent_on=today)
             )
-            # An UPDATE answers with a CursorResult; Session.execute is only typed to return a Result.
-            claimed = cast("CursorResult[Any]", await session.execute(claim))
-            if claimed.rowcount:
+            if await execute_counting(session, claim):
                 send_live(
                     ctx,
                     session,

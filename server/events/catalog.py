@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
+from server.content.goals import Strict
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.events import dispatch
 
@@ -25,11 +26,7 @@ TypeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
 PropertyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PropertySpec(_Strict):
+class PropertySpec(Strict):
     type: PropertyType
     required: bool = False
     description: str | None = None
@@ -76,7 +73,7 @@ class PropertySpec(_Strict):
         return None
 
 
-class EventType(_Strict):
+class EventType(Strict):
     description: str | None = None
     # How the app says one and several of these: "order" / "orders" (used in "2 more orders").
     noun: str | None = Field(default=None, max_length=40)
@@ -110,7 +107,7 @@ def _default_types() -> dict[str, EventType]:
     }
 
 
-class EventCatalog(_Strict):
+class EventCatalog(Strict):
     types: dict[TypeName, EventType] = Field(default_factory=_default_types)
 
     def knows(self, event_type: str) -> bool:

@@ -25,9 +25,9 @@ from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from server.content.goals import ID_RE
+from server.content.goals import ID_RE, Strict
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.content.where import Where, check_where, compile_where
 from server.events.catalog import check_event_use
@@ -35,10 +35,6 @@ from server.events.catalog import check_event_use
 PeriodKind = Literal["daily", "weekly", "monthly", "season", "all_time"]
 Scope = Literal["global", "tier", "team", "friends"]
 DEFAULT_LEVELS = ["Bronze", "Silver", "Gold", "Sapphire", "Ruby", "Emerald", "Diamond"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _zone(value: str) -> str:
@@ -58,7 +54,7 @@ def _instant(value: date | datetime, zone: str) -> datetime:
     return value.astimezone(UTC)
 
 
-class EventMetric(_Strict):
+class EventMetric(Strict):
     event: str = Field(max_length=64, description="the event type counted")
     value: str | None = Field(
         default=None, max_length=64, description="a numeric property to add up (else each event counts 1)"
@@ -90,20 +86,20 @@ class EventMetric(_Strict):
         return v
 
 
-class Season(_Strict):
+class Season(Strict):
     id: str = Field(pattern=ID_RE, description="the period's name in the API (period=<id>)")
     name: str | None = Field(default=None, max_length=100)
     start: date | datetime
     end: date | datetime = Field(description="excluded")
 
 
-class Rookie(_Strict):
+class Rookie(Strict):
     days: int = Field(
         default=30, ge=1, le=366, description="members who signed up this many days ago or less"
     )
 
 
-class League(_Strict):
+class League(Strict):
     levels: list[str] = Field(default_factory=lambda: list(DEFAULT_LEVELS), min_length=2, max_length=20)
     size: int = Field(default=30, ge=2, le=500, description="members per weekly cohort")
     promote: int = Field(default=5, ge=0, le=250, description="top ranks that go up a league")
@@ -116,7 +112,7 @@ class League(_Strict):
         return self
 
 
-class Notify(_Strict):
+class Notify(Strict):
     top: list[int] = Field(
         default_factory=lambda: [1, 3, 10], max_length=10, description="ranks whose crossing is told"
     )
@@ -139,7 +135,7 @@ def _global_only() -> list[Scope]:
     return ["global"]
 
 
-class Board(_Strict):
+class Board(Strict):
     id: str = Field(pattern=ID_RE)
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=500)
@@ -208,7 +204,7 @@ class Board(_Strict):
         return _instant(self.epoch, self.zone)
 
 
-class LeaderboardsFile(_Strict):
+class LeaderboardsFile(Strict):
     boards: list[Board] = Field(default_factory=list)
 
     @model_validator(mode="after")

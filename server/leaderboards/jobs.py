@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import CursorResult
 
-from server.db import utcnow
+from server.db import execute_counting, utcnow
 from server.leaderboards.content import Board
 from server.leaderboards.leagues import close_week
 from server.leaderboards.models import BoardPeriod, BoardScore, Standing
@@ -52,9 +51,7 @@ async def archive_period(ctx: Context, board: Board, span: Span) -> int | None:
             .where(PERIODS.c.board_id == board.id, PERIODS.c.period == span.key, PERIODS.c.status == "open")
             .values(status="archived", archived_at=now)
         )
-        # An UPDATE answers with a CursorResult; Session.execute is only typed to return a Result.
-        claimed = cast("CursorResult[Any]", await session.execute(claim))
-        if not claimed.rowcount:
+        if not await execute_counting(session, claim):
             return None
         rows = (
             await session.execute(

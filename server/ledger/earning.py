@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.content.goals import Strict
 from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.content.periods import period_key
@@ -46,17 +47,13 @@ Dimension = Literal["spend", "frequency", "interaction", "social"]
 MAX_BOOST = 10.0
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PurchaseRule(_Strict):
+class PurchaseRule(Strict):
     points_per_unit: Decimal = Field(default=Decimal(1), ge=0, le=10_000)
     growth_per_unit: Decimal = Field(default=Decimal(1), ge=0, le=10_000)
     growth_per_order: int = Field(default=0, ge=0, le=1_000_000, description="frequency growth per purchase")
 
 
-class EventRule(_Strict):
+class EventRule(Strict):
     event: str = Field(max_length=64)
     points: int = Field(default=0, ge=0, le=1_000_000)
     growth: int = Field(default=0, ge=0, le=1_000_000)
@@ -78,7 +75,7 @@ class EventRule(_Strict):
         return self.__dict__["_matches"](properties)
 
 
-class Frequency(_Strict):
+class Frequency(Strict):
     nth: int = Field(ge=2, le=1000, description="the nth event of its type in the period")
     per: Literal["day", "week", "month"] = "week"
     and_after: bool = Field(default=False, description="the nth and every one after it in the period")
@@ -88,7 +85,7 @@ def _points_only() -> list[Currency]:
     return ["points"]
 
 
-class Multiplier(_Strict):
+class Multiplier(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     factor: float = Field(gt=0, le=MAX_BOOST)
     tiers: list[str] | None = Field(default=None, description="only members of these tiers")
@@ -120,7 +117,7 @@ class Multiplier(_Strict):
         return True
 
 
-class ExpiryRule(_Strict):
+class ExpiryRule(Strict):
     after_days: int | None = Field(
         default=365, ge=1, le=3650, description="points expire this long after they were earned; null: never"
     )
@@ -129,7 +126,7 @@ class ExpiryRule(_Strict):
     )
 
 
-class EarningContent(_Strict):
+class EarningContent(Strict):
     purchase: PurchaseRule = PurchaseRule()
     events: list[EventRule] = Field(default_factory=list, description="fixed awards for named events")
     multipliers: list[Multiplier] = Field(default_factory=list)

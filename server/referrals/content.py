@@ -11,17 +11,13 @@ import re
 import string
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from server.content.goals import Reward
+from server.content.goals import Reward, Strict
 from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
 from server.content.where import check_where, compile_where
 from server.errors import ProblemError
 from server.events.catalog import check_event_use
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _template(*fields: str) -> Any:
@@ -45,7 +41,7 @@ LinkTemplate = Annotated[str, Field(max_length=500), _template("code")]
 _URL = r"^(https?://|[a-z][a-z0-9+.-]*://)\S+$"
 
 
-class Landing(_Strict):
+class Landing(Strict):
     """What a friend sees when a shared link opens, and what the preview card shows."""
 
     site_name: str = Field(default="Rewards", max_length=100)
@@ -73,7 +69,7 @@ class Landing(_Strict):
     expired_title: str = Field(default="This invitation link has expired", max_length=200)
 
 
-class Vanity(_Strict):
+class Vanity(Strict):
     """Codes members choose themselves ("ANNA-RUNS")."""
 
     enabled: bool = True
@@ -101,7 +97,7 @@ class Vanity(_Strict):
         return self
 
 
-class Conversion(_Strict):
+class Conversion(Strict):
     """What turns an attributed friend into a converted referral."""
 
     event: str = Field(default="purchase", max_length=64, description="the qualifying action")
@@ -119,13 +115,13 @@ class Conversion(_Strict):
         return bool(self.__dict__["_matches"](properties))
 
 
-class Milestone(_Strict):
+class Milestone(Strict):
     count: int = Field(ge=1, le=100_000, description="converted referrals")
     reward: Reward
     name: str | None = Field(default=None, max_length=100)
 
 
-class Boost(_Strict):
+class Boost(Strict):
     """The earning multiplier a referrer gets for each conversion, for a time."""
 
     factor: float = Field(default=1.5, gt=1, le=10)
@@ -140,13 +136,13 @@ class Boost(_Strict):
         return value
 
 
-class Burst(_Strict):
+class Burst(Strict):
     count: int = Field(ge=2, le=100_000)
     minutes: int = Field(ge=1, le=7 * 24 * 60)
     score: int = Field(ge=0, le=100)
 
 
-class Fraud(_Strict):
+class Fraud(Strict):
     """The risk score of a referral is the sum of the signals seen; at `hold_at` or above the
     referral is held for review. A shared IP alone (a family, an office) stays below it."""
 
@@ -166,7 +162,7 @@ class Fraud(_Strict):
     )
 
 
-class ReferralsContent(_Strict):
+class ReferralsContent(Strict):
     enabled: bool = True
     code_length: int = Field(default=7, ge=5, le=16)
     claim_window_days: int = Field(default=14, ge=0, le=3650, description="days after sign-up to claim")

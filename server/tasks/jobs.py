@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import CursorResult
 
-from server.db import utcnow
+from server.db import execute_counting, utcnow
 from server.scheduler import job
 from server.tasks.models import QuestRun
 
@@ -30,6 +29,5 @@ async def prune_quest_runs(ctx: Context, period: str) -> None:
         prune = sa.delete(table).where(
             table.c.period != "all", table.c.updated_at < utcnow() - QUEST_RUNS_KEPT
         )
-        # A DELETE answers with a CursorResult; Session.execute is only typed to return a Result.
-        result = cast("CursorResult[Any]", await session.execute(prune))
-    log.info("quest_runs_pruned", period=period, rows=result.rowcount)
+        rows = await execute_counting(session, prune)
+    log.info("quest_runs_pruned", period=period, rows=rows)

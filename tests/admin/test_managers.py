@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -26,7 +25,7 @@ from server.admin.service import (
 from server.context import Context
 from server.db import utcnow
 from server.errors import ProblemError
-from tests.support import MANAGER_PASSWORD, ROOT, manager_token, unique
+from tests.support import MANAGER_PASSWORD, ROOT, in_one_rate_limit_window, manager_token, unique
 
 
 def new_email() -> str:
@@ -169,15 +168,6 @@ async def test_an_expired_session_is_refused(http, ctx):
         )
     r = await http.get("/v1/admin/me", headers=bearer(token))
     assert r.status_code == 401 and r.json()["code"] == "invalid_manager_token"
-
-
-async def in_one_rate_limit_window(seconds: float) -> None:
-    """Failures are counted in fixed one-minute windows (`time.time() // 60`), and the count starts
-    again when the minute turns over: when fewer than `seconds` are left in this one, wait for the
-    next, so that what follows (well within `seconds`) is counted in one window."""
-    left = 60 - time.time() % 60
-    if left < seconds:
-        await asyncio.sleep(left + 0.1)
 
 
 async def test_failed_logins_past_the_limit_refuse_even_the_right_password(ctx):

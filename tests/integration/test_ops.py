@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
 from tests.conftest import Served
-from tests.support import unique
+from tests.support import in_one_rate_limit_window, unique
 
 
 async def test_unknown_routes_and_methods_are_problems(http):
@@ -45,15 +44,6 @@ async def test_metrics_are_prometheus_text(http, as_brand, member_id):
         in text
     )
     assert "engage_outbox_pending" in text
-
-
-async def in_one_rate_limit_window(seconds: float) -> None:
-    """Requests are counted in fixed one-minute windows (`time.time() // 60`), and the count starts
-    again when the minute turns over: when fewer than `seconds` are left in this one, wait for the
-    next, so that what follows (well within `seconds`) is counted in one window."""
-    left = 60 - time.time() % 60
-    if left < seconds:
-        await asyncio.sleep(left + 0.1)
 
 
 async def test_rate_limits_are_shared_by_instances(settings, token_for):
