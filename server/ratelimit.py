@@ -28,6 +28,22 @@ return n
 _HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
 
 
+def _key(ctx: Context, scope: str, who: str) -> str:
+    return ctx.redis.key("rl", scope, who, int(time.time() // 60))
+
+
+async def reached(ctx: Context, scope: str, who: str, per_minute: int) -> bool:
+    """Whether `who` has already used this minute's `per_minute`, without counting a request (a
+    login refused before its password is checked). False when Redis is unreachable."""
+    if ctx.redis.client is None or per_minute <= 0:
+        return False
+    try:
+        count = await ctx.redis.client.get(_key(ctx, scope, who))
+    except (RedisError, OSError):
+        return False
+    return count is not None and int(count) >= per_minute
+
+
 async def hit(ctx: Context, scope: str, who: str, per_minute: int) -> None:
     """Count a request; 429 `rate_limited` past the limit. Fails open when Redis is unreachable."""
     await settle(ctx, start(ctx, scope, who, per_minute))
@@ -49,7 +65,7 @@ def start(ctx: Context, scope: str, who: str, per_minute: int) -> Pending | None
     `settle` must follow; it raises the 429 if the count is past the limit."""
     if per_minute <= 0:
         return None
-    key = ctx.redis.key("rl", scope, who, int(time.time() // 60))
+    key = _key(ctx, scope, who)
     try:
         answer = ctx.redis.auto.call_evalsha(_HIT_SHA, [key], [61])
     except (RedisError, OSError) as exc:

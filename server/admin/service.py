@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.connection import ASGIConnection
-from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -146,21 +145,6 @@ async def disable_manager(ctx: Context, email: str, *, actor: str = SYSTEM) -> b
 _INVALID_CREDENTIALS = "The email or password is not right, or the account is disabled."
 
 
-async def _too_many_failures(ctx: Context, who: str) -> bool:
-    """Whether `who` is over the failed-login limit of this minute: read from the counter that
-    `ratelimit.hit(ctx, "auth_failures", who, ...)` keeps, before the password is even checked,
-    so that guessing on stops getting answers. Fails open when Redis is unreachable."""
-    limit = ctx.settings.rate_limit_auth_failures_per_minute
-    if ctx.redis.client is None or limit <= 0:
-        return False
-    key = ctx.redis.key("rl", "auth_failures", who, int(time.time() // 60))
-    try:
-        count = await ctx.redis.client.get(key)
-    except (RedisError, OSError):
-        return False
-    return count is not None and int(count) >= limit
-
-
 async def login(
     ctx: Context, email: str, password: str, *, address: str | None = None
 ) -> tuple[str, ManagerSession, Manager]:
@@ -173,7 +157,8 @@ async def login(
     limit = ctx.settings.rate_limit_auth_failures_per_minute
     watched = [email] + ([address] if address else [])
     for who in watched:
-        if await _too_many_failures(ctx, who):
+        # Read before the password is even checked, so that guessing on stops getting answers.
+        if await ratelimit.reached(ctx, "auth_failures", who, limit):
             raise ProblemError(
                 429,
                 "rate_limited",
