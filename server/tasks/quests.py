@@ -434,6 +434,94 @@ async def _give_badge(ctx: Context, session: AsyncSession, member_id: str, badge
 # --- what a member sees -------------------------------------------------------------------------
 
 
+def _quest_status(
+    quest: Quest, tier: str, now: datetime, finished: bool, completed_ever: set[str]
+) -> tuple[str, str | None]:
+    """The quest's status for the member now, and why it is locked (if it is)."""
+    w = quest.available
+    if finished:
+        return "completed", None
+    if w is not None and w.closed_at(now):
+        return "expired", None
+    if w is not None and w.opens_after(now):
+        return "locked", "not_started"
+    if quest.tiers and tier not in quest.tiers:
+        return "locked", "tier"
+    if any(r not in completed_ever for r in quest.requires):
+        return "locked", "requires"
+    return "active", None
+
+
+@dataclass
+class _View:
+    """What every step of a quest is read against: the member's run and where the quest stands."""
+
+    catalog: QuestCatalog
+    zone: str
+    today: date
+    state: dict[str, Any]
+    finished: bool
+    status: str
+    locked_reason: str | None
+
+
+def _step_out(
+    ctx: Context, quest: Quest, i: int, view: _View, done: set[str], opened: set[int]
+) -> QuestStepOut:
+    step = quest.all_steps[i]
+    target = step.goal.goal_target
+    if view.finished or step.id in done:
+        s_status, progress = "completed", target
+    else:
+        progress = step_progress(step.goal, view.state.get(step.id, {}), view.today)
+        if view.status in ("locked", "expired"):
+            s_status = view.status
+        else:
+            s_status = "active" if i in opened else "locked"
+    if s_status == "completed":
+        text = "Done"
+    elif s_status == "expired":
+        text = "This quest has ended"
+    elif s_status == "locked" and view.status == "active":
+        needs = quest.step_requires(i)
+        text = "Unlocks after: " + ", ".join(s.title for s in quest.all_steps if s.id in needs)
+    elif s_status == "locked":
+        text = _locked_text(view.catalog, quest, view.locked_reason, view.zone)
+    else:
+        text = step_remaining_text(ctx, step, progress)
+    return QuestStepOut(
+        step_id=step.id,
+        title=step.title,
+        description=step.description,
+        status=s_status,
+        progress=number(progress),
+        target=number(target),
+        remaining_text=text,
+        requires=quest.step_requires(i),
+        reward=QuestRewardOut(**_reward_out(step.reward)),
+    )
+
+
+def _quest_summary(
+    quest: Quest, view: _View, steps: list[QuestStepOut], done: set[str]
+) -> tuple[float, float, str]:
+    """The quest's own progress, target and "what is left": a task's are its one step's; a
+    chain counts its steps and names the step under way."""
+    locked = view.status == "locked"
+    locked_text = _locked_text(view.catalog, quest, view.locked_reason, view.zone) if locked else ""
+    if not quest.is_chain:
+        text = locked_text if locked else steps[0].remaining_text
+        return steps[0].progress, steps[0].target, text
+    total = float(len(quest.all_steps))
+    progress = total if view.finished else float(len(done))
+    current = next((s for s in steps if s.status == "active"), None)
+    if view.status == "active" and current is not None:
+        return progress, total, f"{current.title}: {current.remaining_text}"
+    if locked:
+        return progress, total, locked_text
+    return progress, total, steps[-1].remaining_text if view.status != "completed" else "Done"
+
+
 def _quest_out(
     ctx: Context,
     quest: Quest,
@@ -443,93 +531,29 @@ def _quest_out(
     run: QuestRun | None,
     completed_ever: set[str],
 ) -> QuestOut:
-    catalog: QuestCatalog = ctx.content.get("quests")
     today = local_day(zone, now)
-    period = period_key(quest.period, today)
     w = quest.available
     completions = run.completions if run else 0
-    state = run.state if run else {}
     finished = completions >= quest.times
-    locked_reason: str | None = None
-    status = "active"
-    if finished:
-        status = "completed"
-    elif w is not None and w.closed_at(now):
-        status = "expired"
-    elif w is not None and w.opens_after(now):
-        status, locked_reason = "locked", "not_started"
-    elif quest.tiers and tier not in quest.tiers:
-        status, locked_reason = "locked", "tier"
-    elif any(r not in completed_ever for r in quest.requires):
-        status, locked_reason = "locked", "requires"
-
+    status, locked_reason = _quest_status(quest, tier, now, finished, completed_ever)
+    state = run.state if run else {}
+    view = _View(ctx.content.get("quests"), zone, today, state, finished, status, locked_reason)
     done = _steps_done(quest, state)
-    open_steps = set(unlocked(quest, done))
-    steps: list[QuestStepOut] = []
-    for i, step in enumerate(quest.all_steps):
-        target = step.goal.goal_target
-        if finished or step.id in done:
-            s_status, progress = "completed", target
-        else:
-            progress = step_progress(step.goal, state.get(step.id, {}), today)
-            if status in ("locked", "expired"):
-                s_status = status
-            else:
-                s_status = "active" if i in open_steps else "locked"
-        if s_status == "completed":
-            text = "Done"
-        elif s_status == "expired":
-            text = "This quest has ended"
-        elif s_status == "locked" and status == "active":
-            titles = [
-                quest.all_steps[j].title
-                for j, s in enumerate(quest.all_steps)
-                if s.id in quest.step_requires(i)
-            ]
-            text = "Unlocks after: " + ", ".join(titles)
-        elif s_status == "locked":
-            text = _locked_text(catalog, quest, locked_reason, zone)
-        else:
-            text = step_remaining_text(ctx, step, progress)
-        steps.append(
-            QuestStepOut(
-                step_id=step.id,
-                title=step.title,
-                description=step.description,
-                status=s_status,
-                progress=number(progress),
-                target=number(target),
-                remaining_text=text,
-                requires=quest.step_requires(i),
-                reward=QuestRewardOut(**_reward_out(step.reward)),
-            )
-        )
-    if quest.is_chain:
-        progress_q: float = float(len(quest.all_steps) if finished else len(done))
-        target_q: float = float(len(quest.all_steps))
-        current = next((s for s in steps if s.status == "active"), None)
-        if status == "active" and current is not None:
-            text_q = f"{current.title}: {current.remaining_text}"
-        elif status == "locked":
-            text_q = _locked_text(catalog, quest, locked_reason, zone)
-        else:
-            text_q = steps[-1].remaining_text if status != "completed" else "Done"
-    else:
-        progress_q, target_q, text_q = steps[0].progress, steps[0].target, steps[0].remaining_text
-        if status == "locked":
-            text_q = _locked_text(catalog, quest, locked_reason, zone)
+    opened = set(unlocked(quest, done))
+    steps = [_step_out(ctx, quest, i, view, done, opened) for i in range(len(quest.all_steps))]
+    progress, target, text = _quest_summary(quest, view, steps, done)
     return QuestOut(
         quest_id=quest.id,
         title=quest.title,
         description=quest.description,
         kind="chain" if quest.is_chain else "task",
         period=quest.period,
-        period_key=period,
+        period_key=period_key(quest.period, today),
         status=status,
         locked_reason=locked_reason,
-        progress=number(progress_q),
-        target=number(target_q),
-        remaining_text=text_q,
+        progress=number(progress),
+        target=number(target),
+        remaining_text=text,
         times=quest.times,
         completions=completions,
         completed_at=run.completed_at if run else None,
