@@ -508,26 +508,8 @@ def _badge_out(
     finished = bool(rows) and not badge.repeatable and (badge.manual or times >= 1)
     latest = max(rows, key=lambda r: (r.round, r.level)) if rows else None
     w = badge.available
-    if finished:
-        status = "earned"
-    elif w is not None and w.closed_at(now):
-        status = "expired"
-    elif w is not None and w.opens_after(now):
-        status = "upcoming"
-    elif badge.manual:
-        status = "earned" if rows else "locked"
-    else:
-        status = "in_progress" if rows or state else "locked"
-    progress = target = 0.0
-    remaining_text = None
-    if badge.criteria is not None and not finished:
-        progress = progress_of(badge, state, ladder)
-        if badge.criteria.goal is not None and badge.criteria.goal.kind == "streak":
-            progress = step_progress(badge.counting_goal, state, local_day("UTC", now))  # type: ignore[arg-type]
-        target = badge.targets[min(level_now, badge.level_count - 1)]
-        remaining_text = _remaining(badge, progress, target, level_now)
-    elif badge.manual and not rows:
-        remaining_text = "Granted by the program"
+    status = _badge_status(badge, bool(rows), bool(state), finished, now)
+    progress, target, remaining_text = _badge_progress(badge, rows, state, level_now, finished, ladder, now)
     base = ctx.settings.public_base_url.rstrip("/")
     return {
         "badge_id": badge.id,
@@ -545,24 +527,7 @@ def _badge_out(
         "level": latest.level if latest else 0,
         "level_name": badge.level_name(latest.level) if latest else None,
         "times": times,
-        "levels": [
-            {
-                "level": i + 1,
-                "name": badge.level_name(i + 1),
-                "target": number(t),
-                "earned_at": next(
-                    (
-                        r.earned_at.isoformat()
-                        for r in sorted(rows, key=lambda r: r.round)
-                        if r.level == i + 1
-                    ),
-                    None,
-                ),
-            }
-            for i, t in enumerate(badge.targets)
-        ]
-        if badge.levels
-        else [],
+        "levels": _levels_out(badge, rows),
         "progress": number(progress),
         "target": number(target),
         "remaining_text": remaining_text,
@@ -571,6 +536,57 @@ def _badge_out(
         "criteria": badge.narrative(min(level_now + 1, badge.level_count)),
         "credential_url": f"{base}/v1/badges/{badge.id}/credential" if rows else None,
     }
+
+
+def _badge_status(badge: Badge, held: bool, started: bool, finished: bool, now: datetime) -> str:
+    """earned, expired (a limited edition closed), upcoming, in_progress or locked."""
+    w = badge.available
+    if finished:
+        return "earned"
+    if w is not None and w.closed_at(now):
+        return "expired"
+    if w is not None and w.opens_after(now):
+        return "upcoming"
+    if badge.manual:
+        return "earned" if held else "locked"
+    return "in_progress" if held or started else "locked"
+
+
+def _badge_progress(
+    badge: Badge,
+    rows: list[MemberBadge],
+    state: dict[str, Any],
+    level_now: int,
+    finished: bool,
+    ladder: list[str],
+    now: datetime,
+) -> tuple[float, float, str | None]:
+    """Progress towards the next level, its target, and what is left in a sentence."""
+    if badge.criteria is not None and not finished:
+        progress = progress_of(badge, state, ladder)
+        if badge.criteria.goal is not None and badge.criteria.goal.kind == "streak":
+            progress = step_progress(badge.counting_goal, state, local_day("UTC", now))  # type: ignore[arg-type]
+        target = badge.targets[min(level_now, badge.level_count - 1)]
+        return progress, target, _remaining(badge, progress, target, level_now)
+    if badge.manual and not rows:
+        return 0.0, 0.0, "Granted by the program"
+    return 0.0, 0.0, None
+
+
+def _levels_out(badge: Badge, rows: list[MemberBadge]) -> list[dict[str, Any]]:
+    """Each level with its target and when the member first earned it (none without levels)."""
+    if not badge.levels:
+        return []
+    by_round = sorted(rows, key=lambda r: r.round)
+    return [
+        {
+            "level": i + 1,
+            "name": badge.level_name(i + 1),
+            "target": number(t),
+            "earned_at": next((r.earned_at.isoformat() for r in by_round if r.level == i + 1), None),
+        }
+        for i, t in enumerate(badge.targets)
+    ]
 
 
 def _remaining(badge: Badge, progress: float, target: float, level_now: int) -> str:
