@@ -200,7 +200,21 @@ quests:
         ("regular", 1, 2),
         ("regular", 1, 3),
     ]
-    assert (await points(ctx, m))["points"] >= 12
+    async with ctx.db.session() as session:
+        rows = (
+            await session.execute(
+                sa.select(LedgerEntry.amount, LedgerEntry.idempotency_key).where(
+                    LedgerEntry.member_id == m,
+                    LedgerEntry.source == "badge",
+                    LedgerEntry.idempotency_key.like("badge:regular:%"),
+                )
+            )
+        ).all()
+    # The badge's reward (4 points) once a round.
+    assert sorted(rows) == [(4, "badge:regular:1:1"), (4, "badge:regular:2:1"), (4, "badge:regular:3:1")]
+    # Six purchases of 1 (the week's third counts three times: 8), the shopper badge's levels
+    # (1 + 2 + 3, and its own 100 with the last) and the three rounds of regular (12).
+    assert (await points(ctx, m))["points"] == 8 + 106 + 12
 
 
 async def test_limited_edition_counts_only_inside_its_window(ctx, content):

@@ -23,7 +23,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_repository_content_is_valid():
     store = load(ROOT / "content")
-    assert store.get("earning").purchase.points_per_unit >= 0
+    purchase = store.get("earning").purchase
+    # What content/earning.yaml says a unit of spend is worth.
+    assert (purchase.points_per_unit, purchase.growth_per_unit, purchase.growth_per_order) == (1, 1, 0)
 
 
 def test_lines_are_kept(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from server.db import utcnow
@@ -20,12 +21,10 @@ async def test_effects_apply_after_commit_and_not_on_rollback(ctx):
     member_id = unique("ob")
     async with ctx.db.transaction() as session:
         send_live(ctx, session, member_id, "test.hello", {"n": 1})
-    try:
+    with pytest.raises(RuntimeError, match="roll back"):
         async with ctx.db.transaction() as session:
             send_live(ctx, session, member_id, "test.never", {"n": 2})
             raise RuntimeError("roll back")
-    except RuntimeError:
-        pass
     messages = await history(ctx, member_id)
     assert [m["type"] for m in messages] == ["test.hello"]
     await ctx.outbox.flush()

@@ -335,9 +335,14 @@ async def test_reassign_refused_once_converted_and_bad_admin_input(ctx, http, as
         headers=bearer(editor),
     )
     assert (r.status_code, r.json()["code"]) == (409, "referral_converted")
-    for path in ("/v1/admin/referrals/a%00b/approve", "/v1/admin/referrals/no%20such/reject"):
+    for path, status, code in (
+        ("/v1/admin/referrals/a%00b/approve", 400, "invalid_member_id"),
+        ("/v1/admin/referrals/no%20such/reject", 400, "invalid_member_id"),
+        (f"/v1/admin/referrals/{unique('nobody')}/approve", 404, "referral_not_found"),
+        (f"/v1/admin/referrals/{unique('nobody')}/reject", 404, "referral_not_found"),
+    ):
         r = await http.post(path, json={"reason": "x"}, headers=bearer(editor))
-        assert r.status_code in (400, 404) and r.json()["code"], r.text
+        assert (r.status_code, r.json()["code"]) == (status, code), (path, r.text)
     r = await http.get("/v1/admin/referrals/held?cursor=a%00b", headers=bearer(editor))
     assert (r.status_code, r.json()["code"]) == (400, "invalid_cursor")
     r = await http.post(
