@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis as sync_redis
@@ -386,3 +387,24 @@ async def in_one_rate_limit_window(seconds: float) -> None:
     left = 60 - time.time() % 60
     if left < seconds:
         await asyncio.sleep(left + 0.1)
+
+
+async def board_standings(
+    client: httpx.AsyncClient, board_id: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every entry of a board's current global standings, read from the top page by page
+    (`GET /v1/leaderboards/{board_id}`), checked to be ranked 1, 2, 3... and to hold `total` rows."""
+    entries: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        r = await client.get(f"/v1/leaderboards/{board_id}", params=params, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        entries += page["entries"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e["rank"] for e in entries] == list(range(1, len(entries) + 1)), entries
+    assert len(entries) == page["total"], page
+    return entries

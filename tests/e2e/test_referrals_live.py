@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import brand_client, live, member_client, now_iso, purchase, send_events, wait_until
-from tests.support import ServerProcess, unique
+from tests.support import ServerProcess, board_standings, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -65,9 +65,18 @@ async def test_link_click_claim_purchase_and_both_hear_it_live(
         stats = (await anna_app.get("/v1/referrals/me")).json()
         assert (stats["claims"], stats["conversions"]) == (1, 1)
         assert stats["earned_rewards"] == {"points": 500, "growth": 100}
-        assert stats["board"]["rank"] >= 1
+        # The board's own standings (other tests' referrers share it): Anna where they rank her.
+        standings = await board_standings(anna_app, "monthly-referrals")
+        row = next(e for e in standings if e["member_id"] == anna)
+        assert row["score"] == 1 and all(e["score"] >= 1 for e in standings[: row["rank"] - 1])
+        assert stats["board"] == {
+            "board_id": "monthly-referrals",
+            "rank": row["rank"],
+            "score": 1,
+            "total": len(standings),
+        }
         board = (await anna_app.get("/v1/leaderboards/monthly-referrals/me")).json()
-        assert board["rank"] == stats["board"]["rank"]
+        assert (board["rank"], board["score"], board["total"]) == (row["rank"], 1, len(standings))
 
         # A second claim by Ben, or a claim of an unknown code, changes nothing.
         r = await ben_app.post("/v1/referrals/claim", json={"code": "NOSUCH99"})
