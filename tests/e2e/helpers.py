@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -85,11 +86,27 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def metric(base_url: str, name: str) -> float:
-    """One unlabelled sample of the process's Prometheus metrics (0 when absent)."""
+def samples(base_url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples named `name` in the process's Prometheus metrics, by their labels (sorted
+    (label, value) pairs; `()` for the unlabelled one). A labelled counter has no sample for
+    labels it has not counted yet."""
     text = httpx.get(base_url + "/metrics", timeout=10, trust_env=False).text
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def metric(base_url: str, name: str, **labels: str) -> float:
+    """One sample of the process's Prometheus metrics: the unlabelled one, or the one with exactly
+    `labels`. Fails when the process does not export it, so that `== 0` means exported and zero."""
+    got = samples(base_url, name)
+    key = tuple(sorted(labels.items()))
+    if key not in got:
+        raise AssertionError(f"{base_url}/metrics has no sample {name} {dict(key)}; it has {sorted(got)}")
+    return got[key]
 
 
 async def wait_until(

@@ -117,7 +117,15 @@ async def _outage_scenario(rig: Rig, token_for) -> None:
                 ("points", 5, 15),
                 ("points", 10, 10),
             ]
-            assert metric(proc.base_url, "engage_outbox_pending") >= 3
+
+            # The outbox (the rig's own SQL) holds what waits for Redis: the adjustment's live
+            # message and weekly-points score (2); the purchase's points, growth, quest progress
+            # and badge messages and its weekly-points, weekly-league and monthly-spend scores (7).
+            # The purchase's dispatch row, applied on SQL alone, is deleted a moment later.
+            async def nine_waiting() -> bool:
+                return await asyncio.to_thread(metric, proc.base_url, "engage_outbox_pending") == 9
+
+            await wait_until(nine_waiting, what="the 9 rows that need Redis to wait in the outbox")
             # The boards cannot be read meanwhile, and say so; their scores wait with the rest.
             r = await app.get("/v1/leaderboards/weekly-points")
             assert (r.status_code, r.json()["code"]) == (503, "leaderboards_unavailable")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.config import Settings
 from tests.conftest import server_env
-from tests.e2e.helpers import json_lines
+from tests.e2e.helpers import json_lines, samples
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +26,7 @@ RUN_FOR = 6.0
 async def test_two_instances_run_each_audit_period_exactly_once(settings: Settings) -> None:
     env = server_env(settings, ENGAGE_LEDGER_AUDIT_SECONDS="1", ENGAGE_LOG_LEVEL="INFO")
     procs = [ServerProcess(env), ServerProcess(env)]
+    since = datetime.now(UTC).replace(microsecond=0)
     try:
         for proc in procs:
             await asyncio.to_thread(proc.start)
@@ -32,6 +35,18 @@ async def test_two_instances_run_each_audit_period_exactly_once(settings: Settin
         # Both were up together for the whole time (neither crashed).
         assert all(p.proc is not None and p.proc.poll() is None for p in procs)
         assert time.monotonic() - started >= RUN_FOR
+        pids = [p.proc.pid for p in procs if p.proc is not None]
+        # What each process's ticks came to so far: ran the period, or found it taken.
+        outcomes = [
+            {
+                dict(labels)["outcome"]: value
+                for labels, value in (
+                    await asyncio.to_thread(samples, p.base_url, "engage_job_runs_total")
+                ).items()
+                if dict(labels)["job"] == "ledger.audit"
+            }
+            for p in procs
+        ]
     finally:
         for proc in procs:
             await asyncio.to_thread(proc.stop)
@@ -49,19 +64,33 @@ async def test_two_instances_run_each_audit_period_exactly_once(settings: Settin
     twice = {period: count for period, count in per_period.items() if count > 1}
     assert not twice, f"periods run more than once: {twice}\n{runs}"
     assert len(per_period) >= 3, f"only {len(per_period)} periods ran in {RUN_FOR} s: {runs}"
-    # Periods are one-second slots, named by their start.
+    # Periods are one-second slots, named by their start; none between the first and the last
+    # was left out: each ran exactly once, on one instance or the other.
     starts = sorted(datetime.fromisoformat(p) for p in per_period)
     assert all(s.microsecond == 0 and s.tzinfo is not None for s in starts)
-    # Each process has one owner name, and the two differ.
-    owners = {n: {owner for _, owner, m in runs if m == n} for n in (0, 1)}
-    assert all(len(o) <= 1 for o in owners.values()), owners
-    assert not (owners[0] & owners[1]), owners
+    gaps = [(a, b) for a, b in itertools.pairwise(starts) if b - a != timedelta(seconds=1)]
+    assert not gaps, f"periods left out between {gaps}: {runs}"
+    # Each process runs under one owner name of its own (host:pid:random).
+    for n, pid in enumerate(pids):
+        owners = {owner for _, owner, m in runs if m == n}
+        assert len(owners) <= 1 and all(o.startswith(f"{socket.gethostname()}:{pid}:") for o in owners), (
+            pid,
+            owners,
+        )
+    # Both contended for every second they were up (one finds each period taken by the other,
+    # whichever ticks first in the second wins it): neither sat out, and what ran was logged.
+    for n, counts in enumerate(outcomes):
+        ran = sum(1 for _, _, m in runs if m == n)
+        assert counts.get("ok", 0) + counts.get("skipped", 0) >= 3, (n, counts, runs)
+        assert counts.get("ok", 0) <= ran and not counts.get("error"), (n, counts, runs)
+    assert sum(c.get("ok", 0) for c in outcomes) >= 3, outcomes
     # No audit found a problem.
     assert not [
         line for text in logs for line in json_lines(text) if line.get("event") == "ledger_audit_failed"
     ]
 
-    # The claims in SQL say the same: one row per period, done, by the owner that logged it.
+    # The claims in SQL say the same: one row per period since the test began, done, by the
+    # owner that logged it.
     engine = create_async_engine(settings.resolved_database_url)
     try:
         async with engine.connect() as conn:
@@ -72,6 +101,7 @@ async def test_two_instances_run_each_audit_period_exactly_once(settings: Settin
             ).all()
     finally:
         await engine.dispose()
-    claimed = {row.period: (row.owner, row.status) for row in rows}
-    for period, owner, _ in runs:
-        assert claimed.get(period) == (owner, "done"), (period, claimed.get(period))
+    claimed = {
+        row.period: (row.owner, row.status) for row in rows if datetime.fromisoformat(row.period) >= since
+    }
+    assert claimed == {period: (owner, "done") for period, owner, _ in runs}
