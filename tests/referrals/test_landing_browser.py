@@ -34,7 +34,7 @@ async def browser():
     try:
         from playwright.async_api import async_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed (the test extra installs it)")
+        pytest.skip("the playwright package is not installed (the `dev` dependency group has it: uv sync)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
