@@ -16,6 +16,7 @@ import platform
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -223,6 +224,37 @@ def database_for_run(choice: str, admin_url: str, data_dir: Path, rid: str) -> I
         yield SqlDatabase("postgres", f"postgresql+asyncpg://{base}/{name}", f"PostgreSQL {name}")
     finally:
         _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sql_rows(
+    db: SqlDatabase, queries: dict[str, str], param: str | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Run each of `queries` on the run's database (the server may be running); `{p}` in a query
+    stands for `param`, bound as a parameter. The rows of each, by the query's name."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    if db.kind == "sqlite":
+        conn = sqlite3.connect(db.url.split(":///", 1)[1], timeout=30)
+        try:
+            for name, sql in queries.items():
+                args = (param,) if "{p}" in sql else ()
+                rows[name] = [tuple(r) for r in conn.execute(sql.format(p="?"), args).fetchall()]
+        finally:
+            conn.close()
+        return rows
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(db.url.replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
+        try:
+            for name, sql in queries.items():
+                args = (param,) if "{p}" in sql else ()
+                rows[name] = [tuple(r) for r in await conn.fetch(sql.format(p="$1"), *args)]
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return rows
 
 
 # ---------------------------------------------------------------- processes
