@@ -1,4 +1,5 @@
-"""What both benchmarks need around the load: Redis, a SQL database, server processes, results.
+"""What the benchmarks need around the load: Redis, a SQL database, server processes, results,
+and py-spy on a server process with a summary of where its CPU went.
 
 Everything here cleans up after itself: an own redis-server is stopped, an own PostgreSQL database
 is dropped, keys under an own prefix on a shared Redis are deleted, server processes are stopped.
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -20,10 +22,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -491,3 +495,187 @@ def services_for_run(
     db = stack.enter_context(database_for_run(database, args.postgres_url, data_dir, rid))
     redis_url = stack.enter_context(redis_for_run(args.redis_url or None, prefix))
     return data_dir, db, redis_url
+
+
+# ---------------------------------------------------------------- profiling
+
+PROFILE_RATE = 200  # py-spy samples a second
+
+
+def py_spy_binary() -> str | None:
+    """py-spy from the venv (a dev dependency), else from PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+class Profile:
+    """py-spy on a server process for the measured window, as collapsed stacks (py-spy's `raw`
+    format: one `frame;frame;...;frame count` line per stack, which speedscope and flamegraph.pl
+    open as they are), then a summary of where the CPU went.
+
+    py-spy attaches to the running process (root, or ptrace allowed) and samples it from outside
+    without pausing it (`--nonblocking`), `PROFILE_RATE` times a second; idle samples (the event
+    loop waiting) are left out, so the shares are of the time the process was busy.
+    """
+
+    def __init__(self, pid: int, out: Path, delay: float, seconds: float, rate: int = PROFILE_RATE) -> None:
+        self.pid, self.out, self.delay, self.seconds, self.rate = pid, out, delay, seconds, rate
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.error = ""
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Profile:
+        binary = py_spy_binary()
+        if binary is None:
+            self.error = "py-spy is not installed (a dev dependency: `make install`)"
+            return self
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.unlink(missing_ok=True)
+        argv = [
+            *[binary, "record", "--pid", str(self.pid), "--duration", str(max(1, round(self.seconds)))],
+            *["--rate", str(self.rate), "--format", "raw", "--function", "--full-filenames", "--nonblocking"],
+            *["--output", str(self.out)],
+        ]
+
+        def start() -> None:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        # py-spy has no delayed start: started when the warm-up ends, it samples the measured window.
+        self._timer = threading.Timer(self.delay, start)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer.join()
+        if self.proc is None:
+            return
+        try:
+            _, err = self.proc.communicate(timeout=self.seconds + 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=5)
+        if self.proc.returncode != 0 or not self.out.exists():
+            said = err.decode(errors="replace")[-500:].strip()
+            self.error = f"py-spy exited {self.proc.returncode}: {said}"
+
+    def summary(self, top: int = 12) -> dict[str, Any]:
+        """Where the samples were, or {"error": ...}; see `summarize_stacks`."""
+        if self.error or not self.out.exists():
+            return {"error": self.error or f"no profile written to {self.out}"}
+        out = summarize_stacks(self.out.read_text(), top)
+        out["file"] = str(self.out.relative_to(ROOT)) if self.out.is_relative_to(ROOT) else str(self.out)
+        out["seconds"], out["rate"] = self.seconds, self.rate
+        return out
+
+
+_FRAME = re.compile(r"^(?P<name>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
+_SITE = ("/site-packages/", "/dist-packages/")
+
+
+def _frame(raw: str) -> tuple[str, str]:
+    """(`function (short/path.py:line)`, its package) of a py-spy frame with a full file name."""
+    m = _FRAME.match(raw)
+    if m is None:
+        return raw, "(other)"
+    name, path, line = m["name"], m["file"], m["line"]
+    server = str(ROOT / "server") + "/"
+    if path.startswith(server):
+        short = "server/" + path[len(server) :]
+        package = "server/" + short.split("/")[1].removesuffix(".py")
+    elif any(s in path for s in _SITE):
+        short = re.split("|".join(_SITE), path, maxsplit=1)[1]
+        package = short.split("/", 1)[0].removesuffix(".py")
+    elif path.startswith(str(ROOT) + "/"):
+        short = path[len(str(ROOT)) + 1 :]
+        package = short.split("/", 1)[0]
+    else:
+        short = re.sub(r"^.*/lib/python3\.\d+/", "", path)
+        package = "(stdlib)" if short != path else "(other)"
+    if name == "Runner.run" and short == "asyncio/runners.py":
+        # uvloop runs the loop in C, whose time py-spy charges to the last Python frame beneath it.
+        package = "(event loop, in C)"
+    return f"{name} ({short}{':' + line if line else ''})", package
+
+
+def summarize_stacks(collapsed: str, top: int = 12) -> dict[str, Any]:
+    """Where the CPU went, from collapsed stacks (`frame;...;frame count` a line, root first):
+
+    - `by_package`: own time (the innermost frame of each sample) by package: server/<domain>,
+      a library (sqlalchemy, asyncpg, ...), (stdlib);
+    - `own`: the functions first by own time, whatever their module;
+    - `server_own`: our functions (server/..., less the entry point server/cli.py) first by the
+      samples whose innermost server/ frame they are: own time plus the libraries they call;
+    - `server_cumulative`: our functions first by the samples they are anywhere in (once a sample);
+    - `outside`: the samples with none of our functions in their stack, by where they run: the
+      event loop and the framework under `engage serve` (by the package of their innermost frame),
+      or a stack py-spy sees without its caller (by its outermost frame): SQLAlchemy runs its ORM
+      and engine in a greenlet, whose stack starts at its own root, so a statement's compiling and
+      result handling land here rather than under the server/ function that awaited them.
+
+    Shares are % of all samples.
+    """
+    total = 0
+    by_package: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    server_own: Counter[str] = Counter()
+    server_cum: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")] if stack else [("(no Python frame)", "(none)")]
+        leaf, package = frames[-1]
+        own[leaf] += n
+        by_package[package] += n
+        ours = [f for f, p in frames if p.startswith("server/") and p != "server/cli"]
+        if ours:
+            server_own[ours[-1]] += n
+            for f in set(ours):
+                server_cum[f] += n
+        elif any(p == "server/cli" for _, p in frames):
+            outside[f"event loop and framework under `engage serve`, in {package}"] += n
+        else:
+            outside[f"a stack without its caller, from {frames[0][0]}"] += n
+
+    def share(counter: Counter[str], limit: int) -> list[list[Any]]:
+        return [[round(100 * n / total, 1), name] for name, n in counter.most_common(limit)] if total else []
+
+    return {
+        "samples": total,
+        "by_package": share(by_package, 14),
+        "own": share(own, top),
+        "server_own": share(server_own, top),
+        "server_cumulative": share(server_cum, top),
+        "outside_share": round(100 * outside.total() / total, 1) if total else 0.0,
+        "outside": share(outside, 8),
+    }
+
+
+def print_profile(summary: dict[str, Any], title: str) -> None:
+    """The summary of `Profile.summary` as a few short lists."""
+    if "error" in summary:
+        print(f"\n  profile [{title}]: none ({summary['error']})")
+        return
+    busy = summary["samples"] / (summary["rate"] * summary["seconds"]) if summary["seconds"] else 0.0
+    print(
+        f"\n  where the server's CPU went [{title}]: {summary['samples']:,} samples by py-spy over "
+        f"{summary['seconds']:g} s at {summary['rate']} Hz (busy {busy:.0%} of the time); "
+        f"collapsed stacks: {summary['file']}"
+    )
+    print("    own time by package: " + ", ".join(f"{name} {pct:g}%" for pct, name in summary["by_package"]))
+    for key, label in (
+        ("own", "own time, any module"),
+        ("server_own", "server/ code, own time + the libraries it calls"),
+        ("server_cumulative", "server/ code, cumulative"),
+        ("outside", f"not under a server/ function: {summary['outside_share']:g}% of the samples"),
+    ):
+        print(f"    {label}:")
+        for pct, name in summary[key]:
+            print(f"      {pct:>5.1f}%  {name}")
