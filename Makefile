@@ -17,7 +17,7 @@ UV := UV_PYTHON=$(PYTHON) UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=$(VEN
 # Exactly the lock (refused when it is out of date with pyproject.toml), the build backend too.
 SYNC := $(UV) sync --locked --require-build-hashes --preview-features build-dependency-hashes
 
-.PHONY: run test install migrate demo lint check-lock format bench lock upgrade clean
+.PHONY: run test install migrate demo lint check-lock format bench profile lock upgrade clean
 
 $(UV_STAMP):
 	rm -rf $(TOOLS)
@@ -58,13 +58,29 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark, each against its baseline measured in the same run (bench/README.md). A bench
+# whose checks fail exits 1: the others still run, and the target fails at the end.
+BENCHES := "award_path" "checkin_path --database both" "live_messages" "event_ingest --concurrency 16" \
+	"leaderboards" "referrals"
+
 bench: $(STAMP)
-	$(BIN)/python -m bench.award_path
-	$(BIN)/python -m bench.checkin_path --database both
-	$(BIN)/python -m bench.live_messages
-	$(BIN)/python -m bench.event_ingest --concurrency 16
-	$(BIN)/python -m bench.leaderboards
-	$(BIN)/python -m bench.referrals
+	@failed=""; for b in $(BENCHES); do \
+		echo "== python -m bench.$$b"; $(BIN)/python -m bench.$$b || failed="$$failed [$$b]"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make bench: failed:$$failed" >&2; exit 1; fi
+
+# The three hot paths with py-spy attached to the real server, on PostgreSQL: each prints where the
+# server's CPU went (top functions) and writes collapsed stacks to bench/results/*.pyspy.txt.
+PROFILE_SECONDS ?= 10
+PROFILES := "award_path --database postgres" "checkin_path --database postgres" \
+	"event_ingest --database postgresql --concurrency 16"
+
+profile: $(STAMP)
+	@failed=""; for b in $(PROFILES); do \
+		echo "== python -m bench.$$b --seconds $(PROFILE_SECONDS) --profile"; \
+		$(BIN)/python -m bench.$$b --seconds $(PROFILE_SECONDS) --profile || failed="$$failed [$$b]"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make profile: failed:$$failed" >&2; exit 1; fi
 
 # uv.lock again after a change to pyproject.toml, moving nothing that still fits.
 lock: $(UV_STAMP)

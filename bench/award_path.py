@@ -10,6 +10,13 @@ In one run, with the same load from a load generator in a separate process (benc
 Both run one at a time against the same redis-server (an own one on a free port by default).
 The target: the award path serves at least 25% of the baseline's requests/s on PostgreSQL.
 
+After the load (bench/checks.py): the outbox drained, `engage ledger verify` clean and the boards
+equal to SQL (`engage leaderboards check`); the run exits 1 when a check fails.
+
+`--profile` samples the real server with py-spy over the measured window and prints where its CPU
+went (bench/results/award_path.<db>.pyspy.txt, collapsed stacks). py-spy costs the server a little:
+judge the figures of a run without it.
+
     python -m bench.award_path [--database auto|postgres|sqlite] [--seconds 10] [--connections 64]
 """
 
@@ -19,20 +26,18 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from bench import checks
 from bench.infra import (
-    LOOPBACK,
     RESULTS_DIR,
     ROOT,
-    ServerProcess,
+    Profile,
     add_service_args,
+    baseline_server,
     create_api_key,
     describe_cpu,
     engage_cli,
@@ -42,6 +47,7 @@ from bench.infra import (
     foreign_load_warning,
     free_port,
     machine,
+    print_profile,
     print_table,
     run_id,
     services_for_run,
@@ -80,28 +86,6 @@ def run_loadgen(
     return figures
 
 
-@contextlib.contextmanager
-def profiling(enabled: bool, pid: int, seconds: float, out: Path) -> Iterator[None]:
-    """py-spy on `pid` for `seconds` (when asked and installed), written as a speedscope file."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    proc: subprocess.Popen[bytes] | None = None
-    if enabled and Path(py_spy).exists():
-        options = f"record --pid {pid} --duration {int(seconds)} --rate 250 --format speedscope --nonblocking"
-        argv = [py_spy, *options.split(), "--output", str(out)]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    elif enabled:
-        print("  (--profile: py-spy is not installed; `pip install py-spy`)")
-    try:
-        yield
-    finally:
-        if proc is not None:
-            try:
-                proc.wait(seconds + 30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -119,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy the real server under load -> bench/results/award_path.speedscope.json",
+        help="py-spy the real server under load -> bench/results/award_path.<db>.pyspy.txt; print a summary",
     )
     args = p.parse_args(argv)
     exit_on_sigterm()
@@ -138,32 +122,13 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         # 1. The baseline.
-        port = free_port()
-        baseline_server = ServerProcess(
-            "baseline",
-            [
-                *[
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "bench.baseline_app:app",
-                    "--host",
-                    LOOPBACK,
-                    "--port",
-                    str(port),
-                ],
-                *"--workers 1 --loop uvloop --http httptools --no-access-log --log-level warning".split(),
-            ],
-            {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_REDIS_PREFIX": prefix + "baseline:"},
-            port,
-            "/health",
-        )
-        stack.callback(baseline_server.stop)
-        baseline_server.start()
+        bare = baseline_server(redis_url, prefix)
+        stack.callback(bare.stop)
+        bare.start()
         print("  baseline running ...", flush=True)
-        baseline_pid = baseline_server.pid
-        baseline = run_loadgen(port, "", args, rid, baseline_pid)
-        baseline_server.stop()
+        baseline_pid = bare.pid
+        baseline = run_loadgen(bare.port, "", args, rid, baseline_pid)
+        bare.stop()
 
         # 2. The real award path.
         env = engage_env(db, redis_url, prefix, data_dir, jwt_secret=f"bench-{rid}")
@@ -176,13 +141,17 @@ def main(argv: list[str] | None = None) -> None:
         members = [f"bm-{rid}-{i}" for i in range(args.members)]
         run_async(create_members([port], api_key, members))
         print("  award path running ...", flush=True)
-        profile_out = RESULTS_DIR / "award_path.speedscope.json"
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        # The profile covers warm-up and measured window alike (py-spy cannot start late).
-        with profiling(args.profile, server.pid, args.warmup + args.seconds, profile_out):
+        profile = Profile(
+            server.pid, RESULTS_DIR / f"award_path.{db.kind}.pyspy.txt", args.warmup, args.seconds
+        )
+        with profile if args.profile else contextlib.nullcontext():
             award = run_loadgen(port, api_key, args, rid, server.pid)
         server_pid = server.pid
+        # 3. The checks: the outbox drained while the server runs; the ledger and boards once it stopped.
+        print("  checking ...", flush=True)
+        done = [checks.outbox_drained(db)]
         server.stop()
+        done += checks.cli_checks(env)
 
     ratio = award["ok_rps"] / baseline["ok_rps"] if baseline["ok_rps"] else float("nan")
     met = ratio >= TARGET_RATIO
@@ -198,17 +167,35 @@ def main(argv: list[str] | None = None) -> None:
         if award["server_cpu_ms"] and baseline["server_cpu_ms"]
         else None,
         target={"ratio": TARGET_RATIO, "on": "postgres", "met": met, "applies": db.kind == "postgres"},
+        checks=checks.as_json(done),
+        checks_ok=checks.all_ok(done),
+        profiled=args.profile,
         wall_seconds=round(time.monotonic() - started, 1),
     )
 
     rows = []
-    for name, f in (("baseline (1 Redis write)", baseline), ("award path (real server)", award)):
+    for name, f, of in (
+        ("baseline (1 Redis write)", baseline, 1.0),
+        ("award path (real server)", award, ratio),
+    ):
         bad = sum(n for s, n in f["statuses"].items() if not s.startswith("2")) + sum(f["errors"].values())
         lat = f["latency"]
-        rows.append([name, f["ok_rps"], lat["p50_ms"], lat["p90_ms"], lat["p99_ms"], bad, f["server_cpu_ms"]])
+        rows.append(
+            [
+                name,
+                f["ok_rps"],
+                f"{of:.1%}",
+                lat["p50_ms"],
+                lat["p90_ms"],
+                lat["p99_ms"],
+                bad,
+                f["server_cpu_ms"],
+            ]
+        )
     print_table(
-        f"award_path on {db.label} ({args.connections} connections, {args.seconds:g} s measured)",
-        ["", "req/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx + errors", "server CPU ms/req"],
+        f"award_path on {db.label} ({args.connections} connections, {args.seconds:g} s measured)"
+        + (" -- py-spy attached to the server" if args.profile else ""),
+        ["", "req/s", "of baseline", "p50 ms", "p90 ms", "p99 ms", "non-2xx + errors", "server CPU ms/req"],
         rows,
     )
     print("\n  CPU in the measured window, % of one core:")
@@ -223,11 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     verdict = "MET" if met else "NOT MET"
     where = "" if db.kind == "postgres" else " (the target is defined on PostgreSQL; this run used SQLite)"
     print(f"\n  award/baseline = {ratio:.1%}   target >= {TARGET_RATIO:.0%}: {verdict}{where}")
-    if args.profile and profile_out.exists():
-        results["profile"] = str(profile_out.relative_to(ROOT))
-        print(f"  profile of the server: {profile_out.relative_to(ROOT)} (speedscope format)")
-    path = write_results("award_path", results)
-    print(f"  figures: {path.relative_to(ROOT)}")
+    checks.print_checks(done, f"award path, {db.kind}")
+    if args.profile:
+        results["profile"] = profile.summary()
+        print_profile(results["profile"], f"award, {db.kind}")
+    path = write_results("award_path.profile" if args.profile else "award_path", results)
+    print(f"\n  figures: {path.relative_to(ROOT)}")
+    checks.exit_if_failed("award_path", {f"award path, {db.kind}": done})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Event ingestion: accepted member events per second through `POST /v1/events`, with and without quests.
+"""Event ingestion: accepted member events per second through `POST /v1/events`, with and without
+quests and badges.
 
 The real server (`python -m server.cli serve` after `migrate`, one process) takes batches of
 `--batch-size` (100) member events from the brand's systems, sent with an API key over
@@ -11,27 +12,32 @@ IANA time zones and tiers) in a setup phase that is not timed.
 
 `POST /v1/events` stores the batch and, once it has committed, applies the dispatch (quest
 progress, ledger rewards and the purchase earning rule, live messages) before it answers: what is
-measured includes the quest engine. Each database is measured twice in the same run, each time with
-a database, a Redis and a content directory of its own (a copy of content/):
+measured includes the quest and badge engines. Each database is measured three times in the same
+run, each time with a database, a Redis and a content directory of its own (a copy of content/):
 
 1. baseline: the same load with no quests (an empty quests/ folder; purchases still earn points);
 2. quests: 50 quests written by this benchmark (quests/bench.yaml): count, sum, distinct and streak
    goals, `where` filters, once / daily / weekly / monthly periods, 3-step chains, repeats
    (`times: 3`), a tier-only quest and a prerequisite. Targets are large enough that most members
-   stay in progress for the run (progress writes are what is measured); some quests complete.
+   stay in progress for the run (progress writes are what is measured); some quests complete;
+3. badges: the same 50 quests and 100 badges written by this benchmark (badges/bench.yaml): the
+   target's configuration.
 
 Right after the load (the server still running) the stored events are compared, in SQL, with their
 dispatch receipts: a claim on an outbox row lasts 30 s and the drain only takes lapsed ones, so an
 event dispatched by then was dispatched inside its own request. Quest progress rows and
 completions are counted, and `GET /v1/quests` is read for a few members with their member token
-(`engage token`). The target: at least 5,000 accepted events/s, with the quests, on one process
-with PostgreSQL.
+(`engage token`). The target: at least 5,000 accepted events/s with the 50 quests and 100 badges,
+on one process with PostgreSQL.
 
-`--profile` runs the measured server under cProfile (`python -m cProfile -o FILE -m server.cli
-serve`; py-spy is not a dependency of this project), restarted after the setup so that the profile
-holds the load, stopped with SIGINT so that it writes its file, and prints the 25 functions first
-by cumulative and by own (total) time of the quests phase. The profiler slows the server down: the
-figures of a profiled run are not the ones to judge.
+Then the checks (bench/checks.py), for each measurement: the outbox drained, every event the server
+accepted stored and dispatched once (a receipt in `dispatched_events` per event of a type something
+listens to), `engage ledger verify` clean and the boards equal to SQL (`engage leaderboards
+check`). The run exits 1 when a check fails.
+
+`--profile` samples each measured server with py-spy over the measured window
+(bench/results/event_ingest.<db>.<phase>.pyspy.txt, collapsed stacks) and prints where the CPU went
+with the quests and badges. py-spy costs the server a little: judge the figures of a run without it.
 
     python -m bench.event_ingest [--database postgresql|sqlite|both] [--seconds 20] [--concurrency 64]
 """
@@ -39,17 +45,11 @@ figures of a profiled run are not the ones to judge.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
-import pstats
 import random
 import shutil
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -60,11 +60,12 @@ from typing import Any
 
 import yaml
 
+from bench import checks
 from bench.infra import (
     LOOPBACK,
     RESULTS_DIR,
     ROOT,
-    ServerProcess,
+    Profile,
     SqlDatabase,
     add_service_args,
     create_api_key,
@@ -78,15 +79,16 @@ from bench.infra import (
     latency_summary,
     machine,
     postgres_reachable,
+    print_profile,
     print_table,
     run_id,
     services_for_run,
-    stop_process,
+    sql_rows,
     write_results,
 )
 from bench.loadgen import BatchLoad, create_members, drive_batches, run_async
 
-TARGET_EVENTS_PER_S = 5_000
+TARGET_EVENTS_PER_S = 5_000  # with the 50 quests and 100 badges, one server process, PostgreSQL
 
 # ---------------------------------------------------------------- what members and events look like
 
@@ -706,32 +708,9 @@ QUERIES = {
 }
 
 
-def sql_rows(db: SqlDatabase, tag: str) -> dict[str, list[tuple[Any, ...]]]:
+def stored_rows(db: SqlDatabase, tag: str) -> dict[str, list[tuple[Any, ...]]]:
     """The QUERIES on the run's database (the server may still be running)."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    if db.kind == "sqlite":
-        conn = sqlite3.connect(db.url.split(":///", 1)[1], timeout=30)
-        try:
-            for name, sql in QUERIES.items():
-                args = (tag + "-%",) if "{p}" in sql else ()
-                rows[name] = [tuple(r) for r in conn.execute(sql.format(p="?"), args).fetchall()]
-        finally:
-            conn.close()
-        return rows
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(db.url.replace("postgresql+asyncpg://", "postgresql://"), timeout=10)
-        try:
-            for name, sql in QUERIES.items():
-                args = (tag + "-%",) if "{p}" in sql else ()
-                rows[name] = [tuple(r) for r in await conn.fetch(sql.format(p="$1"), *args)]
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-    return rows
+    return sql_rows(db, QUERIES, tag + "-%")
 
 
 def stored_summary(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, Any]:
@@ -787,107 +766,24 @@ def member_views(env: dict[str, str], port: int, member_ids: list[str]) -> list[
     return views
 
 
-# ---------------------------------------------------------------- the profiler
-
-
-def profiled_server(env: dict[str, str], port: int, out: Path) -> ServerProcess:
-    """The server under cProfile, which writes `out` when the server exits (after SIGTERM)."""
-    argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "server.cli", "serve"]
-    return ServerProcess(
-        "engage-profiled", [*argv, "--host", LOOPBACK, "--port", str(port)], env, port, "/ready"
-    )
-
-
-def stop_profiled(server: ServerProcess, timeout: float = 180) -> None:
-    """SIGINT, so that cProfile gets to write its file.
-
-    uvicorn shuts down gracefully on SIGINT and SIGTERM alike, then raises the signal again with the
-    default handler: SIGTERM would end the process there, before cProfile writes; SIGINT becomes a
-    KeyboardInterrupt, which `server.cli.main` turns into `sys.exit`, which cProfile catches.
-    """
-    proc = server.proc
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        stop_process(proc)
-
-
-def _where(func: tuple[str, int, str]) -> str:
-    filename, line, name = func
-    if filename == "~":
-        return name  # a built-in: "<method 'execute' of ...>"
-    for base in (str(ROOT) + "/", sys.prefix + "/lib/python3.11/site-packages/", sys.base_prefix + "/lib/"):
-        if filename.startswith(base):
-            filename = filename[len(base) :]
-            break
-    return f"{filename}:{line}({name})"
-
-
-def _package(filename: str) -> str:
-    """Where a function lives, coarsely: a site package, the server's module, the stdlib, C built-ins."""
-    if filename == "~":
-        return "(C built-ins)"
-    if "/site-packages/" in filename:
-        return filename.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if filename.startswith(str(ROOT / "server") + "/"):
-        return "server/" + filename[len(str(ROOT / "server")) + 1 :].split("/", 1)[0].removesuffix(".py")
-    return "(stdlib and other)"
-
-
-def profile_top(path: Path, top: int = 25) -> dict[str, Any]:
-    stats = pstats.Stats(str(path))
-    entries = []
-    by_package: Counter[str] = Counter()
-    for func, (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        entries.append({"function": _where(func), "ncalls": nc, "tottime": tt, "cumtime": ct})
-        by_package[_package(func[0])] += tt
-    return {
-        "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-        "total_s": round(stats.total_tt, 2),  # type: ignore[attr-defined]
-        "by_cumulative": sorted(entries, key=lambda e: -e["cumtime"])[:top],
-        "by_total": sorted(entries, key=lambda e: -e["tottime"])[:top],
-        "own_time_by_package": {k: round(v, 3) for k, v in by_package.most_common()},
-    }
-
-
-def print_profile(profile: dict[str, Any], title: str) -> None:
-    total = profile["total_s"] or 1.0
-    for key, label in (("by_cumulative", "cumulative"), ("by_total", "total (own) time")):
-        print(
-            f"\n  {title}: top {len(profile[key])} by {label} "
-            f"(profile {profile['total_s']:.1f} s, wall clock)"
-        )
-        if key == "by_cumulative":
-            print(
-                "    (cumulative times of coroutines, and of code around SQLAlchemy's greenlet switches,\n"
-                "    also count time spent switched away: they overlap and can exceed the profile;\n"
-                "    own time is the sounder guide)"
-            )
-        print(f"    {'ncalls':>10} {'tottime':>8} {'cumtime':>8} {'own %':>6}  function")
-        for e in profile[key]:
-            print(
-                f"    {e['ncalls']:>10,} {e['tottime']:>8.2f} {e['cumtime']:>8.2f} "
-                f"{100 * e['tottime'] / total:>5.1f}%  {e['function']}"
-            )
-    print(f"\n  {title}: own time by package (of {profile['total_s']:.1f} s)")
-    for package, seconds in list(profile["own_time_by_package"].items())[:12]:
-        print(f"    {seconds:>8.2f} s {100 * seconds / total:>5.1f}%  {package}")
-
-
 # ---------------------------------------------------------------- one measurement
 
+# The measurements of a database, in order: (with the bench quests, with the bench badges).
+PHASES = {"baseline": (False, False), "quests": (True, False), "badges": (True, True)}
+PHASE_NAMES = {
+    "baseline": "baseline (no quests)",
+    "quests": f"{QUEST_COUNT} quests",
+    "badges": f"{QUEST_COUNT} quests + {BADGE_COUNT} badges",
+}
+TARGET_PHASE = "badges"
 
-def run_phase(
-    kind: str, with_quests: bool, args: argparse.Namespace, with_badges: bool = False
-) -> dict[str, Any]:
-    """One server with (or without) the quests (and the badges), on a database, a Redis and a
-    content dir of its own."""
+
+def run_phase(kind: str, phase: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One server with the content of `phase`, on a database, a Redis and a content dir of its own:
+    the load, what was stored right after it, then the checks."""
+    with_quests, with_badges = PHASES[phase]
     rid = run_id()
     prefix = f"engage-bench-{rid}:"
-    phase = "badges" if with_badges else "quests" if with_quests else "baseline"
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         data_dir, db, redis_url = services_for_run(stack, args, kind, rid, prefix)
@@ -911,16 +807,6 @@ def run_phase(
             f"({len(zones)} time zones); content: {validation[-1] if validation else 'valid'}",
             flush=True,
         )
-
-        profile_out = RESULTS_DIR / f"event_ingest.{db.kind}.{phase}.prof"
-        if args.profile:
-            # The profile should hold the load, not the setup: the same server again, under cProfile.
-            server.stop()
-            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            profile_out.unlink(missing_ok=True)
-            server = profiled_server(env, port, profile_out)
-            stack.callback(server.stop)
-            server.start()
         print(f"  {phase}: load running ({args.warmup:g} s warm-up + {args.seconds:g} s) ...", flush=True)
         load = Load(
             port=port,
@@ -934,25 +820,42 @@ def run_phase(
             tag=f"e{rid}",
             watch_pids=[server.pid],
         )
-        figures, by_member = run_async(drive(load))
+        profile = Profile(
+            server.pid, RESULTS_DIR / f"event_ingest.{db.kind}.{phase}.pyspy.txt", args.warmup, args.seconds
+        )
+        with profile if args.profile else contextlib.nullcontext():
+            figures, by_member = run_async(drive(load))
         cpu_figures(figures, server.pid)
         # Right after the last answer, before any drain could have taken a claimed row (30 s).
-        stored = stored_summary(sql_rows(db, load.tag))
+        stored = stored_summary(stored_rows(db, load.tag))
         sample = [m for m, _ in by_member.most_common(args.sample_members // 2)]
         rng = random.Random(3)
         others = [m for m in by_member if m not in sample]
         sample += rng.sample(others, min(len(others), args.sample_members - len(sample)))
         views = member_views(env, port, sample) if with_quests else []
         server_pid = server.pid
-        if args.profile:
-            stop_profiled(server)
+
+        # The checks: the outbox drained while the server runs; the rest once it stopped.
+        print(f"  {phase}: checking ...", flush=True)
+        done = [checks.outbox_drained(db)]
         server.stop()
+        done += checks.cli_checks(env)
+        # Every type has quests; without them, purchases surely have a listener (the earning rule).
+        listened = {t for t, _ in EVENT_MIX} if with_quests else {"purchase"}
+        # A batch cut off or answered with an error may have been stored all the same.
+        unanswered = args.batch_size * sum(n for k, n in figures["errors"].items() if k != "hard_deadline")
+        done.append(
+            checks.events_dispatched(
+                db, load.tag + "-", figures["accepted_events_total"], listened, unanswered
+            )
+        )
 
     result: dict[str, Any] = {
         "phase": phase,
         "database": db.kind,
         "label": db.label,
         "quests": QUEST_COUNT if with_quests else 0,
+        "badges": BADGE_COUNT if with_badges else 0,
         "members": args.members,
         "member_zones": dict(zones.most_common()),
         "member_tiers": dict(tiers.most_common()),
@@ -962,14 +865,13 @@ def run_phase(
         "member_views": views,
         "events_per_member": round(sum(by_member.values()) / max(1, args.members), 2),
         "server_pid": server_pid,
+        "checks": checks.as_json(done),
+        "checks_ok": checks.all_ok(done),
         "profiled": args.profile,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     if args.profile:
-        if profile_out.exists():
-            result["profile"] = profile_top(profile_out)
-        else:
-            result["profile_missing"] = str(profile_out)
+        result["profile"] = profile.summary()
     return result
 
 
@@ -977,64 +879,46 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"\nevent_ingest on {kind}: {args.concurrency} connections, batches of {args.batch_size}, "
         f"{args.members:,} members, {args.warmup:g} s warm-up + {args.seconds:g} s per measurement"
-        + (" (server under cProfile)" if args.profile else ""),
+        + (" (py-spy attached to the server)" if args.profile else ""),
         flush=True,
     )
-    baseline = run_phase(kind, False, args)
-    quests = run_phase(kind, True, args)
-    badges = run_phase(kind, True, args, with_badges=True)
-    b, q = baseline["load"]["events_per_s"], quests["load"]["events_per_s"]
-    bq = badges["load"]["events_per_s"]
-    run = {
+    phases = {phase: run_phase(kind, phase, args) for phase in PHASES}
+    rate = {phase: r["load"]["events_per_s"] for phase, r in phases.items()}
+    run: dict[str, Any] = {
         "database": kind,
-        "baseline": baseline,
-        "quests": quests,
-        "badges": badges,
-        "badges_ratio": round(bq / q, 4) if q else None,
-        "ratio": round(q / b, 4) if b else None,
-        "target": {"events_per_s": TARGET_EVENTS_PER_S, "on": "postgres", "applies": kind == "postgres"},
+        **phases,
+        "ratio": round(rate["quests"] / rate["baseline"], 4) if rate["baseline"] else None,
+        "badges_ratio": round(rate["badges"] / rate["quests"], 4) if rate["quests"] else None,
+        "target": {
+            "events_per_s": TARGET_EVENTS_PER_S,
+            "with": PHASE_NAMES[TARGET_PHASE],
+            "on": "postgres",
+            "applies": kind == "postgres",
+            "met": rate[TARGET_PHASE] >= TARGET_EVENTS_PER_S,
+        },
+        "checks_ok": all(r["checks_ok"] for r in phases.values()),
     }
-    run["target"]["met"] = q >= TARGET_EVENTS_PER_S
     report(run, args)
-    report_badges(run)
     return run
-
-
-def report_badges(run: dict[str, Any]) -> None:
-    """The badge engine's cost: the same load with the quests and BADGE_COUNT badges, against the
-    quests alone, measured in the same run (the badges must not halve it)."""
-    quests, badges = run["quests"]["load"], run["badges"]["load"]
-    print(
-        f"\n  with {QUEST_COUNT} quests + {BADGE_COUNT} badges: {badges['events_per_s']:,.1f} events/s, "
-        f"p50 {badges['latency']['p50_ms']} ms, p99 {badges['latency']['p99_ms']} ms, "
-        f"server CPU {badges['server_cpu_ms_per_batch']} ms/batch, errors {badges['failed_batches']}"
-    )
-    stored = run["badges"]["stored"]
-    print(f"  [badges] ledger entries by source: {stored['ledger_entries_by_source']}")
-    ratio = run["badges_ratio"]
-    shown = "-" if ratio is None else f"{ratio:.1%}"
-    met = ratio is not None and ratio >= 0.5
-    print(
-        f"  target: the badge engine must not halve the quest engine's figure: {shown} of "
-        f"{quests['events_per_s']:,.1f} events/s (quests only, same run): {'MET' if met else 'NOT MET'}"
-    )
 
 
 # ---------------------------------------------------------------- report
 
 
-def _dispatch_lines(stored: dict[str, Any], with_quests: bool) -> list[str]:
-    """Whether every stored event that something listens to was dispatched within its request."""
-    # Without quests only the purchase earning rule listens; the dispatch skips the other types.
-    listened = set(stored["events_by_type"]) if with_quests else {"purchase"}
-    parts = [f"{t} {v['dispatched']:,}/{v['stored']:,}" for t, v in sorted(stored["events_by_type"].items())]
-    wanted = sum(v["stored"] for t, v in stored["events_by_type"].items() if t in listened)
-    done = sum(v["dispatched"] for t, v in stored["events_by_type"].items() if t in listened)
+def _dispatch_lines(stored: dict[str, Any], dispatched: dict[str, Any]) -> list[str]:
+    """Whether every stored event that something listens to was dispatched within its own request
+    (`stored`: right after the last answer), the types listened to being those the check found
+    dispatched once the outbox drained (`dispatched`: the check's figures)."""
+    listened = set(dispatched["listened"]) | {t for t, v in dispatched["by_type"].items() if v["dispatched"]}
+    by_type = stored["events_by_type"]
+    parts = [f"{t} {v['dispatched']:,}/{v['stored']:,}" for t, v in sorted(by_type.items())]
+    wanted = sum(v["stored"] for t, v in by_type.items() if t in listened)
+    done = sum(v["dispatched"] for t, v in by_type.items() if t in listened)
     left = stored["outbox_left"].get("dispatch", {"rows": 0, "failed": 0})
     verdict = (
         "all dispatched inside their requests"
         if done == wanted
-        else f"{wanted - done:,} not dispatched ({left['failed']:,} dispatch rows failed, left for the drain)"
+        else f"{wanted - done:,} not yet ({left['failed']:,} dispatch rows failed, left for the drain)"
     )
     return [
         f"dispatch receipts/stored events right after the last answer: {', '.join(parts)}",
@@ -1044,33 +928,38 @@ def _dispatch_lines(stored: dict[str, Any], with_quests: bool) -> list[str]:
     ]
 
 
+def _or_dash(value: object) -> object:
+    return "-" if value is None else value
+
+
 def report(run: dict[str, Any], args: argparse.Namespace) -> None:
-    baseline, quests = run["baseline"], run["quests"]
+    base_rate = run["baseline"]["load"]["events_per_s"]
     rows = []
-    for name, phase in (("baseline (no quests)", baseline), (f"{QUEST_COUNT} quests", quests)):
-        f = phase["load"]
+    for phase, name in PHASE_NAMES.items():
+        f = run[phase]["load"]
         rows.append(
             [
                 name,
                 f["events_per_s"],
+                f"{f['events_per_s'] / base_rate:.1%}" if base_rate else "-",
                 f["batches_per_s"],
                 f["latency"]["p50_ms"],
                 f["latency"]["p99_ms"],
                 f["failed_batches"],
                 sum(f["rejected_events"].values()),
-                f["server_cpu_pct_of_one_core"] if f["server_cpu_pct_of_one_core"] is not None else "-",
-                f["server_cpu_ms_per_batch"] if f["server_cpu_ms_per_batch"] is not None else "-",
-                f["postgres_cpu_ms_per_batch"] if f["postgres_cpu_ms_per_batch"] is not None else "-",
+                _or_dash(f["server_cpu_pct_of_one_core"]),
+                _or_dash(f["server_cpu_ms_per_batch"]),
+                _or_dash(f["postgres_cpu_ms_per_batch"]),
             ]
         )
     print_table(
-        f"event_ingest on {quests['label']} ({args.concurrency} connections, "
-        f"{args.batch_size} events a batch, "
-        f"{args.members:,} members, {args.seconds:g} s measured)"
-        + (" -- UNDER cProfile, not for judging" if args.profile else ""),
+        f"event_ingest on {run['baseline']['label']} ({args.concurrency} connections, "
+        f"{args.batch_size} events a batch, {args.members:,} members, {args.seconds:g} s measured)"
+        + (" -- py-spy attached to the server" if args.profile else ""),
         [
             "",
             "events/s",
+            "of baseline",
             "batches/s",
             "p50 ms",
             "p99 ms",
@@ -1082,53 +971,73 @@ def report(run: dict[str, Any], args: argparse.Namespace) -> None:
         ],
         rows,
     )
-    ratio = run["ratio"]
-    print(f"\n  with quests / without: {'-' if ratio is None else f'{ratio:.1%}'}")
-    for name, phase in (("baseline", baseline), ("quests", quests)):
-        f = phase["load"]
-        names = {phase["server_pid"]: "server"}
-        print(f"  CPU in the window, % of one core [{name}]: {describe_cpu(f['cpu'], names)}")
+    print(
+        f"\n  with quests / without: {_pct(run['ratio'])}; "
+        f"with quests and badges / quests alone: {_pct(run['badges_ratio'])}"
+    )
+    for phase in PHASES:
+        r, f = run[phase], run[phase]["load"]
+        cpu = describe_cpu(f["cpu"], {r["server_pid"]: "server"})
+        print(f"  CPU in the window, % of one core [{phase}]: {cpu}")
         warning = foreign_load_warning(f["cpu"])
         if warning:
-            print(f"{warning} [{name}]")
+            print(f"{warning} [{phase}]")
         if f["errors"] or f["rejected_events"] or f["duplicates"]:
             print(
-                f"  [{name}] errors {f['errors']}, rejected {f['rejected_events']}, "
+                f"  [{phase}] errors {f['errors']}, rejected {f['rejected_events']}, "
                 f"duplicates {f['duplicates']}"
             )
-        for line in _dispatch_lines(phase["stored"], phase["quests"] > 0):
-            print(f"  [{name}] {line}")
-        for e in phase["stored"]["outbox_errors"][:3]:
-            print(f"  [{name}] outbox rows failing ({e['kind']}, {e['rows']:,}): {e['error'][:200]}")
-    s = quests["stored"]
-    top = ", ".join(f"{q} {n:,}" for q, n in list(s["completions_by_quest"].items())[:8])
-    print(
-        f"  [quests] quest runs: {s['quest_runs']:,} for {s['quest_run_members']:,} members "
-        f"({len(s['runs_by_quest'])} quests), {s['quest_runs_in_progress']:,} in progress, "
-        f"{s['quest_runs_completed']:,} with a completion; completions {s['quest_completions']:,}"
-        + (f" ({top}, ...)" if top else "")
-    )
-    print(f"  [quests] ledger entries by source: {s['ledger_entries_by_source']}")
-    print(f"  [quests] events per member over the run: {quests['events_per_member']:g}")
-    for v in quests["member_views"]:
+        dispatched = next(c["data"] for c in r["checks"] if c["name"] == "events dispatched once")
+        for line in _dispatch_lines(r["stored"], dispatched):
+            print(f"  [{phase}] {line}")
+        for e in r["stored"]["outbox_errors"][:3]:
+            print(f"  [{phase}] outbox rows failing ({e['kind']}, {e['rows']:,}): {e['error'][:200]}")
+    for phase in ("quests", "badges"):
+        s = run[phase]["stored"]
+        top = ", ".join(f"{q} {n:,}" for q, n in list(s["completions_by_quest"].items())[:8])
+        print(
+            f"  [{phase}] quest runs: {s['quest_runs']:,} for {s['quest_run_members']:,} members "
+            f"({len(s['runs_by_quest'])} quests), {s['quest_runs_in_progress']:,} in progress, "
+            f"{s['quest_runs_completed']:,} with a completion; completions {s['quest_completions']:,}"
+            + (f" ({top}, ...)" if top else "")
+        )
+        print(f"  [{phase}] ledger entries by source: {s['ledger_entries_by_source']}")
+    print(f"  [quests] events per member over the run: {run['quests']['events_per_member']:g}")
+    for v in run["quests"]["member_views"]:
         print(
             f"  [quests] GET /v1/quests as {v['member_id']}: {v['in_progress']} in progress, "
             f"{v['completed']} completed, of {v['quests']} {v['status']}; e.g. {v['example']}"
         )
-    met = run["target"]["met"]
-    where = "" if run["target"]["applies"] else " (the target is defined on PostgreSQL; this run used SQLite)"
-    caveat = " (under cProfile: not a valid measurement)" if args.profile else ""
+
+    ratio = run["badges_ratio"]
+    met = ratio is not None and ratio >= 0.5
     print(
-        f"  target: >= {TARGET_EVENTS_PER_S:,} events/s on one process with PostgreSQL: "
-        f"{'MET' if met else 'NOT MET'} ({quests['load']['events_per_s']:,.1f} events/s "
-        f"with the {QUEST_COUNT} quests, "
-        f"{baseline['load']['events_per_s']:,.1f} without){where}{caveat}"
+        f"\n  target: the badge engine must not halve the quest engine's figure: {_pct(ratio)} of "
+        f"{run['quests']['load']['events_per_s']:,.1f} events/s (quests only, same run): "
+        f"{'MET' if met else 'NOT MET'}"
     )
-    if "profile" in quests:
-        print_profile(quests["profile"], f"server profile, {QUEST_COUNT} quests")
-        print(f"\n  profiles: {quests['profile']['file']}, {baseline.get('profile', {}).get('file', '-')}")
-    elif args.profile:
-        print(f"  WARNING: no profile was written ({quests.get('profile_missing')})")
+    target = run["target"]
+    where = "" if target["applies"] else " (the target is defined on PostgreSQL; this run used SQLite)"
+    caveat = " (py-spy attached: judge a run without it)" if args.profile else ""
+    print(
+        f"  target: >= {TARGET_EVENTS_PER_S:,} events/s on one process with {target['with']}, PostgreSQL: "
+        f"{'MET' if target['met'] else 'NOT MET'} "
+        f"({run[TARGET_PHASE]['load']['events_per_s']:,.1f} events/s; "
+        f"{run['quests']['load']['events_per_s']:,.1f} with the quests alone, {base_rate:,.1f} without)"
+        f"{where}{caveat}"
+    )
+    for phase in PHASES:
+        checks.print_checks([checks.Check(**c) for c in run[phase]["checks"]], f"{phase}, {run['database']}")
+    if args.profile:
+        print_profile(
+            run[TARGET_PHASE]["profile"], f"member events, {PHASE_NAMES[TARGET_PHASE]}, {run['database']}"
+        )
+        others = [run[p]["profile"].get("file", "-") for p in PHASES if p != TARGET_PHASE]
+        print(f"\n  the other measurements' profiles: {', '.join(others)}")
+
+
+def _pct(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1%}"
 
 
 # ---------------------------------------------------------------- main
@@ -1153,7 +1062,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="run the server under cProfile -> bench/results/event_ingest.<db>.<phase>.prof; print its top",
+        help="py-spy the server in each measurement -> bench/results/event_ingest.<db>.<phase>.pyspy.txt",
     )
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.members < 1 or args.concurrency < 1:
@@ -1185,13 +1094,24 @@ def main(argv: list[str] | None = None) -> None:
     pg = results["runs"].get("postgres", {})
     results["target"] = {
         "events_per_s": TARGET_EVENTS_PER_S,
+        "with": PHASE_NAMES[TARGET_PHASE],
         "on": "postgres",
         "met": pg["target"]["met"] if "target" in pg else None,
         "profiled": args.profile,
     }
+    results["checks_ok"] = all(r["checks_ok"] for r in results["runs"].values() if "checks_ok" in r)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     path = write_results("event_ingest.profile" if args.profile else "event_ingest", results)
     print(f"\n  figures: {path.relative_to(ROOT)} ({results['wall_seconds']:.0f} s)")
+    checks.exit_if_failed(
+        "event_ingest",
+        {
+            f"{phase}, {kind}": [checks.Check(**c) for c in r[phase]["checks"]]
+            for kind, r in results["runs"].items()
+            if "checks_ok" in r
+            for phase in PHASES
+        },
+    )
 
 
 if __name__ == "__main__":
