@@ -208,13 +208,13 @@ def server_settings(db: SqlDatabase, redis_url: str, prefix: str, data_dir: Path
 @contextlib.asynccontextmanager
 async def server_context(settings: Any) -> Any:
     """A Context as the CLI builds one (SQL and the content serving; Redis not started)."""
-    from server import domains
+    from server.app import install
     from server.content.service import startup_content
     from server.context import Context
     from server.db import Database
     from server.redis import RedisHandle
 
-    domains.load()
+    install()
     handle = RedisHandle(settings)
     ctx = Context(settings=settings, db=Database(settings), redis=handle)
     try:

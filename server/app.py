@@ -1,8 +1,10 @@
-"""create_app(settings): the one place where the process is wired together."""
+"""create_app(settings): the one place where the process is wired together, and the ordered
+list of the domains whose reactions make up the pipeline."""
 
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,28 +15,139 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from server import domains
+from server import outbox
 from server.admin.service import provide_manager
 from server.auth import provide_api_client, provide_member_id, provide_reader
+from server.badges import events as badges
+from server.badges import jobs as badges_jobs
+from server.badges.content import BADGES_KIND, TIERS_KIND
+from server.checkins import events as checkins
+from server.checkins import jobs as checkins_jobs
+from server.checkins.content import CHECKIN_KIND
 from server.config import Settings, get_settings
 from server.content.service import ContentWatcher, startup_content
 from server.context import Context
 from server.db import Database
 from server.errors import exception_handlers
+from server.events import jobs as events_jobs
+from server.events.catalog import EVENTS_KIND
+from server.events.dispatch import apply_dispatch
+from server.events.pipeline import Domain, Pipeline, Reactions
+from server.leaderboards import events as leaderboards
+from server.leaderboards import jobs as leaderboards_jobs
+from server.leaderboards.content import LEADERBOARDS_KIND
+from server.ledger import events as ledger
+from server.ledger import jobs as ledger_jobs
+from server.ledger.earning import EARNING_KIND
 from server.logs import configure
+from server.members import events as members
 from server.middleware import observe
 from server.outbox import Outbox
-from server.realtime.hub import Hub
+from server.realtime.hub import Hub, apply_live
 from server.redis import RedisHandle
+from server.referrals import events as referrals
+from server.referrals import jobs as referrals_jobs
+from server.referrals.content import REFERRALS_KIND
 from server.scheduler import Scheduler
+from server.tasks import events as tasks
+from server.tasks import jobs as tasks_jobs
+from server.tasks.quest_content import QUESTS_KIND
 
 log = structlog.get_logger(__name__)
+
+# The domains in the order they react to what happens. A purchase is paid by the earning rules
+# (ledger) before the quests, boards and badges that count it run; what a domain emits (a quest
+# completed, a badge earned) goes round the same list again in the same unit of work. Each
+# domain's `events.py` says what it reacts to; `engage pipeline` prints the whole of it.
+DOMAINS: tuple[Domain, ...] = (
+    Domain("outbox", jobs=(outbox.DRAIN,)),
+    Domain("realtime", Reactions(effects={"live": apply_live})),
+    Domain(
+        "events",
+        Reactions(effects={"dispatch": apply_dispatch}),
+        content=(EVENTS_KIND,),
+        jobs=events_jobs.JOBS,
+    ),
+    Domain("members", members.REACTIONS),
+    Domain("ledger", ledger.REACTIONS, content=(EARNING_KIND,), jobs=ledger_jobs.JOBS),
+    Domain("checkins", checkins.REACTIONS, content=(CHECKIN_KIND,), jobs=checkins_jobs.JOBS),
+    Domain("tasks", tasks.REACTIONS, content=(QUESTS_KIND,), jobs=tasks_jobs.JOBS),
+    Domain("leaderboards", leaderboards.REACTIONS, content=(LEADERBOARDS_KIND,), jobs=leaderboards_jobs.JOBS),
+    Domain("badges", badges.REACTIONS, content=(BADGES_KIND, TIERS_KIND), jobs=badges_jobs.JOBS),
+    Domain("referrals", referrals.REACTIONS, content=(REFERRALS_KIND,), jobs=referrals_jobs.JOBS),
+)
+
+
+def install() -> Pipeline:
+    """The pipeline of `DOMAINS`, made the process's own (the content kinds it reads, the event
+    types it knows). create_app does this; so do CLI commands that read content without an app."""
+    return Pipeline(DOMAINS).install()
+
+
+def route_handlers() -> list[Any]:
+    from server.admin.routes import AdminSessionsController, ReferralReviewController
+    from server.badges.routes import (
+        BadgeGrantsController,
+        BadgesController,
+        CredentialsController,
+        TiersController,
+    )
+    from server.checkins.routes import CheckinsController
+    from server.events.routes import EventsController
+    from server.leaderboards.routes import LeaderboardsController
+    from server.ledger.routes import LedgerController
+    from server.members.routes import MembersController
+    from server.ops import health, metrics, ready
+    from server.realtime.routes import live
+    from server.referrals.routes import LandingController, ReferralsController
+    from server.tasks.routes import QuestsController
+
+    return [
+        health,
+        ready,
+        metrics,
+        MembersController,
+        LedgerController,
+        EventsController,
+        CheckinsController,
+        QuestsController,
+        LeaderboardsController,
+        BadgesController,
+        BadgeGrantsController,
+        TiersController,
+        CredentialsController,
+        AdminSessionsController,
+        ReferralsController,
+        LandingController,
+        ReferralReviewController,
+        live,
+    ]
+
+
+def models() -> None:
+    """Import every table so that SQLModel's metadata knows them (for migrations)."""
+    for name in (
+        "server.members.models",
+        "server.ledger.models",
+        "server.events.models",
+        "server.outbox",
+        "server.auth",
+        "server.admin.models",
+        "server.referrals.models",
+        "server.scheduler",
+        "server.checkins.models",
+        "server.tasks.models",
+        "server.content.models",
+        "server.leaderboards.models",
+        "server.badges.models",
+    ):
+        importlib.import_module(name)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure(settings.log_level, settings.log_json)
-    domains.load()
+    pipeline = install()
 
     ctx_holder: dict[str, Context] = {}
 
@@ -50,14 +163,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             raise
         redis = RedisHandle(settings)
         redis.start()
-        ctx = Context(settings=settings, db=db, redis=redis)
+        ctx = Context(settings=settings, db=db, redis=redis, pipeline=pipeline)
         ctx.content = content
         watcher = ContentWatcher(ctx)
-        ctx.outbox = Outbox(ctx)
+        ctx.outbox = Outbox(ctx, pipeline.effects)
         ctx.hub = Hub(ctx)
         await ctx.hub.start()
         watcher.start()
-        ctx.scheduler = Scheduler(ctx)
+        ctx.scheduler = Scheduler(ctx, pipeline.jobs)
         if settings.scheduler_enabled:
             ctx.scheduler.start()
         app.state.ctx = ctx
@@ -87,7 +200,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return ctx_holder["ctx"]
 
     return Litestar(
-        route_handlers=domains.route_handlers(),
+        route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={
             "ctx": Provide(provide_ctx, sync_to_thread=False),

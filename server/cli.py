@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 def _with_context(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, redis: bool = False) -> T:
     """Run `fn(ctx)` with SQL (and Redis if asked) outside the web server."""
-    from server import domains
+    from server.app import install
     from server.context import Context
     from server.db import Database
     from server.logs import configure
@@ -38,7 +38,7 @@ def _with_context(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, redi
     from server.redis import RedisHandle
 
     configure("ERROR", settings.log_json)
-    domains.load()
+    install()
 
     async def main() -> T:
         handle = RedisHandle(settings)
@@ -69,12 +69,12 @@ def serve(
     if workers > 1 and not settings.redis_url:
         typer.echo("several workers share one Redis: set ENGAGE_REDIS_URL", err=True)
         raise typer.Exit(2)
-    from server import domains
+    from server.app import install
     from server.content.loader import ContentInvalid
     from server.content.service import startup_content
     from server.db import Database
 
-    domains.load()
+    install()
 
     async def check_content() -> None:
         db = Database(settings)
@@ -103,6 +103,15 @@ def serve(
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
     )
+
+
+@app.command()
+def pipeline() -> None:
+    """Print the reaction pipeline: each domain in order, and what it reacts to, emits and runs."""
+    from server.app import install
+
+    for line in install().describe():
+        typer.echo(line)
 
 
 @app.command()
@@ -249,10 +258,10 @@ def content_validate(
     path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)"),
 ) -> None:
     """Check the content; print every problem with file, line and field; exit 1 if any."""
-    from server import domains
+    from server.app import install
     from server.content.loader import validate
 
-    domains.load()
+    install()
     root = path or get_settings().content_dir
     _, issues = validate(root)
     for issue in issues:
@@ -275,11 +284,11 @@ def content_publish(
     """
     import getpass
 
-    from server import domains
+    from server.app import install
     from server.content.loader import ContentInvalid, read_files
     from server.content.service import publish
 
-    domains.load()  # the kinds of content, and so which files to read
+    install()  # the kinds of content, and so which files to read
     settings = get_settings()
     root = path or settings.content_dir
     if not root.is_dir():
@@ -353,10 +362,10 @@ def content_rollback(
 @content_app.command("schema")
 def content_schema(out: Path = typer.Argument(Path("content/schemas"))) -> None:
     """Write the JSON Schema of every content file, for editors."""
-    from server import domains
+    from server.app import install
     from server.content.loader import dump_schemas
 
-    domains.load()
+    install()
     for p in dump_schemas(out):
         typer.echo(str(p))
 

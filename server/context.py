@@ -11,6 +11,7 @@ from server.redis import RedisHandle
 
 if TYPE_CHECKING:
     from server.content.loader import ContentStore
+    from server.events.pipeline import Pipeline
     from server.outbox import Outbox
     from server.realtime.hub import Hub
     from server.scheduler import Scheduler
@@ -24,8 +25,14 @@ class Context:
     content: ContentStore
     scheduler: Scheduler
 
-    def __init__(self, settings: Settings, db: Database, redis: RedisHandle) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, redis: RedisHandle, pipeline: Pipeline | None = None
+    ) -> None:
+        from server.events.pipeline import installed
+
         self.settings = settings
+        # The domains' reactions this process runs (`server.app.DOMAINS`, installed by create_app).
+        self.pipeline = pipeline or installed()
         self.db = db
         self.redis = redis
         # Small per-process caches and registered scripts, by name.

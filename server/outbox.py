@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,7 +22,7 @@ from sqlmodel import JSON, BigInteger, Column, Field, col
 
 from server.db import TableModel, UTCDateTime, after_commit, before_commit, utcnow
 from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -36,29 +36,18 @@ class Runtime(Protocol):
     settings: Settings
     db: Database
     outbox: Outbox
+    pipeline: Any  # server.events.pipeline.Pipeline: its `effects`
 
 
 log = structlog.get_logger(__name__)
 
-# An effect applies a run of consecutive rows of its kind: [(row id, payload), ...].
-# An effect takes the process context (`server.context.Context`), its rows and whether they are retried.
+# An effect applies a run of consecutive rows of its kind, [(row id, payload), ...]:
+# `async def f(ctx, items, retry)`, idempotent, taking the process context. The rows are in order,
+# so that an effect can apply many in one round trip (one transaction, one Redis pipeline); `retry`
+# is true when they may have been applied before (a drain after a failure or a crash, or one by
+# one after their run failed). The domains declare their effects in the reaction pipeline
+# (`server.events.pipeline.Reactions.effects`).
 Effect = Callable[[Any, list[tuple[int, dict[str, Any]]], bool], Awaitable[None]]
-_effects: dict[str, Effect] = {}
-
-
-def effect(kind: str) -> Callable[[Effect], Effect]:
-    """Declare how rows of `kind` are applied: `async def f(ctx, items, retry)`, idempotent.
-
-    `items` are consecutive rows of this kind, in order, so that an effect can apply many in one
-    round trip (one transaction, one Redis pipeline). `retry` is true when the rows may have been
-    applied before (a drain after a failure or a crash, or one by one after their run failed).
-    """
-
-    def register(fn: Effect) -> Effect:
-        _effects[kind] = fn
-        return fn
-
-    return register
 
 
 class OutboxRow(TableModel, table=True):
@@ -95,8 +84,10 @@ class Held:
 
 
 class Outbox:
-    def __init__(self, ctx: Runtime) -> None:
+    def __init__(self, ctx: Runtime, effects: Mapping[str, Effect] | None = None) -> None:
         self.ctx = ctx
+        # The effects the domains declare (the context's pipeline), unless given.
+        self.effects = dict(ctx.pipeline.effects if effects is None else effects)
         self.claim = timedelta(seconds=ctx.settings.outbox_claim_seconds)
         # Applied rows are deleted in batches, a moment later: one small write for many requests.
         # A row applied but not yet deleted when the process dies is applied again by the drain,
@@ -109,7 +100,7 @@ class Outbox:
 
         The effects of one transaction are written together at its end, in one statement.
         """
-        if kind not in _effects:
+        if kind not in self.effects:
             raise KeyError(f"no outbox effect '{kind}'")
         if not session.info.get("unit_of_work"):
             # Only `Database.transaction` writes the queued rows (just before it commits).
@@ -161,14 +152,14 @@ class Outbox:
             run = list(group)
             items = [(r.id, r.payload) for r in run]
             try:
-                await _effects[kind](self.ctx, items, retry)  # type: ignore[arg-type]
+                await self.effects[kind](self.ctx, items, retry)
             except Exception as exc:
                 if len(run) == 1:
                     failed.append(self._failure(run[0], exc))
                     continue
                 for row in run:
                     try:
-                        await _effects[kind](self.ctx, [(row.id, row.payload)], True)  # type: ignore[list-item]
+                        await self.effects[kind](self.ctx, [(row.id, row.payload)], True)
                     except Exception as exc_one:
                         failed.append(self._failure(row, exc_one))
                     else:
@@ -275,9 +266,13 @@ class Outbox:
             )
 
 
-@job("outbox.drain", lambda ctx: ctx.settings.outbox_drain_seconds, once_per_period=False)
 async def drain_outbox(ctx: Runtime, _period: str) -> None:
     """On every instance: apply what a failed effect or a dead process left behind."""
     applied = await ctx.outbox.drain()
     if applied:
         log.info("outbox_drained", rows=applied)
+
+
+DRAIN = Job(
+    "outbox.drain", drain_outbox, lambda ctx: ctx.settings.outbox_drain_seconds, once_per_period=False
+)

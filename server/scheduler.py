@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +40,7 @@ class Runtime(Protocol):
     settings: Settings
     db: Database
     redis: RedisHandle
+    pipeline: Any  # server.events.pipeline.Pipeline: its `jobs`
 
 
 log = structlog.get_logger(__name__)
@@ -59,37 +60,21 @@ class ScheduledRun(TableModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
+    """A scheduled job: `async def func(ctx, period)`, every `every(ctx)` seconds (read from the
+    settings at start). With `once_per_period` the period is the start of the `every`-long slot
+    (UTC) and one instance runs it; without it the job runs on every instance at each tick (for
+    work that is itself claimed row by row). The domains list their jobs in `server.app.DOMAINS`."""
+
     name: str
     func: JobFunc
-    every: Callable[[Any], float]  # seconds, read from settings at start
+    every: Callable[[Any], float] | float
     once_per_period: bool = True
     stale_after: timedelta = timedelta(minutes=10)
 
-
-_jobs: dict[str, Job] = {}
-
-
-def job(
-    name: str, every: float | Callable[[Any], float], *, once_per_period: bool = True
-) -> Callable[[JobFunc], JobFunc]:
-    """Declare a job: `async def f(ctx, period)`; `every` in seconds (or read from the context).
-
-    With `once_per_period` the period is the start of the `every`-long slot (UTC); without it the
-    job runs on every instance at each tick (for work that is itself claimed row by row).
-    """
-
-    def register(fn: JobFunc) -> JobFunc:
-        interval = every if callable(every) else (lambda _ctx, s=float(every): s)
-        _jobs[name] = Job(name, fn, interval, once_per_period)
-        return fn
-
-    return register
-
-
-def jobs() -> dict[str, Job]:
-    return dict(_jobs)
+    def seconds(self, ctx: Any) -> float:
+        return self.every(ctx) if callable(self.every) else float(self.every)
 
 
 def period_of(now: datetime, seconds: float) -> str:
@@ -105,14 +90,16 @@ return 0
 
 
 class Scheduler:
-    def __init__(self, ctx: Runtime) -> None:
+    def __init__(self, ctx: Runtime, jobs: Mapping[str, Job] | None = None) -> None:
         self.ctx = ctx
+        # The jobs the domains declare (the context's pipeline), unless given.
+        self.jobs = dict(ctx.pipeline.jobs if jobs is None else jobs)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._aps = AsyncIOScheduler(timezone=UTC)
 
     def start(self) -> None:
-        for j in _jobs.values():
-            seconds = j.every(self.ctx)
+        for j in self.jobs.values():
+            seconds = j.seconds(self.ctx)
             if seconds <= 0:
                 continue
             self._aps.add_job(
@@ -133,7 +120,7 @@ class Scheduler:
 
     async def tick(self, name: str) -> bool:
         """Run job `name` for the current period unless some instance already did. True if it ran."""
-        j = _jobs[name]
+        j = self.jobs[name]
         if not j.once_per_period:
             try:
                 await j.func(self.ctx, "")
@@ -142,7 +129,7 @@ class Scheduler:
                 JOB_RUNS.labels(name, "error").inc()
                 log.exception("job_failed", job=name)
             return True
-        period = period_of(utcnow(), j.every(self.ctx))
+        period = period_of(utcnow(), j.seconds(self.ctx))
         return await self.run_once(j, period)
 
     async def run_once(self, j: Job, period: str) -> bool:

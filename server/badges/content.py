@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from server.content.goals import ID_RE, Goal, Strict
 from server.content.ladder import tier_names
-from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.content.periods import Window
 from server.events.catalog import check_event_use
 
@@ -306,7 +306,7 @@ def check(store: ContentStore) -> list[ContentIssue]:
     return issues
 
 
-register_kind(ContentKind(name="badges", filename="badges/", model=BadgeFile, check=check, combine=_combine))
+BADGES_KIND = ContentKind(name="badges", filename="badges/", model=BadgeFile, check=check, combine=_combine)
 
 
 # --- the tier ladder ----------------------------------------------------------------------------
@@ -405,4 +405,4 @@ class TierLadder(Strict):
 
 
 # Without content/tiers.yaml the brand's systems set tiers themselves (on the default ladder).
-register_kind(ContentKind(name="tiers", filename="tiers.yaml", model=TierLadder, optional=True))
+TIERS_KIND = ContentKind(name="tiers", filename="tiers.yaml", model=TierLadder, optional=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from server.badges.tiers import review_tiers
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-@job("tiers.review", lambda ctx: ctx.settings.tier_review_seconds)
 async def review(ctx: Context, period: str) -> None:
     """Each tick: members not yet evaluated in the ladder's period, and drops that are due."""
     report = await review_tiers(ctx)
@@ -29,3 +28,6 @@ async def review(ctx: Context, period: str) -> None:
             dropped=report.dropped,
             kept=report.kept,
         )
+
+
+JOBS = (Job("tiers.review", review, lambda ctx: ctx.settings.tier_review_seconds),)

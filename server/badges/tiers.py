@@ -110,7 +110,7 @@ async def standings(
 # --- growth counted as it is posted -------------------------------------------------------------
 
 
-def _counting(ctx: Context, currency: str) -> bool:
+def counting(ctx: Context, currency: str) -> bool:
     return currency == "growth" and ladder_of(ctx) is not None
 
 
@@ -123,7 +123,6 @@ def _add_statement(session: AsyncSession) -> Any:
     )
 
 
-@ledger.on_posted(_counting)
 async def count_growth(ctx: Context, session: AsyncSession, entries: list[ledger.LedgerEntry]) -> None:
     """Growth posted goes into the member's month and dimension; a member who now qualifies for a
     higher tier moves up at once."""

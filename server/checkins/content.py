@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from server.content.goals import Strict
-from server.content.loader import ContentKind, register_kind
+from server.content.loader import ContentKind
 
 
 class DayReward(Strict):
@@ -63,4 +63,4 @@ class CheckinContent(Strict):
     at_risk: AtRisk = AtRisk()
 
 
-register_kind(ContentKind(name="checkin", filename="checkin.yaml", model=CheckinContent))
+CHECKIN_KIND = ContentKind(name="checkin", filename="checkin.yaml", model=CheckinContent)

@@ -14,7 +14,7 @@ from server.checkins.service import next_midnight, rules, settle
 from server.content.periods import local_day
 from server.db import execute_counting, utcnow
 from server.realtime.hub import send_live
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -46,7 +46,6 @@ async def _candidates(ctx: Context, where: sa.ColumnElement[bool]) -> list[str]:
         after = page[-1]
 
 
-@job("checkin.upkeep", lambda ctx: ctx.settings.checkin_upkeep_seconds)
 async def streak_upkeep(ctx: Context, period: str) -> None:
     """After each member's local midnight: cover missed dates with held freezes, or break the streak."""
     now = utcnow()
@@ -62,7 +61,6 @@ async def streak_upkeep(ctx: Context, period: str) -> None:
         log.info("streak_upkeep", period=period, members=settled)
 
 
-@job("checkin.at_risk", lambda ctx: ctx.settings.checkin_upkeep_seconds)
 async def streaks_at_risk(ctx: Context, period: str) -> None:
     """A 'streak at risk' message some hours before the local day ends, once per member and date."""
     now = utcnow()
@@ -100,3 +98,9 @@ async def streaks_at_risk(ctx: Context, period: str) -> None:
                         "freezes_held": state.freezes_held,
                     },
                 )
+
+
+JOBS = (
+    Job("checkin.upkeep", streak_upkeep, lambda ctx: ctx.settings.checkin_upkeep_seconds),
+    Job("checkin.at_risk", streaks_at_risk, lambda ctx: ctx.settings.checkin_upkeep_seconds),
+)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -71,23 +71,23 @@ class ContentKind:
     # For a folder: the kind's value from each file's (relative path, validated model), in file order.
     combine: Combine | None = None
 
+    def __post_init__(self) -> None:
+        if self.is_folder and self.combine is None:
+            raise ValueError(f"content kind {self.name}: a folder needs a combine function")
+
     @property
     def is_folder(self) -> bool:
         return self.filename.endswith("/")
 
 
+# The kinds the process's domains declare (`server.app.DOMAINS`), set when its pipeline is installed.
 _kinds: dict[str, ContentKind] = {}
 
 
-def register_kind(kind: ContentKind) -> ContentKind:
-    if kind.is_folder and kind.combine is None:
-        raise ValueError(f"content kind {kind.name}: a folder needs a combine function")
-    _kinds[kind.name] = kind
-    return kind
-
-
-def kinds() -> dict[str, ContentKind]:
-    return dict(_kinds)
+def use_kinds(kinds: Iterable[ContentKind]) -> None:
+    """Read and check these kinds of content from now on (the pipeline's `install` calls this)."""
+    _kinds.clear()
+    _kinds.update({k.name: k for k in kinds})
 
 
 class _LineLoader(yaml.SafeLoader):

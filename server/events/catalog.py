@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from server.content.goals import Strict
-from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.events import dispatch
 
 if TYPE_CHECKING:
@@ -226,4 +226,4 @@ def _check(store: ContentStore) -> list[ContentIssue]:
     ]
 
 
-register_kind(ContentKind(name="events", filename="events.yaml", model=EventCatalog, check=_check))
+EVENTS_KIND = ContentKind(name="events", filename="events.yaml", model=EventCatalog, check=_check)

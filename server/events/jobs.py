@@ -10,7 +10,7 @@ import structlog
 
 from server.db import execute_counting, utcnow
 from server.events.models import DispatchedEvent
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -22,7 +22,6 @@ log = structlog.get_logger(__name__)
 RECEIPTS_KEPT = timedelta(days=30)
 
 
-@job("events.prune_receipts", 24 * 3600)
 async def prune_receipts(ctx: Context, period: str) -> None:
     """Forget the dispatch receipts of events handled more than a month ago."""
     async with ctx.db.transaction() as session:
@@ -31,3 +30,6 @@ async def prune_receipts(ctx: Context, period: str) -> None:
             session, sa.delete(table).where(table.c.dispatched_at < utcnow() - RECEIPTS_KEPT)
         )
     log.info("dispatch_receipts_pruned", period=period, rows=pruned)
+
+
+JOBS = (Job("events.prune_receipts", prune_receipts, 24 * 3600),)

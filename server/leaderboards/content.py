@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from server.content.goals import ID_RE, Strict
-from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.content.where import Where, check_where, compile_where
 from server.events.catalog import check_event_use
 
@@ -254,6 +254,6 @@ def _check(store: ContentStore) -> list[ContentIssue]:
     return issues
 
 
-register_kind(
-    ContentKind(name="leaderboards", filename="leaderboards.yaml", model=LeaderboardsFile, check=_check)
+LEADERBOARDS_KIND = ContentKind(
+    name="leaderboards", filename="leaderboards.yaml", model=LeaderboardsFile, check=_check
 )

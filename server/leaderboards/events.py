@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.events.dispatch import DomainEvent, on, on_batch
+from server.events.pipeline import DomainEvent, OnEvents, OnPosted, Reactions, each_event, of_types
+from server.leaderboards.index import apply_scores
 from server.leaderboards.service import Observation, boards, member_changed, record
-from server.ledger import service as ledger
+from server.ledger import service as ledger  # the entries it counts
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -21,7 +22,6 @@ def _wants_event(ctx: Context, event_type: str) -> bool:
     return bool(boards(ctx).for_event(event_type))
 
 
-@on_batch(_wants_event)
 async def count_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
     """Each event, on every board whose metric counts its type (and passes its filter)."""
     found = boards(ctx)
@@ -40,7 +40,6 @@ def _wants_currency(ctx: Context, currency: str) -> bool:
     return bool(boards(ctx).for_currency(currency))
 
 
-@ledger.on_posted(_wants_currency)
 async def count_earnings(ctx: Context, session: AsyncSession, entries: list[ledger.LedgerEntry]) -> None:
     """Points or growth earned (and corrections of them) on the boards that count that currency."""
     found = boards(ctx)
@@ -53,7 +52,17 @@ async def count_earnings(ctx: Context, session: AsyncSession, entries: list[ledg
     await record(ctx, session, seen)
 
 
-@on("member.profile_changed")
 async def move_scores(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
     """What the boards show and scope by moved: the member's live scores move with it."""
     await member_changed(ctx, session, event.member_id)
+
+
+REACTIONS = Reactions(
+    events=(
+        OnEvents(count_events, _wants_event),
+        OnEvents(each_event(move_scores), of_types("member.profile_changed")),
+    ),
+    posted=(OnPosted(count_earnings, _wants_currency),),
+    # After commit: absolute scores into the Redis index, rank changes to the members.
+    effects={"leaderboard.score": apply_scores},
+)

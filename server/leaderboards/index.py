@@ -28,7 +28,6 @@ from server.leaderboards.periods import Span, span_at, span_of_key
 from server.leaderboards.service import Profile, boards, expire_at, index_payload
 from server.leaderboards.standings import forget_pages
 from server.members import service as members
-from server.outbox import effect
 from server.realtime.hub import LiveMessage
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ log = structlog.get_logger(__name__)
 SCORES = BoardScore.__table__
 
 
-@effect("leaderboard.score")
 async def apply_scores(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
     """Index absolute scores in Redis (newer versions only), then tell members whose rank moved."""
     all_boards = boards(ctx)

@@ -21,7 +21,7 @@ from server.leaderboards.leagues import close_week
 from server.leaderboards.models import BoardPeriod, BoardScore, Standing
 from server.leaderboards.periods import Span, span_of_key
 from server.leaderboards.service import boards
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -129,6 +129,8 @@ async def archive_due(ctx: Context, now: datetime | None = None) -> list[tuple[s
     return done
 
 
-@job("leaderboards.archive", lambda ctx: ctx.settings.leaderboard_archive_seconds)
 async def archive_job(ctx: Context, _period: str) -> None:
     await archive_due(ctx)
+
+
+JOBS = (Job("leaderboards.archive", archive_job, lambda ctx: ctx.settings.leaderboard_archive_seconds),)

@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.goals import Strict
 from server.content.ladder import tier_names
-from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.content.periods import period_key
 from server.content.where import check_where, compile_where
 from server.db import execute_counting, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.catalog import check_event_use
-from server.events.dispatch import DomainEvent, declare_properties, on_batch
+from server.events.dispatch import DomainEvent
 from server.ledger import service as ledger
 from server.ledger.models import CURRENCIES, EarningBoost, EarningCount
 from server.members.service import profiles as member_profiles
@@ -193,10 +193,10 @@ def _check(store: ContentStore) -> list[ContentIssue]:
     return issues
 
 
-register_kind(ContentKind(name="earning", filename="earning.yaml", model=EarningContent, check=_check))
+EARNING_KIND = ContentKind(name="earning", filename="earning.yaml", model=EarningContent, check=_check)
 
 
-def _check_purchase(properties: dict[str, Any]) -> str | None:
+def check_purchase(properties: dict[str, Any]) -> str | None:
     amount = properties.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int | float):
         return "a purchase carries a numeric `amount` (the spend in currency units)."
@@ -205,9 +205,6 @@ def _check_purchase(properties: dict[str, Any]) -> str | None:
     if amount > 1_000_000:
         return "a purchase `amount` above 1,000,000 is refused."
     return None
-
-
-declare_properties("purchase", _check_purchase)
 
 
 def purchase_amounts(rule: PurchaseRule, amount: float) -> dict[str, int]:
@@ -361,14 +358,13 @@ class _Earned:
     extra_growth: int = 0  # a purchase's frequency growth, posted apart
 
 
-def _wants(ctx: Context, event_type: str) -> bool:
+def wants(ctx: Context, event_type: str) -> bool:
     if event_type == "purchase":
         return True
     earning: EarningContent | None = ctx.content.get("earning")
     return earning is not None and earning.rule_for(event_type) is not None
 
 
-@on_batch(_wants)
 async def earn_from_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
     """Points and growth for a run of purchases and named events, multiplied, posted together."""
     earning: EarningContent = ctx.content.get("earning")

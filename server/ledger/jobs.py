@@ -6,7 +6,7 @@ import structlog
 
 from server.ledger.expiry import expire_points
 from server.ledger.service import verify
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-@job("ledger.audit", lambda ctx: ctx.settings.ledger_audit_seconds)
 async def audit_ledger(ctx: Context, period: str) -> None:
     """Once per period on one instance: recompute every chain and balance, and shout if one was altered."""
     report = await verify(ctx)
@@ -26,7 +25,6 @@ async def audit_ledger(ctx: Context, period: str) -> None:
         log.info("ledger_audit_ok", period=period, members=report.members, entries=report.entries)
 
 
-@job("ledger.expire_points", lambda ctx: ctx.settings.points_expiry_seconds)
 async def expire_points_due(ctx: Context, period: str) -> None:
     """Once per period on one instance: expire the points earned too long ago (oldest first) and
     tell the members whose points expire soon."""
@@ -43,3 +41,9 @@ async def expire_points_due(ctx: Context, period: str) -> None:
             points=report.expired_points,
             warned=report.warned,
         )
+
+
+JOBS = (
+    Job("ledger.audit", audit_ledger, lambda ctx: ctx.settings.ledger_audit_seconds),
+    Job("ledger.expire_points", expire_points_due, lambda ctx: ctx.settings.points_expiry_seconds),
+)

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,25 +37,6 @@ if TYPE_CHECKING:
 MAX_AMOUNT = 10**12
 MAX_ID = 2**31 - 1
 SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-# Domains that count what members earn (the leaderboards) see each run of new entries inside
-# the transaction that writes them; `wants(ctx, currency)` says whether they care under the
-# content serving now.
-PostedListener = Callable[["Context", AsyncSession, list[LedgerEntry]], Awaitable[None]]
-CurrencyWanted = Callable[["Context", str], bool]
-_listeners: list[tuple[PostedListener, CurrencyWanted]] = []
-
-
-def on_posted(wants: CurrencyWanted) -> Callable[[PostedListener], PostedListener]:
-    """Register `fn(ctx, session, entries)` for new entries of the currencies `wants` accepts."""
-
-    def register(fn: PostedListener) -> PostedListener:
-        if all(fn is not f for f, _ in _listeners):
-            _listeners.append((fn, wants))
-        return fn
-
-    return register
 
 
 @dataclass
@@ -297,10 +278,7 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
                     for m in sorted(touched)
                 ],
             )
-        for listener, wants in _listeners:
-            chosen = [e for e in fresh if wants(ctx, e.currency)]
-            if chosen:
-                await listener(ctx, session, chosen)
+        await _tell_posted(ctx, session, fresh)
         out: list[Posted] = []
         fresh_iter = iter(fresh)
         for result in results:
@@ -313,6 +291,21 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
             send_live(ctx, session, entry.member_id, type_, data, at=entry.created_at)
             out.append(Posted(entry, created=True))
         return out
+
+
+async def _tell_posted(ctx: Context, session: AsyncSession, fresh: list[LedgerEntry]) -> None:
+    """The domains that count what members earn (the boards, the tiers) see the new entries in the
+    same transaction, in the pipeline's order."""
+    if not fresh:
+        return
+    runs: dict[int, list[LedgerEntry]] = {}
+    for entry in fresh:
+        for reaction in ctx.pipeline.for_currency(ctx, entry.currency):
+            runs.setdefault(id(reaction), []).append(entry)
+    for reaction in ctx.pipeline.on_posted:
+        run = runs.get(id(reaction))
+        if run:
+            await reaction.handle(ctx, session, run)
 
 
 _INSERT_ENTRIES = sa.insert(LedgerEntry.__table__).returning(
@@ -490,9 +483,7 @@ async def post_alone(
             existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
             return _replay(_entry_from_row(existing), amount, None, idempotency_key)
         entry.id = written["entry_id"]
-        for listener, wants in _listeners:
-            if wants(ctx, currency):
-                await listener(ctx, session, [entry])
+        await _tell_posted(ctx, session, [entry])
     LEDGER_ENTRIES.labels(currency, source).inc()
     await ctx.outbox.apply(
         [

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from server.events.dispatch import declare_internal
+from server.events.pipeline import Emits, Reactions
 
-declare_internal("member.timezone_changed", {"timezone": "string", "previous": "string"})
-# A member's name, tier, team or sign-up date changed: read the profile again.
-declare_internal("member.profile_changed", {})
+REACTIONS = Reactions(
+    emits={
+        "member.timezone_changed": Emits({"timezone": "string", "previous": "string"}),
+        # A member's name, tier, team or sign-up date changed: read the profile again.
+        "member.profile_changed": Emits(),
+    },
+)

@@ -7,11 +7,11 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server import domains
+from server import app as server_app
 from server.config import get_settings
 from server.db import make_engine, metadata
 
-domains.models()
+server_app.models()
 config = context.config
 
 

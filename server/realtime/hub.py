@@ -22,7 +22,6 @@ from redis.exceptions import NoScriptError, RedisError
 
 from server.db import utcnow
 from server.metrics import WS_CONNECTIONS, WS_DROPPED, WS_MESSAGES
-from server.outbox import effect
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -315,8 +314,7 @@ class Hub:
         log.info("realtime_resynced", members=len(self.local))
 
 
-@effect("live")
-async def _apply_live(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+async def apply_live(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
     await ctx.hub.publish_many(
         [
             LiveMessage(p["member_id"], p["type"], p["data"], datetime.fromisoformat(p["at"]), f"o{row_id}")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from server.content.goals import Reward, Strict
-from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.content.where import check_where, compile_where
 from server.errors import ProblemError
 from server.events.catalog import check_event_use
@@ -236,10 +236,8 @@ def _check(store: ContentStore) -> list[ContentIssue]:
     return issues
 
 
-register_kind(
-    ContentKind(
-        name="referrals", filename="referrals.yaml", model=ReferralsContent, optional=True, check=_check
-    )
+REFERRALS_KIND = ContentKind(
+    name="referrals", filename="referrals.yaml", model=ReferralsContent, optional=True, check=_check
 )
 
 

@@ -11,7 +11,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import utcnow
-from server.events.dispatch import DomainEvent, declare_internal, on_batch
+from server.events.pipeline import DomainEvent, Emits, OnEvents, Reactions
 from server.referrals import fraud
 from server.referrals.content import program
 from server.referrals.models import Referral
@@ -21,12 +21,6 @@ if TYPE_CHECKING:
     from server.context import Context
 
 log = structlog.get_logger(__name__)
-
-declare_internal(
-    "referral.converted",
-    {"friend_id": "string", "conversions": "integer"},
-    nouns=("referral", "referrals"),
-)
 
 
 def wants(ctx: Context, event_type: str) -> bool:
@@ -82,7 +76,6 @@ async def _other_sides(ctx: Context, session: AsyncSession, events: list[DomainE
     return {m for r in rows for m in r}
 
 
-@on_batch(wants, also_lock=_other_sides)
 async def on_referral_events(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
     """Record the signals events carry, assess open referrals they touch, and convert the
     referrals whose friend did the qualifying action inside the window."""
@@ -119,3 +112,14 @@ async def on_referral_events(ctx: Context, session: AsyncSession, events: list[D
                 score=found.score,
                 paid=referral.paid_at is not None,
             )
+
+
+REACTIONS = Reactions(
+    events=(OnEvents(on_referral_events, wants, also_lock=_other_sides),),
+    emits={
+        "referral.converted": Emits(
+            {"friend_id": "string", "conversions": "integer"}, nouns=("referral", "referrals")
+        )
+    },
+    masked=fraud.MASKS,
+)

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import insert_or_touch
-from server.events.dispatch import declare_masked
 from server.referrals.content import Burst, Fraud
 from server.referrals.models import MemberFingerprint, Referral
 
@@ -68,8 +67,7 @@ def _masker(kind: str) -> Any:
 
 
 # The brand's events never keep a raw device id, payment fingerprint or address.
-for _kind, _prop in PROPERTY.items():
-    declare_masked(_prop, _masker(_kind))
+MASKS = {prop: _masker(kind) for kind, prop in PROPERTY.items()}
 
 
 def fingerprints_of(ctx: Context, values: dict[str, Any]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from server.referrals.service import expire_unconverted
-from server.scheduler import job
+from server.scheduler import Job
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-@job("referrals.expire", lambda ctx: ctx.settings.referral_expiry_seconds)
 async def expire(ctx: Context, period: str) -> None:
     """Each tick: claimed referrals past their conversion window become `expired`."""
     n = await expire_unconverted(ctx)
     if n:
         log.info("referrals_expired", count=n, period=period)
+
+
+JOBS = (Job("referrals.expire", expire, lambda ctx: ctx.settings.referral_expiry_seconds),)

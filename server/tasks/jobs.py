@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import structlog
 
 from server.db import execute_counting, utcnow
-from server.scheduler import job
+from server.scheduler import Job
 from server.tasks.models import QuestRun
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ log = structlog.get_logger(__name__)
 QUEST_RUNS_KEPT = timedelta(days=400)
 
 
-@job("quests.prune", 24 * 3600)
 async def prune_quest_runs(ctx: Context, period: str) -> None:
     """Forget the progress of periods that ended more than QUEST_RUNS_KEPT ago."""
     table = QuestRun.__table__
@@ -31,3 +30,6 @@ async def prune_quest_runs(ctx: Context, period: str) -> None:
         )
         rows = await execute_counting(session, prune)
     log.info("quest_runs_pruned", period=period, rows=rows)
+
+
+JOBS = (Job("quests.prune", prune_quest_runs, 24 * 3600),)

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from server.content.goals import ID_RE, Goal, Reward, Strict, TextOrPlural
 from server.content.ladder import tier_names
-from server.content.loader import ContentIssue, ContentKind, ContentStore, register_kind
+from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.content.periods import PERIOD_DAYS, Period, Window
 from server.events.catalog import check_event_use
 
@@ -247,4 +247,4 @@ def check(store: ContentStore) -> list[ContentIssue]:
     return issues
 
 
-register_kind(ContentKind(name="quests", filename="quests/", model=QuestFile, check=check, combine=_combine))
+QUESTS_KIND = ContentKind(name="quests", filename="quests/", model=QuestFile, check=check, combine=_combine)

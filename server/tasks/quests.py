@@ -24,7 +24,7 @@ from server.content.goals import Reward, advance, number, remaining_text, step_p
 from server.content.periods import local_day, period_end, period_key
 from server.db import driver_connection, insert_or_touch, utcnow
 from server.errors import ProblemError
-from server.events.dispatch import DomainEvent, declare_internal, emit
+from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
 from server.members import service as members
 from server.metrics import QUEST_COMPLETIONS
@@ -38,11 +38,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-declare_internal(
-    "quest.completed",
-    {"quest_id": "string", "period": "string", "round": "integer"},
-    nouns=("completed quest", "completed quests"),
-)
 
 FINISHED_KEPT = 200_000  # finished runs remembered per process (some tens of MB at most)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from server import domains
+from server.app import install
 from server.content.loader import ContentInvalid, load, parse_yaml, validate
 from tests.support import ROOT
 
-domains.load()
+install()
 
 
 def write(tmp_path: Path, text: str) -> Path:

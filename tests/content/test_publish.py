@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from server import domains
+from server.app import install
 from server.config import Settings
 from server.content.loader import ContentInvalid, read_files
 from server.content.service import ContentWatcher, latest_version, list_versions, publish
 from tests.conftest import server_env
 from tests.support import ROOT
 
-domains.load()
+install()
 
 QUEST = """quests:
   - id: {id}

@@ -9,13 +9,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from server import domains
+from server.app import models
 from server.config import Settings
 from server.migrate import upgrade
 
 
 def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
-    domains.models()
+    models()
     db = tmp_path / "schema.db"
     upgrade(Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{db}"))
     engine = sa.create_engine(f"sqlite:///{db}")

@@ -65,8 +65,7 @@ async def test_drain_applies_rows_left_by_a_dead_writer_once(ctx):
 async def test_a_replayed_row_is_not_sent_twice(ctx):
     member_id = unique("twice")
     payload = {"member_id": member_id, "type": "test.once", "at": utcnow().isoformat(), "data": {}}
-    from server.outbox import _effects
 
-    await _effects["live"](ctx, [(424242, payload)], False)
-    await _effects["live"](ctx, [(424242, payload)], True)  # the drain after a crash
+    await ctx.outbox.effects["live"](ctx, [(424242, payload)], False)
+    await ctx.outbox.effects["live"](ctx, [(424242, payload)], True)  # the drain after a crash
     assert len(await history(ctx, member_id)) == 1

@@ -28,7 +28,6 @@ from server.ledger import service as ledger
 from server.ledger.expiry import ExpiryReport, expire_points
 from server.ledger.models import LedgerEntry, PointsExpiryNotice
 from server.members.service import ensure_member
-from server.scheduler import jobs
 from tests.conftest import server_env
 from tests.support import ROOT, unique
 
@@ -389,8 +388,8 @@ async def test_a_run_pages_through_every_member_holding_points(own_ctx, own_sett
     assert (await ledger.verify(ctx)).problems == []
 
     # The scheduled job, as an instance runs it now: nothing is a year old yet.
-    job = jobs()["ledger.expire_points"]
-    assert job.every(ctx) == own_settings.points_expiry_seconds
+    job = ctx.pipeline.jobs["ledger.expire_points"]
+    assert job.seconds(ctx) == own_settings.points_expiry_seconds
     await job.func(ctx, "now")
     assert await points(ctx, soon) == 60
 

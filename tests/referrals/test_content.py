@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from server import domains
+from server.app import install
 from server.content.loader import read_files, validate_files
 from server.referrals.content import ReferralsContent, program
 from server.referrals.service import blocked_word
 from tests.support import ROOT
 
-domains.load()  # the kinds and the server's own event types, as a server has them
+install()  # the kinds and the server's own event types, as a server has them
 BASE = (ROOT / "content" / "referrals.yaml").read_text()
 
 

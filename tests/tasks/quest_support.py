@@ -57,5 +57,5 @@ def event(
 async def deliver(ctx: Context, *events: DomainEvent) -> None:
     """Hand events to the domains the way the outbox does after they are stored, then let the
     outbox apply what that caused (awards, live messages, further events)."""
-    await dispatch._apply_dispatch(ctx, [(0, e.to_payload()) for e in events], False)
+    await dispatch.apply_dispatch(ctx, [(0, e.to_payload()) for e in events], False)
     await ctx.outbox.flush()

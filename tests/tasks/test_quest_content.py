@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from server import domains
+from server.app import install
 from server.content.loader import json_schemas, load, validate_files
 from tests.support import ROOT
 from tests.tasks.quest_support import quest_files
 
-domains.load()
+install()
 
 
 def problems(quests_yaml: str, **others: str) -> list[tuple[str, int, str, str]]:
