@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
@@ -174,6 +175,27 @@ async def execute_counting(session: AsyncSession, statement: sa.Executable) -> i
     result = await session.execute(statement)
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+@functools.cache
+def _insert_returning_id(table: sa.Table, ordered: bool) -> Any:
+    return sa.insert(table).returning(table.c.id, sort_by_parameter_order=ordered)
+
+
+async def insert_many(session: AsyncSession, table: sa.Table | Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows in one statement (a few for thousands) and return their ids in the rows' order.
+
+    PostgreSQL: SQLAlchemy's ordered multi-row RETURNING. SQLite: its ordered form sends one
+    statement per row, so the rows go in one plain multi-row statement; the transaction holds
+    SQLite's only write lock and row ids are given in the order of the VALUES, so the ids sorted
+    are the rows' ids in order.
+    """
+    if not rows:
+        return []
+    connection = await session.connection()  # Core statements: no ORM work on the way
+    postgres = connection.dialect.name == "postgresql"
+    ids = list((await connection.execute(_insert_returning_id(table, postgres), rows)).scalars())
+    return ids if postgres else sorted(ids)
 
 
 def insert_ignore(session: AsyncSession, table: sa.Table | Any) -> Any:

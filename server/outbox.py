@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import JSON, BigInteger, Column, Field, col
 
-from server.db import TableModel, UTCDateTime, after_commit, before_commit, utcnow
+from server.db import TableModel, UTCDateTime, after_commit, before_commit, insert_many, utcnow
 from server.metrics import OUTBOX_APPLIED, OUTBOX_FAILED
 from server.scheduler import Job
 
@@ -66,11 +66,6 @@ class OutboxRow(TableModel, table=True):
     claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), index=True))
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)
-
-
-_INSERT_RETURNING_IDS = sa.insert(OutboxRow.__table__).returning(
-    OutboxRow.__table__.c.id, sort_by_parameter_order=True
-)
 
 
 @dataclass
@@ -122,22 +117,20 @@ class Outbox:
 
     async def _write(self, session: AsyncSession, queued: list[tuple[str, dict[str, Any]]]) -> list[Held]:
         now = utcnow()
-        connection = await session.connection()  # a Core statement: no ORM work on the way
-        ids = (
-            await connection.execute(
-                _INSERT_RETURNING_IDS,
-                [
-                    {
-                        "kind": kind,
-                        "payload": payload,
-                        "created_at": now,
-                        "claimed_until": now + self.claim,
-                        "attempts": 0,
-                    }
-                    for kind, payload in queued
-                ],
-            )
-        ).scalars()
+        ids = await insert_many(
+            session,
+            OutboxRow.__table__,
+            [
+                {
+                    "kind": kind,
+                    "payload": payload,
+                    "created_at": now,
+                    "claimed_until": now + self.claim,
+                    "attempts": 0,
+                }
+                for kind, payload in queued
+            ],
+        )
         return [Held(row_id, kind, payload) for row_id, (kind, payload) in zip(ids, queued, strict=True)]
 
     async def apply(self, rows: Sequence[OutboxRow | Held], retry: bool = False) -> None:

@@ -251,7 +251,18 @@ _SAVE = (
 async def _lock_progress(
     session: AsyncSession, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], _Progress]:
-    """Create-and-lock each member's progress row of each badge, in key order, in one statement."""
+    """Create-and-lock each member's progress row of each badge, in key order, in one statement.
+
+    Rows locked earlier in the unit of work (a badge earned by a purchase, then counted again by
+    the follow-on events of the same unit) are taken as this unit left them, with no statement."""
+    held: dict[tuple[str, str], _Progress] = session.info.setdefault("badge_progress_held", {})
+    missing = [k for k in keys if k not in held]
+    if missing:
+        held.update(await _lock_rows(session, missing))
+    return {k: held[k] for k in keys}
+
+
+async def _lock_rows(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Progress]:
     dialect = session.get_bind().dialect.name
     stmt = _LOCK.get(dialect)
     if stmt is None:
@@ -342,6 +353,8 @@ async def progress_badges(ctx: Context, session: AsyncSession, events: list[Doma
             [{"m": m, "b": b, "s": p.state, "l": p.level, "t": p.times, "u": now} for (m, b), p in dirty],
         )
         written.update(k for k, _ in dirty)
+        for _, p in dirty:
+            p.dirty = False
     await _record(ctx, session, earned)
 
 
@@ -381,7 +394,7 @@ async def grant(
         raise ProblemError(400, "invalid_reason", "A reason is at most 200 characters.")
     await ensure_member(session, member_id)
     # The member's progress row on the badge serializes grants of it.
-    await _lock_progress(session, [(member_id, badge_id)])
+    progress = (await _lock_progress(session, [(member_id, badge_id)]))[(member_id, badge_id)]
     t = MemberBadge.__table__
     held = (
         await session.execute(
@@ -420,6 +433,7 @@ async def grant(
         .where(_PROGRESS.c.member_id == member_id, _PROGRESS.c.badge_id == badge_id)
         .values(level=1, times=round_, updated_at=now)
     )
+    progress.level, progress.times = 1, round_  # as the rest of the unit of work sees it
     await _record(ctx, session, [earned])
     return earned
 

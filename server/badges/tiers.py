@@ -23,7 +23,7 @@ from server.badges.models import TierGrowth, TierStatus
 from server.db import insert_ignore, utcnow
 from server.ledger import service as ledger
 from server.members import service as members
-from server.members.service import change_tier
+from server.members.service import change_tier, change_tiers
 from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
@@ -142,18 +142,23 @@ async def count_growth(ctx: Context, session: AsyncSession, entries: list[ledger
     risen = [e.member_id for e in entries if e.amount > 0]
     if not risen:
         return
+    moves = {}
     for member_id, st in (await standings(ctx, session, sorted(set(risen)))).items():
         earned = st.earned(ladder)
         if earned > st.index:
-            await _move(ctx, session, member_id, ladder.tiers[earned].id, "qualified")
+            moves[member_id] = ladder.tiers[earned].id
+    await _move(ctx, session, moves, "qualified")
 
 
-async def _move(ctx: Context, session: AsyncSession, member_id: str, tier: str, why: str) -> None:
-    await change_tier(ctx, session, member_id, tier, why)
+async def _move(ctx: Context, session: AsyncSession, moves: dict[str, str], why: str) -> None:
+    """Members up to the tiers they earned, together."""
+    if not moves:
+        return
+    await change_tiers(ctx, session, moves, why)
     # A pending drop is moot once the member moved.
     await session.execute(
         sa.update(TierStatus.__table__)
-        .where(TierStatus.__table__.c.member_id == member_id)
+        .where(TierStatus.__table__.c.member_id.in_(sorted(moves)))
         .values(notice_tier=None, notice_given_at=None, drop_on=None, changed_at=utcnow())
     )
 
@@ -184,7 +189,7 @@ async def _decide(
     member_id = status.member_id
     earned = st.earned(ladder)
     if earned > st.index:
-        await _move(ctx, session, member_id, ladder.tiers[earned].id, "qualified")
+        await _move(ctx, session, {member_id: ladder.tiers[earned].id}, "qualified")
         report.promoted += 1
         return {"notice_tier": None, "notice_given_at": None, "drop_on": None}
     if earned == st.index or st.index == 0:

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.events.pipeline import DomainEvent, OnEvents, OnPosted, Reactions, each_event, of_types
+from server.events.pipeline import DomainEvent, OnEvents, OnPosted, Reactions, of_types
 from server.leaderboards.index import apply_scores
-from server.leaderboards.service import Observation, boards, member_changed, record
+from server.leaderboards.service import Observation, boards, members_changed, record
 from server.ledger import service as ledger  # the entries it counts
 
 if TYPE_CHECKING:
@@ -52,15 +52,15 @@ async def count_earnings(ctx: Context, session: AsyncSession, entries: list[ledg
     await record(ctx, session, seen)
 
 
-async def move_scores(ctx: Context, session: AsyncSession, event: DomainEvent) -> None:
-    """What the boards show and scope by moved: the member's live scores move with it."""
-    await member_changed(ctx, session, event.member_id)
+async def move_scores(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """What the boards show and scope by moved: the members' live scores move with it."""
+    await members_changed(ctx, session, [e.member_id for e in events])
 
 
 REACTIONS = Reactions(
     events=(
         OnEvents(count_events, _wants_event),
-        OnEvents(each_event(move_scores), of_types("member.profile_changed")),
+        OnEvents(move_scores, of_types("member.profile_changed")),
     ),
     posted=(OnPosted(count_earnings, _wants_currency),),
     # After commit: absolute scores into the Redis index, rank changes to the members.

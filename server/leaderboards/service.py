@@ -281,44 +281,50 @@ async def record(
             )
 
 
-async def member_changed(ctx: Context, session: AsyncSession, member_id: str) -> None:
-    """A member's name, tier, team or sign-up date changed: their live scores move with them."""
+async def members_changed(ctx: Context, session: AsyncSession, member_ids: list[str]) -> None:
+    """Members' names, tiers, teams or sign-up dates changed: their live scores move with them,
+    on every live board, in one statement for all of them."""
     now = utcnow()
-    live: list[tuple[Board, Span]] = []
+    live: dict[tuple[str, str], tuple[Board, Span]] = {}
     for board in boards(ctx).boards:
         span = span_at(board, now)
         if span is not None:
-            live.append((board, span))
-    if not live:
+            live[(board.id, span.key)] = (board, span)
+    if not live or not member_ids:
         return
-    profile = (await profiles(ctx, session, [member_id]))[member_id]
-    for board, span in live:
-        row = (
-            await session.execute(
-                sa.update(SCORES)
-                .where(
-                    SCORES.c.board_id == board.id,
-                    SCORES.c.period == span.key,
-                    SCORES.c.member_id == member_id,
-                )
-                .values(
-                    tier=profile.tier,
-                    team=profile.team,
-                    signed_up_at=profile.signed_up_at,
-                    version=SCORES.c.version + 1,
-                    updated_at=now,
-                )
-                .returning(
-                    SCORES.c.member_id, SCORES.c.score, SCORES.c.tiebreak, SCORES.c.version, SCORES.c.cohort
-                )
+    found = await profiles(ctx, session, sorted(set(member_ids)))
+    member = SCORES.c.member_id
+    rows = await session.execute(
+        sa.update(SCORES)
+        .where(member.in_(sorted(found)), sa.tuple_(SCORES.c.board_id, SCORES.c.period).in_(sorted(live)))
+        .values(
+            tier=sa.case({m: p.tier for m, p in found.items()}, value=member),
+            team=sa.case({m: p.team for m, p in found.items()}, value=member),
+            signed_up_at=sa.case(
+                {m: p.signed_up_at for m, p in found.items() if p.signed_up_at is not None},
+                value=member,
+                else_=None,
             )
-        ).first()
-        if row is None:
-            continue
+            if any(p.signed_up_at is not None for p in found.values())
+            else None,
+            version=SCORES.c.version + 1,
+            updated_at=now,
+        )
+        .returning(
+            SCORES.c.board_id,
+            SCORES.c.period,
+            member,
+            SCORES.c.score,
+            SCORES.c.tiebreak,
+            SCORES.c.version,
+            SCORES.c.cohort,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    for row in sorted(rows, key=lambda r: (r.board_id, r.period, r.member_id)):
+        board, span = live[(row.board_id, row.period)]
         ctx.outbox.add(
-            session,
-            "leaderboard.score",
-            index_payload(ctx, board, span, row, profile, now),
+            session, "leaderboard.score", index_payload(ctx, board, span, row, found[row.member_id], now)
         )
 
 

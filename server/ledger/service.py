@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from server.db import driver_connection, utcnow
+from server.db import driver_connection, insert_many, utcnow
 from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount
 from server.ledger.models import LedgerEntry as LedgerEntry  # what listeners of posted entries receive
@@ -259,9 +259,9 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
         if fresh:
             # Core statements on the session's connection: the same transaction, no ORM work.
             connection = await session.connection()
-            ids = (
-                await connection.execute(_INSERT_ENTRIES, [e.model_dump(exclude={"id"}) for e in fresh])
-            ).scalars()
+            ids = await insert_many(
+                session, LedgerEntry.__table__, [e.model_dump(exclude={"id"}) for e in fresh]
+            )
             for entry, entry_id in zip(fresh, ids, strict=True):
                 entry.id = entry_id
             touched = {e.member_id for e in fresh}
@@ -308,9 +308,6 @@ async def _tell_posted(ctx: Context, session: AsyncSession, fresh: list[LedgerEn
             await reaction.handle(ctx, session, run)
 
 
-_INSERT_ENTRIES = sa.insert(LedgerEntry.__table__).returning(
-    LedgerEntry.__table__.c.id, sort_by_parameter_order=True
-)
 _SAVE_ACCOUNTS = (
     sa.update(LedgerAccount.__table__)
     .where(LedgerAccount.__table__.c.member_id == sa.bindparam("m"))

@@ -99,21 +99,43 @@ _PROFILES = sa.select(
 ).where(_M.id.in_(sa.bindparam("ids", expanding=True)))
 
 
+def _read(session: AsyncSession) -> dict[str, Profile]:
+    """The profiles this unit of work has read: each domain of the pipeline asks for the same
+    members, and one statement answers them all. Every write to a member here forgets them."""
+    read: dict[str, Profile] = session.info.setdefault("member_profiles", {})
+    return read
+
+
+def _forget(session: AsyncSession) -> None:
+    session.info.pop("member_profiles", None)
+
+
 async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -> dict[str, Profile]:
     """The profiles of many members in one statement, in the caller's transaction (for each id
     asked, known or not). Every domain reads members through this, never the table itself."""
-    first_tier = tier_ladder(ctx)[0]
     if session.dirty or session.new:
         await session.flush()  # what this transaction changed of a profile is read back
-    # A Core statement on the session's connection: the same transaction, without the ORM's work.
-    rows = await (await session.connection()).execute(_PROFILES, {"ids": list(member_ids)})
-    found = {
-        r.id: Profile(
-            r.id, r.display_name, r.timezone, r.tier or first_tier, r.team_id, r.signed_up_at, r.created_at
-        )
-        for r in rows
-    }
-    return {m: found.get(m) or Profile(m, None, "UTC", first_tier, None, None, None) for m in member_ids}
+        _forget(session)
+    read = _read(session)
+    missing = [m for m in member_ids if m not in read]
+    if missing:
+        first_tier = tier_ladder(ctx)[0]
+        # A Core statement on the session's connection: the same transaction, without the ORM's work.
+        rows = await (await session.connection()).execute(_PROFILES, {"ids": missing})
+        for r in rows:
+            read[r.id] = Profile(
+                r.id,
+                r.display_name,
+                r.timezone,
+                r.tier or first_tier,
+                r.team_id,
+                r.signed_up_at,
+                r.created_at,
+            )
+        for m in missing:
+            if m not in read:
+                read[m] = Profile(m, None, "UTC", first_tier, None, None, None)
+    return {m: read[m] for m in member_ids}
 
 
 async def profile(ctx: Context, session: AsyncSession, member_id: str) -> Profile:
@@ -164,6 +186,7 @@ async def ensure_member(session: AsyncSession, member_id: str) -> bool:
     Returns True when this call created it.
     """
     check_member_id(member_id)
+    _forget(session)
     now = utcnow()
     created = await execute_counting(
         session,
@@ -178,6 +201,7 @@ async def ensure_members(session: AsyncSession, member_ids: list[str]) -> None:
     """`ensure_member` for many members in one statement."""
     if not member_ids:
         return
+    _forget(session)
     now = utcnow()
     rows = [dict(id=m, timezone="UTC", created_at=now, updated_at=now) for m in sorted(set(member_ids))]
     await session.execute(insert_ignore(session, Member.__table__), rows)
@@ -269,6 +293,7 @@ async def upsert_member(
     member.updated_at = utcnow()
     session.add(member)
     await session.flush()
+    _forget(session)
     if not created and shown != (member.display_name, member.tier, member.team_id, member.signed_up_at):
         _profile_changed(ctx, session, member_id)
     return member, created
@@ -320,15 +345,35 @@ async def change_tier(ctx: Context, session: AsyncSession, member_id: str, tier:
     """Move a member to `tier` (the tier ladder's promotions and drops); returns the tier before.
 
     Announced like any tier change, and as a profile change (the boards move the member's scores)."""
+    return (await change_tiers(ctx, session, {member_id: tier}, why))[member_id]
+
+
+async def change_tiers(
+    ctx: Context, session: AsyncSession, moves: dict[str, str], why: str
+) -> dict[str, str | None]:
+    """`change_tier` for many members in two statements; returns each one's tier before."""
+    if not moves:
+        return {}
     table = Member.__table__
-    previous = (
-        await session.execute(sa.select(table.c.tier).where(table.c.id == member_id).with_for_update())
-    ).scalar_one_or_none()
-    await session.execute(
-        sa.update(table).where(table.c.id == member_id).values(tier=tier, updated_at=utcnow())
+    members = sorted(moves)
+    _forget(session)
+    previous: dict[str, str | None] = dict.fromkeys(members)
+    rows = await session.execute(
+        sa.select(table.c.id, table.c.tier)
+        .where(table.c.id.in_(members))
+        .order_by(table.c.id)
+        .with_for_update()
     )
-    announce_tier(ctx, session, member_id, tier, previous, why)
-    _profile_changed(ctx, session, member_id)
+    previous.update({r.id: r.tier for r in rows})
+    await session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(members))
+        .values(tier=sa.case(moves, value=table.c.id), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    for member_id in members:
+        announce_tier(ctx, session, member_id, moves[member_id], previous[member_id], why)
+        _profile_changed(ctx, session, member_id)
     return previous
 
 
