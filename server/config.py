@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     manager_session_hours: float = 12.0
 
     events_batch_max: int = 1000
+    # Units of work a process writes at once for requests that share them (group commit: awards,
+    # check-ins); requests arriving meanwhile wait and go together in the next unit.
+    units_in_flight: int = 2
     realtime_history: int = 200  # live messages kept per member for `?since=` replay
     realtime_history_ttl_seconds: int = 7 * 24 * 3600
     realtime_send_queue: int = 256  # messages waiting for one socket before it is dropped as slow

@@ -7,7 +7,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -19,6 +19,9 @@ from sqlmodel import SQLModel
 from server.config import Settings
 
 metadata = SQLModel.metadata
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class TableModel(SQLModel):
@@ -239,3 +242,59 @@ async def driver_connection(session: AsyncSession) -> Any:
     session's transaction: for the few statements worth sending without the ORM."""
     conn = await session.connection()
     return (await conn.get_raw_connection()).driver_connection
+
+
+class GroupCommit(Generic[T, R]):
+    """Requests that arrive while units of work are being written wait, and go together in the
+    next unit (group commit): at low load a unit holds one request and adds no latency; under
+    load many requests share one transaction and its statements, which cost the same for one
+    member as for a hundred.
+
+    `run(items)` writes the items in one unit of work and answers each: its result, or the
+    exception that refused it alone. At most `in_flight` units run at once, each of at most
+    `most` items.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], Awaitable[list[R | BaseException]]],
+        *,
+        in_flight: int = 2,
+        most: int = 256,
+    ) -> None:
+        self._run = run
+        self._in_flight = max(1, in_flight)
+        self._most = max(1, most)
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[R] = loop.create_future()
+        self._waiting.append((item, answer))
+        if self._running < self._in_flight:
+            self._running += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                unit = self._waiting[: self._most]
+                del self._waiting[: self._most]
+                try:
+                    results: list[R | BaseException] = await self._run([item for item, _ in unit])
+                except Exception as exc:  # the unit failed as a whole: each request hears why
+                    results = [exc] * len(unit)
+                for (_, answer), result in zip(unit, results, strict=True):
+                    if answer.done():  # the caller went away; what it asked for is written anyway
+                        continue
+                    if isinstance(result, BaseException):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            self._running -= 1

@@ -22,13 +22,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from server.db import driver_connection, insert_many, utcnow
+from server.db import GroupCommit, insert_many, utcnow
 from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount
 from server.ledger.models import LedgerEntry as LedgerEntry  # what listeners of posted entries receive
 from server.ledger.schemas import EntryOut
 from server.metrics import LEDGER_ENTRIES, LEDGER_REPLAYS
-from server.outbox import OutboxRow
 from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
@@ -212,85 +211,115 @@ async def post_many(ctx: Context, session: AsyncSession, postings: list[Posting]
     and the accounts written together. Each answers like `post` (a key used before is a replay);
     a movement that would take a balance below zero refuses the whole run (409).
     """
+    answers = await post_each(ctx, session, postings, whole=True)
+    return [a for a in answers if isinstance(a, Posted)]
+
+
+async def post_each(
+    ctx: Context, session: AsyncSession, postings: list[Posting], *, whole: bool = False
+) -> list[Posted | ProblemError]:
+    """`post_many` for postings that answer separately (concurrent requests sharing a unit of work):
+    a movement refused (a balance below zero, a key used for another movement) is answered with
+    its problem and changes nothing, the others are posted. With `whole`, the first problem
+    refuses the run."""
     for p in postings:
         _check_posting(p.currency, p.amount, p.reason, p.source, p.idempotency_key, p.reverses_entry_id)
     if not postings:
         return []
     with session.no_autoflush:
         accounts = await _lock_accounts(session, [p.member_id for p in postings])
-        # Under the accounts' locks, a key is either used already (committed) or free.
-        keys = sorted({(p.member_id, p.currency, p.idempotency_key) for p in postings})
-        t = LedgerEntry.__table__
-        used = {
-            (e.member_id, e.currency, e.idempotency_key): e
-            for e in (
-                await session.execute(
-                    sa.select(LedgerEntry).where(
-                        sa.tuple_(t.c.member_id, t.c.currency, t.c.idempotency_key).in_(keys)
-                    )
-                )
-            ).scalars()
-        }
-        results: list[Posted | None] = []
+        used = await _used_keys(session, postings)
+        answers: list[Posted | ProblemError | None] = []
         fresh: list[LedgerEntry] = []
         for p in postings:
-            key = (p.member_id, p.currency, p.idempotency_key)
-            if key in used:
-                # A retried spend is answered from its entry even when it could not be made again.
-                results.append(_replay(used[key], p.amount, p.reverses_entry_id, p.idempotency_key))
-                continue
-            account = accounts[p.member_id]
-            entry = _next_entry(
-                account,
-                p.member_id,
-                p.currency,
-                p.amount,
-                p.reason,
-                p.source,
-                p.idempotency_key,
-                p.details,
-                p.reverses_entry_id,
-            )
-            setattr(account, p.currency, entry.balance_after)
-            account.seq, account.head_hash = entry.seq, entry.hash
-            used[key] = entry  # the same key twice in one run: the second is a replay
-            fresh.append(entry)
-            results.append(None)
-        if fresh:
-            # Core statements on the session's connection: the same transaction, no ORM work.
-            connection = await session.connection()
-            ids = await insert_many(
-                session, LedgerEntry.__table__, [e.model_dump(exclude={"id"}) for e in fresh]
-            )
-            for entry, entry_id in zip(fresh, ids, strict=True):
-                entry.id = entry_id
-            touched = {e.member_id for e in fresh}
-            await connection.execute(
-                _SAVE_ACCOUNTS,
-                [
-                    {
-                        "m": m,
-                        "p": accounts[m].points,
-                        "g": accounts[m].growth,
-                        "s": accounts[m].seq,
-                        "h": accounts[m].head_hash,
-                    }
-                    for m in sorted(touched)
-                ],
-            )
+            try:
+                answers.append(_decide(accounts, used, p, fresh))
+            except ProblemError as problem:
+                if whole:
+                    raise
+                answers.append(problem)
+        await _write_entries(session, accounts, fresh)
         await _tell_posted(ctx, session, fresh)
-        out: list[Posted] = []
-        fresh_iter = iter(fresh)
-        for result in results:
-            if result is not None:
-                out.append(result)
+        created = iter(fresh)
+        out: list[Posted | ProblemError] = []
+        for answer in answers:
+            if answer is not None:
+                out.append(answer)
                 continue
-            entry = next(fresh_iter)
+            entry = next(created)
             LEDGER_ENTRIES.labels(entry.currency, entry.source).inc()
             type_, data = _live(entry)
             send_live(ctx, session, entry.member_id, type_, data, at=entry.created_at)
             out.append(Posted(entry, created=True))
         return out
+
+
+async def _used_keys(
+    session: AsyncSession, postings: list[Posting]
+) -> dict[tuple[str, str, str], LedgerEntry]:
+    """The entries the postings' idempotency keys produced before. Under the accounts' locks a key
+    is either used already (committed) or free."""
+    keys = sorted({(p.member_id, p.currency, p.idempotency_key) for p in postings})
+    t = LedgerEntry.__table__
+    found = await session.execute(
+        sa.select(LedgerEntry).where(sa.tuple_(t.c.member_id, t.c.currency, t.c.idempotency_key).in_(keys))
+    )
+    return {(e.member_id, e.currency, e.idempotency_key): e for e in found.scalars()}
+
+
+def _decide(
+    accounts: dict[str, _Account],
+    used: dict[tuple[str, str, str], LedgerEntry],
+    p: Posting,
+    fresh: list[LedgerEntry],
+) -> Posted | None:
+    """A replay's answer, or None with the new entry appended to `fresh` and the account moved."""
+    key = (p.member_id, p.currency, p.idempotency_key)
+    if key in used:
+        # A retried spend is answered from its entry even when it could not be made again.
+        return _replay(used[key], p.amount, p.reverses_entry_id, p.idempotency_key)
+    account = accounts[p.member_id]
+    entry = _next_entry(
+        account,
+        p.member_id,
+        p.currency,
+        p.amount,
+        p.reason,
+        p.source,
+        p.idempotency_key,
+        p.details,
+        p.reverses_entry_id,
+    )
+    setattr(account, p.currency, entry.balance_after)
+    account.seq, account.head_hash = entry.seq, entry.hash
+    used[key] = entry  # the same key twice in one run: the second is a replay
+    fresh.append(entry)
+    return None
+
+
+async def _write_entries(
+    session: AsyncSession, accounts: dict[str, _Account], fresh: list[LedgerEntry]
+) -> None:
+    """The new entries and the accounts they moved, one statement each (Core, the same transaction)."""
+    if not fresh:
+        return
+    ids = await insert_many(session, LedgerEntry.__table__, [e.model_dump(exclude={"id"}) for e in fresh])
+    for entry, entry_id in zip(fresh, ids, strict=True):
+        entry.id = entry_id
+    touched = sorted({e.member_id for e in fresh})
+    await (await session.connection()).execute(
+        _SAVE_ACCOUNTS,
+        [
+            {
+                "m": m,
+                "p": accounts[m].points,
+                "g": accounts[m].growth,
+                "s": accounts[m].seq,
+                "h": accounts[m].head_hash,
+            }
+            for m in touched
+        ],
+    )
 
 
 async def _tell_posted(ctx: Context, session: AsyncSession, fresh: list[LedgerEntry]) -> None:
@@ -374,48 +403,6 @@ def _live(entry: LedgerEntry) -> tuple[str, dict[str, Any]]:
     }
 
 
-# PostgreSQL, one posting on its own (the brand's adjustments): the same steps as `post`, the
-# account locked through the session, then the entry, the account and the live message written in
-# one prepared statement on the driver's connection (and a look-up on a replay). The ORM's CPU per
-# statement is most of an award's cost; this path spends a fraction of it. `post` stays the one
-# path inside larger units of work, and on SQLite.
-_PG_BY_KEY = """
-SELECT * FROM ledger_entries WHERE member_id = $1 AND currency = $2 AND idempotency_key = $3
-"""
-_PG_WRITE = """
-WITH entry AS (
-    INSERT INTO ledger_entries (member_id, seq, currency, amount, balance_after, reason, source,
-                                idempotency_key, details, reverses_entry_id, created_at, prev_hash, hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, NULL, $10, $11, $12)
-    ON CONFLICT DO NOTHING
-    RETURNING id
-), account AS (
-    UPDATE ledger_accounts SET points = $13, growth = $14, seq = $2, head_hash = $12
-    WHERE member_id = $1 AND EXISTS (SELECT 1 FROM entry)
-), live AS (
-    INSERT INTO outbox (kind, payload, created_at, claimed_until, attempts)
-    SELECT 'live', json_build_object(
-        'member_id', $1::text, 'type', $15::text, 'at', $16::text,
-        'data', json_build_object('entry_id', entry.id, 'currency', $3::text, 'amount', $4::bigint,
-                                  'balance', $5::bigint, 'reason', $6::text, 'source', $7::text)),
-        $10, $17, 0
-    FROM entry
-    RETURNING id, payload::text AS payload
-)
-SELECT (SELECT id FROM entry) AS entry_id,
-       (SELECT id FROM live) AS live_id,
-       (SELECT payload FROM live) AS payload
-"""
-
-
-def _entry_from_row(row: Any) -> LedgerEntry:
-    values = dict(row)
-    values["details"] = (
-        json.loads(values["details"]) if isinstance(values["details"], str) else values["details"]
-    )
-    return LedgerEntry(**values)
-
-
 async def post_alone(
     ctx: Context,
     member_id: str,
@@ -427,73 +414,36 @@ async def post_alone(
     idempotency_key: str,
     details: dict[str, Any] | None = None,
 ) -> Posted:
-    """One posting in a unit of work of its own (what `POST /v1/members/{id}/points` does)."""
+    """One posting in a unit of work of its own (what `POST /v1/members/{id}/points` does).
+
+    Postings that arrive while others are being written go together in the next unit of work
+    (group commit): each is answered as if alone (its entry, a replay, or its own 409), and a unit
+    costs a few statements however many it holds.
+    """
     _check_posting(currency, amount, reason, source, idempotency_key, None)
-    details = details or {}
-    if ctx.settings.is_sqlite:
-        posted = await award(
-            ctx,
-            member_id,
-            amounts={currency: amount},
-            reason=reason,
-            source=source,
-            idempotency_key=idempotency_key,
-            details=details,
+    posting = Posting(member_id, currency, amount, reason, source, idempotency_key, details or {})
+    units: GroupCommit[Posting, Posted] | None = ctx.extras.get("ledger_units")
+    if units is None:
+        units = ctx.extras["ledger_units"] = GroupCommit(
+            lambda postings: _post_together(ctx, postings), in_flight=ctx.settings.units_in_flight
         )
-        return posted[0]
-    # The driver's connection under a session: what listens to postings (the boards) writes in
-    # the same transaction, through the session.
-    async with ctx.db.transaction() as session:
-        # Through the session first, which begins its transaction on the connection.
-        account = (await _lock_accounts(session, [member_id]))[member_id]
-        driver = await driver_connection(session)
-        if getattr(account, currency) + amount < 0:
-            existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
-            if existing is not None:
-                return _replay(_entry_from_row(existing), amount, None, idempotency_key)
-        entry = _next_entry(
-            account, member_id, currency, amount, reason, source, idempotency_key, details, None
-        )
-        balances = {c: getattr(account, c) for c in CURRENCIES} | {currency: entry.balance_after}
-        verb = "awarded" if amount > 0 else "deducted"
-        written = await driver.fetchrow(
-            _PG_WRITE,
-            member_id,
-            entry.seq,
-            currency,
-            amount,
-            entry.balance_after,
-            reason,
-            source,
-            idempotency_key,
-            json.dumps(details),
-            entry.created_at,
-            entry.prev_hash,
-            entry.hash,
-            balances["points"],
-            balances["growth"],
-            f"{currency}.{verb}",
-            entry.created_at.isoformat(),
-            entry.created_at + ctx.outbox.claim,
-        )
-        if written["entry_id"] is None:
-            existing = await driver.fetchrow(_PG_BY_KEY, member_id, currency, idempotency_key)
-            return _replay(_entry_from_row(existing), amount, None, idempotency_key)
-        entry.id = written["entry_id"]
-        await _tell_posted(ctx, session, [entry])
-    LEDGER_ENTRIES.labels(currency, source).inc()
-    await ctx.outbox.apply(
-        [
-            OutboxRow(
-                id=written["live_id"],
-                kind="live",
-                payload=json.loads(written["payload"]),
-                attempts=0,
-                created_at=entry.created_at,
-            )
-        ]
-    )
-    return Posted(entry, created=True)
+    return await units.submit(posting)
+
+
+async def _post_together(ctx: Context, postings: list[Posting]) -> list[Posted | BaseException]:
+    try:
+        async with ctx.db.transaction() as session:
+            answers: list[Posted | BaseException] = list(await post_each(ctx, session, postings))
+        return answers
+    except Exception as exc:
+        if len(postings) == 1:
+            return [exc]
+    # Something broke the shared unit (not a refused posting, which answers alone): each on its
+    # own, so that one request's trouble is not the others'.
+    out: list[Posted | BaseException] = []
+    for p in postings:
+        out.extend(await _post_together(ctx, [p]))
+    return out
 
 
 async def award(
