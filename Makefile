@@ -69,6 +69,11 @@ bench: $(STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "make bench: failed:$$failed" >&2; exit 1; fi
 
+# 1 and 2 server instances behind HAProxy (Debian's `haproxy`; without it the benchmark says so).
+.PHONY: bench-scaleout
+bench-scaleout: $(STAMP)
+	$(BIN)/python -m bench.scaleout
+
 # The three hot paths with py-spy attached to the real server, on PostgreSQL: each prints where the
 # server's CPU went (top functions) and writes collapsed stacks to bench/results/*.pyspy.txt.
 PROFILE_SECONDS ?= 10
