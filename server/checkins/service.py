@@ -28,11 +28,11 @@ from server.checkins.content import CheckinContent
 from server.checkins.models import COUNTED, CheckinDay, StreakState
 from server.checkins.schemas import CalendarDay, CalendarOut, CheckinOut, RepairOffer, Reward, StreakOut
 from server.content.periods import local_day
-from server.db import utcnow
+from server.db import GroupCommit, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
-from server.members.service import Profile, ensure_member, profile
+from server.members.service import Profile, ensure_member, ensure_members, profile, profiles
 from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
@@ -78,25 +78,29 @@ class Upkeep:
 
 
 async def _lock_state(session: AsyncSession, member_id: str) -> StreakState:
+    return (await _lock_states(session, [member_id]))[member_id]
+
+
+async def _lock_states(session: AsyncSession, member_ids: list[str]) -> dict[str, StreakState]:
+    """Create (if need be) and lock the streak rows of these members, in id order, in one
+    statement (ON CONFLICT DO UPDATE takes the locks); once per unit of work."""
     locked: dict[str, StreakState] = session.info.setdefault("locked_streaks", {})
-    if member_id in locked:
-        return locked[member_id]
-    # Create the row if needed and lock it, in one statement (ON CONFLICT DO UPDATE takes the lock).
-    table = StreakState.__table__
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
-        StreakState
-    )
-    state = await session.scalar(
-        insert.values(member_id=member_id)
-        .on_conflict_do_update(
-            index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
+    missing = sorted({m for m in member_ids if m not in locked})
+    if missing:
+        table = StreakState.__table__
+        insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
+            StreakState
         )
-        .returning(StreakState),
-        execution_options={"populate_existing": True},
-    )
-    assert state is not None
-    locked[member_id] = state
-    return state
+        found = await session.scalars(
+            insert.values([{"member_id": m} for m in missing])
+            .on_conflict_do_update(
+                index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
+            )
+            .returning(StreakState),
+            execution_options={"populate_existing": True},
+        )
+        locked.update({state.member_id: state for state in found})
+    return {m: locked[m] for m in member_ids}
 
 
 async def _cover(session: AsyncSession, member_id: str, day: date, kind: str, streak: int = 0) -> None:
@@ -192,12 +196,19 @@ async def settle(
     covering missed dates, or a break); returns the member, the streak, today's local date and what
     was done. Everything that changes a member's check-ins starts here."""
     member = await _member(ctx, session, member_id)
-    state = await _lock_state(session, member_id)
+    state, today, settled = await _settle_member(ctx, session, member, now)
+    return member, state, today, settled
+
+
+async def _settle_member(
+    ctx: Context, session: AsyncSession, member: Profile, now: datetime
+) -> tuple[StreakState, date, Upkeep]:
+    state = await _lock_state(session, member.member_id)
     switched = await _switch_zone_if_due(session, state, member, now)
     today = local_day(_zone_now(state, member), now)
     settled = await _settle(ctx, session, state, today)
     settled.excused = switched.excused
-    return member, state, today, settled
+    return state, today, settled
 
 
 async def _already(
@@ -235,89 +246,147 @@ async def _already(
 
 
 async def check_in(ctx: Context, member_id: str, now: datetime | None = None) -> CheckinOut:
-    """Today's check-in in the member's zone; a repeat the same date awards nothing and says so."""
+    """Today's check-in in the member's zone; a repeat the same date awards nothing and says so.
+
+    Check-ins that arrive while others are being written go together in the next unit of work
+    (group commit), each answered as if alone."""
     now = now or utcnow()
-    content = rules(ctx)
     # An app opens many times a day: answer a repeat without taking the member's lock.
     async with ctx.db.session() as session:
         state = await session.get(StreakState, member_id)
         switch_due = state is not None and state.pending_from is not None and now >= state.pending_from
         if state is not None and state.zone is not None and not switch_due:
-            answer = await _already(content, session, state, local_day(state.zone, now), state.zone, [])
+            answer = await _already(rules(ctx), session, state, local_day(state.zone, now), state.zone, [])
             if answer is not None:
                 return answer
-    async with ctx.db.transaction() as session:
-        member, state, today, upkeep = await settle(ctx, session, member_id, now)
-        zone = _zone_now(state, member)
-        answer = await _already(content, session, state, today, zone, upkeep.frozen)
-        if answer is not None:
-            return answer
-        continues = state.last_date == today - timedelta(days=1) and state.current > 0
-        streak = state.current + 1 if continues else 1
-        reward = reward_for_streak(content, streak)
-        session.add(
-            CheckinDay(
-                member_id=member_id,
-                day=today,
-                kind="checked_in",
-                streak=streak,
-                cycle_day=reward.cycle_day,
-                points=reward.points,
-                growth=reward.growth,
-                created_at=now,
-            )
+    units: GroupCommit[tuple[str, datetime], CheckinOut] | None = ctx.extras.get("checkin_units")
+    if units is None:
+        units = ctx.extras["checkin_units"] = GroupCommit(
+            lambda asks: _check_in_together(ctx, asks), in_flight=ctx.settings.units_in_flight
         )
-        state.current = streak
-        state.longest = max(state.longest, streak)
-        state.last_date = today
-        await _award(ctx, session, member_id, today, reward)
-        payload = {
-            "date": today.isoformat(),
-            "streak": streak,
-            "cycle_day": reward.cycle_day,
-            "chest": reward.chest,
-            "reward": {"points": reward.points, "growth": reward.growth},
-        }
-        send_live(ctx, session, member_id, "checkin.completed", payload)
-        _streak_updated(ctx, session, state)
-        emit(
-            ctx,
-            session,
-            DomainEvent(
-                event_id=f"checkin:{member_id}:{today.isoformat()}",
-                member_id=member_id,
-                type="checkin.completed",
-                occurred_at=now,
-                properties=payload,
-                source="checkin",
-            ),
-        )
-        return CheckinOut(
-            date=today,
-            already_checked_in=False,
+    return await units.submit((member_id, now))
+
+
+async def _check_in_together(
+    ctx: Context, asks: list[tuple[str, datetime]]
+) -> list[CheckinOut | BaseException]:
+    try:
+        async with ctx.db.transaction() as session:
+            answers: list[CheckinOut | BaseException] = list(await check_in_many(ctx, session, asks))
+        return answers
+    except Exception as exc:
+        if len(asks) == 1:
+            return [exc]
+    # Something broke the shared unit: each on its own, so that one member's trouble is not the others'.
+    out: list[CheckinOut | BaseException] = []
+    for ask in asks:
+        out.extend(await _check_in_together(ctx, [ask]))
+    return out
+
+
+async def check_in_many(
+    ctx: Context, session: AsyncSession, asks: list[tuple[str, datetime]]
+) -> list[CheckinOut]:
+    """Check in these members in the caller's unit of work, a statement per table for all of them:
+    their profiles and streaks read and locked together, the days, the ledger postings and the
+    events written together."""
+    content = rules(ctx)
+    members = sorted({m for m, _ in asks})
+    found = await profiles(ctx, session, members)
+    unknown = [m for m, p in found.items() if not p.known]
+    if unknown:
+        await ensure_members(session, unknown)
+        found = await profiles(ctx, session, members)
+    await _lock_states(session, members)
+    postings: list[ledger.Posting] = []
+    answers = []
+    seen: set[str] = set()
+    for member_id, now in asks:
+        if member_id in seen:
+            await session.flush()  # the same member twice in one unit: the second reads the first
+        seen.add(member_id)
+        answers.append(await _check_in_one(ctx, session, content, found[member_id], now, postings))
+    await ledger.post_many(ctx, session, postings)
+    return answers
+
+
+async def _check_in_one(
+    ctx: Context,
+    session: AsyncSession,
+    content: CheckinContent,
+    member: Profile,
+    now: datetime,
+    postings: list[ledger.Posting],
+) -> CheckinOut:
+    """One member's check-in within a unit of work: the day, the streak, the postings to make."""
+    member_id = member.member_id
+    state, today, upkeep = await _settle_member(ctx, session, member, now)
+    zone = _zone_now(state, member)
+    answer = await _already(content, session, state, today, zone, upkeep.frozen)
+    if answer is not None:
+        return answer
+    continues = state.last_date == today - timedelta(days=1) and state.current > 0
+    streak = state.current + 1 if continues else 1
+    reward = reward_for_streak(content, streak)
+    session.add(
+        CheckinDay(
+            member_id=member_id,
+            day=today,
+            kind="checked_in",
             streak=streak,
-            longest_streak=state.longest,
             cycle_day=reward.cycle_day,
-            reward=reward,
-            freezes_held=state.freezes_held,
-            freezes_used=upkeep.frozen,
-            timezone=zone,
+            points=reward.points,
+            growth=reward.growth,
+            created_at=now,
         )
+    )
+    state.current = streak
+    state.longest = max(state.longest, streak)
+    state.last_date = today
+    postings.extend(_postings(member_id, today, reward))
+    payload = {
+        "date": today.isoformat(),
+        "streak": streak,
+        "cycle_day": reward.cycle_day,
+        "chest": reward.chest,
+        "reward": {"points": reward.points, "growth": reward.growth},
+    }
+    send_live(ctx, session, member_id, "checkin.completed", payload)
+    _streak_updated(ctx, session, state)
+    emit(
+        ctx,
+        session,
+        DomainEvent(
+            event_id=f"checkin:{member_id}:{today.isoformat()}",
+            member_id=member_id,
+            type="checkin.completed",
+            occurred_at=now,
+            properties=payload,
+            source="checkin",
+        ),
+    )
+    return CheckinOut(
+        date=today,
+        already_checked_in=False,
+        streak=streak,
+        longest_streak=state.longest,
+        cycle_day=reward.cycle_day,
+        reward=reward,
+        freezes_held=state.freezes_held,
+        freezes_used=upkeep.frozen,
+        timezone=zone,
+    )
 
 
-async def _award(ctx: Context, session: AsyncSession, member_id: str, day: date, reward: Reward) -> None:
+def _postings(member_id: str, day: date, reward: Reward) -> list[ledger.Posting]:
     reason = "daily check-in" + (" chest" if reward.chest else "")
     key = f"checkin:{member_id}:{day.isoformat()}"
     details = {"date": day.isoformat(), "cycle_day": reward.cycle_day}
-    await ledger.post_many(
-        ctx,
-        session,
-        [
-            ledger.Posting(member_id, currency, amount, reason, "checkin", key, details)
-            for currency, amount in (("points", reward.points), ("growth", reward.growth))
-            if amount
-        ],
-    )
+    return [
+        ledger.Posting(member_id, currency, amount, reason, "checkin", key, details)
+        for currency, amount in (("points", reward.points), ("growth", reward.growth))
+        if amount
+    ]
 
 
 async def _spend(

@@ -62,6 +62,36 @@ async def test_many_concurrent_check_ins_award_once(ctx):
     assert sorted(e.currency for e in entries) == ["growth", "points"]
 
 
+async def test_members_checking_in_together_share_a_unit_and_each_get_their_day(ctx):
+    """Check-ins arriving together are written in one unit of work (group commit); each member
+    gets their own date in their own zone, their own reward once, and a repeat inside the same
+    unit is answered as a repeat."""
+    zones = ["Europe/Paris", "Asia/Tokyo", "America/New_York", "Pacific/Kiritimati", "UTC"]
+    members = [await new_member(ctx, zones[i % len(zones)]) for i in range(25)]
+    now = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
+    asks = [*members, members[0], members[7]]  # two members twice at once
+    results = await asyncio.gather(*(checkins.check_in(ctx, m, now) for m in asks))
+    firsts = [r for r in results if not r.already_checked_in]
+    assert len(firsts) == 25
+    for member_id, result in zip(asks, results, strict=True):
+        zone = zones[members.index(member_id) % len(zones)]
+        assert result.date == now.astimezone(ZoneInfo(zone)).date() and result.timezone == zone
+        assert result.streak == 1
+    async with ctx.db.session() as session:
+        entries = (
+            await session.execute(
+                sa.select(LedgerEntry.member_id, LedgerEntry.currency, LedgerEntry.amount).where(
+                    LedgerEntry.member_id.in_(members), LedgerEntry.source == "checkin"
+                )
+            )
+        ).all()
+    reward = firsts[0].reward
+    assert sorted(entries) == sorted(
+        [(m, "points", reward.points) for m in members] + [(m, "growth", reward.growth) for m in members]
+    )
+    assert (await ledger.verify(ctx)).problems == []
+
+
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Etc/GMT+12", "Asia/Kathmandu"])
 async def test_day_boundary_in_extreme_zones(ctx, zone):
     member_id = await new_member(ctx, zone)
