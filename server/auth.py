@@ -20,7 +20,7 @@ from server import ratelimit
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
 from server.db import TableModel, UTCDateTime, execute_counting, utcnow
 from server.errors import ProblemError
-from server.members.service import MEMBER_ID_RE, ensure_member, member_exists, remember_member
+from server.members.service import MEMBER_ID_RE, ensure_known
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -175,11 +175,7 @@ async def verify_api_key(ctx: Context, presented: str) -> ApiClient:
 
 async def _known_member(ctx: Context, member_id: str) -> None:
     """A valid token for an unknown member creates a bare member (remembered per process)."""
-    if await member_exists(ctx, member_id):
-        return
-    async with ctx.db.transaction() as session:
-        await ensure_member(session, member_id)
-    remember_member(ctx, member_id)
+    await ensure_known(ctx, member_id)
 
 
 async def count_failure(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> None:

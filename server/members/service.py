@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.ladder import tier_names
-from server.db import after_commit, execute_counting, insert_ignore, utcnow
+from server.db import GroupCommit, after_commit, execute_counting, insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend
@@ -229,6 +229,27 @@ async def member_exists(ctx: Context, member_id: str) -> bool:
         return False
     remember_member(ctx, member_id)
     return True
+
+
+async def ensure_known(ctx: Context, member_id: str) -> None:
+    """A bare member for the valid token of a member not known yet. Members first seen at the
+    same time are created together, in one unit of work (group commit)."""
+    if await member_exists(ctx, member_id):
+        return
+    check_member_id(member_id)
+    units: GroupCommit[str, None] | None = ctx.extras.get("member_units")
+    if units is None:
+        units = ctx.extras["member_units"] = GroupCommit(
+            lambda ids: _create_together(ctx, ids), in_flight=ctx.settings.units_in_flight
+        )
+    await units.submit(member_id)
+    remember_member(ctx, member_id)
+
+
+async def _create_together(ctx: Context, member_ids: list[str]) -> list[BaseException | None]:
+    async with ctx.db.transaction() as session:
+        await ensure_members(session, member_ids)
+    return [None] * len(member_ids)
 
 
 async def get_member(session: AsyncSession, member_id: str) -> Member | None:
