@@ -134,14 +134,20 @@ class Outbox:
         return [Held(row_id, kind, payload) for row_id, (kind, payload) in zip(ids, queued, strict=True)]
 
     async def apply(self, rows: Sequence[OutboxRow | Held], retry: bool = False) -> None:
-        """Apply rows this process holds, in order; keep the ones that fail for the drain.
+        """Apply rows this process holds; keep the ones that fail for the drain.
 
-        Consecutive rows of one kind go to their effect together; if that run fails, each of its
-        rows is tried alone, so that one bad row does not hold the others back.
+        The rows of each kind go to their effect together, in their order (effects of different
+        kinds do not depend on each other's order: a unit of work of many members interleaves
+        their live messages, scores and events, and each kind is still one round trip). If a run
+        fails, each of its rows is tried alone, so that one bad row does not hold the others back.
         """
         done: list[int] = []
         failed: list[tuple[int, int, str]] = []
-        for kind, group in itertools.groupby(rows, key=lambda r: r.kind):
+        first_seen: dict[str, int] = {}
+        for r in rows:
+            first_seen.setdefault(r.kind, len(first_seen))
+        ordered = sorted(rows, key=lambda r: first_seen[r.kind])  # stable: each kind keeps its order
+        for kind, group in itertools.groupby(ordered, key=lambda r: r.kind):
             run = list(group)
             items = [(r.id, r.payload) for r in run]
             try:
