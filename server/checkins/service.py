@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -37,6 +38,8 @@ from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
     from server.context import Context
+
+log = structlog.get_logger(__name__)
 
 
 def rules(ctx: Context) -> CheckinContent:
@@ -277,6 +280,7 @@ async def _check_in_together(
     except Exception as exc:
         if len(asks) == 1:
             return [exc]
+        log.warning("checkin_unit_failed", members=len(asks), error=repr(exc))
     # Something broke the shared unit: each on its own, so that one member's trouble is not the others'.
     out: list[CheckinOut | BaseException] = []
     for ask in asks:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -32,6 +33,8 @@ from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
     from server.context import Context
+
+log = structlog.get_logger(__name__)
 
 MAX_AMOUNT = 10**12
 MAX_ID = 2**31 - 1
@@ -438,6 +441,7 @@ async def _post_together(ctx: Context, postings: list[Posting]) -> list[Posted |
     except Exception as exc:
         if len(postings) == 1:
             return [exc]
+        log.warning("ledger_unit_failed", postings=len(postings), error=repr(exc))
     # Something broke the shared unit (not a refused posting, which answers alone): each on its
     # own, so that one request's trouble is not the others'.
     out: list[Posted | BaseException] = []
