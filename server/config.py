@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     content_dir: Path = Path("./content")
     # Empty means a SQLite file under data_dir.
     database_url: str = ""
-    database_pool_size: int = 10
+    database_pool_size: int = 20
     # Empty means an embedded redis-server started and stopped with the app (one process only).
     redis_url: str = ""
     # Every Redis key and channel starts with this, so deployments and tests can share one Redis.

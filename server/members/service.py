@@ -317,6 +317,11 @@ async def upsert_member(
     _forget(session)
     if not created and shown != (member.display_name, member.tier, member.team_id, member.signed_up_at):
         _profile_changed(ctx, session, member_id)
+
+    async def remember() -> None:  # the brand's next award for this member needs no look-up
+        remember_member(ctx, member_id)
+
+    after_commit(session, remember)
     return member, created
 
 
