@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,15 +56,25 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+# JSON columns (quest and badge progress, event properties, outbox payloads) are encoded with
+# msgspec's C encoder: the standard library's was about a tenth of the CPU of a batch of events.
+_JSON = {"json_serializer": _json_text, "json_deserializer": msgspec.json.decode}
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON)
         _sqlite_write_transactions(engine)
         return engine
     return create_async_engine(
         url,
+        **_JSON,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         # No pre-ping: it costs three round trips per checkout. A connection the server dropped is
