@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -226,6 +226,13 @@ async def _already(
     if state.last_date is None or today > state.last_date:
         return None
     row = await session.get(CheckinDay, (state.member_id, min(today, state.last_date)))
+    return _repeat_answer(content, state, row, today, zone, frozen)
+
+
+def _repeat_answer(
+    content: CheckinContent, state: Any, row: Any, today: date, zone: str, frozen: list[date]
+) -> CheckinOut:
+    """A repeat's answer from the streak and the covered date's row (what was awarded that date)."""
     cycle_day = (
         row.cycle_day if row and row.cycle_day else reward_for_streak(content, state.current).cycle_day
     )
@@ -255,19 +262,58 @@ async def check_in(ctx: Context, member_id: str, now: datetime | None = None) ->
     (group commit), each answered as if alone."""
     now = now or utcnow()
     # An app opens many times a day: answer a repeat without taking the member's lock.
-    async with ctx.db.session() as session:
-        state = await session.get(StreakState, member_id)
-        switch_due = state is not None and state.pending_from is not None and now >= state.pending_from
-        if state is not None and state.zone is not None and not switch_due:
-            answer = await _already(rules(ctx), session, state, local_day(state.zone, now), state.zone, [])
-            if answer is not None:
-                return answer
+    answer = await _repeat(ctx, member_id, now)
+    if answer is not None:
+        return answer
     units: GroupCommit[tuple[str, datetime], CheckinOut] | None = ctx.extras.get("checkin_units")
     if units is None:
         units = ctx.extras["checkin_units"] = GroupCommit(
             lambda asks: _check_in_together(ctx, asks), in_flight=ctx.settings.units_in_flight
         )
     return await units.submit((member_id, now))
+
+
+_S = StreakState.__table__.c
+_D = CheckinDay.__table__.c
+# A member's streak and the row of its last covered date, in one statement.
+_REPEAT = (
+    sa.select(
+        _S.member_id,
+        _S.current,
+        _S.longest,
+        _S.last_date,
+        _S.freezes_held,
+        _S.zone,
+        _S.pending_from,
+        _D.day,
+        _D.kind,
+        _D.cycle_day,
+        _D.points,
+        _D.growth,
+    )
+    .select_from(
+        StreakState.__table__.outerjoin(
+            CheckinDay.__table__, sa.and_(_D.member_id == _S.member_id, _D.day == _S.last_date)
+        )
+    )
+    .where(_S.member_id == sa.bindparam("m"))
+)
+
+
+async def _repeat(ctx: Context, member_id: str, now: datetime) -> CheckinOut | None:
+    """The answer to a repeat of today's check-in, read without a transaction; None when this is
+    not a plain repeat (no check-in yet today, a zone switch due, a date behind after a change)."""
+    async with ctx.db.session() as session:
+        found = (await (await session.connection()).execute(_REPEAT, {"m": member_id})).first()
+    if found is None or found.zone is None or found.last_date is None:
+        return None
+    if found.pending_from is not None and now >= found.pending_from:
+        return None
+    today = local_day(found.zone, now)
+    if today != found.last_date:
+        return None
+    row = found if found.day is not None else None
+    return _repeat_answer(rules(ctx), found, row, today, found.zone, [])
 
 
 async def _check_in_together(
