@@ -283,6 +283,17 @@ class GroupCommit(Generic[T, R]):
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @classmethod
+    def shared(
+        cls, ctx: Any, name: str, run: Callable[[list[T]], Awaitable[list[R | BaseException]]]
+    ) -> GroupCommit[T, R]:
+        """The process's group commit called `name`, kept in the context (`ctx.extras`) and made
+        on first use, with `ENGAGE_UNITS_IN_FLIGHT` units at most."""
+        found: GroupCommit[T, R] | None = ctx.extras.get(name)
+        if found is None:
+            found = ctx.extras[name] = cls(run, in_flight=ctx.settings.units_in_flight)
+        return found
+
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[R] = loop.create_future()

@@ -265,11 +265,9 @@ async def check_in(ctx: Context, member_id: str, now: datetime | None = None) ->
     answer = await _repeat(ctx, member_id, now)
     if answer is not None:
         return answer
-    units: GroupCommit[tuple[str, datetime], CheckinOut] | None = ctx.extras.get("checkin_units")
-    if units is None:
-        units = ctx.extras["checkin_units"] = GroupCommit(
-            lambda asks: _check_in_together(ctx, asks), in_flight=ctx.settings.units_in_flight
-        )
+    units: GroupCommit[tuple[str, datetime], CheckinOut] = GroupCommit.shared(
+        ctx, "checkin_units", lambda asks: _check_in_together(ctx, asks)
+    )
     return await units.submit((member_id, now))
 
 

@@ -425,11 +425,9 @@ async def post_alone(
     """
     _check_posting(currency, amount, reason, source, idempotency_key, None)
     posting = Posting(member_id, currency, amount, reason, source, idempotency_key, details or {})
-    units: GroupCommit[Posting, Posted] | None = ctx.extras.get("ledger_units")
-    if units is None:
-        units = ctx.extras["ledger_units"] = GroupCommit(
-            lambda postings: _post_together(ctx, postings), in_flight=ctx.settings.units_in_flight
-        )
+    units: GroupCommit[Posting, Posted] = GroupCommit.shared(
+        ctx, "ledger_units", lambda postings: _post_together(ctx, postings)
+    )
     return await units.submit(posting)
 
 

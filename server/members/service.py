@@ -237,11 +237,9 @@ async def ensure_known(ctx: Context, member_id: str) -> None:
     if await member_exists(ctx, member_id):
         return
     check_member_id(member_id)
-    units: GroupCommit[str, None] | None = ctx.extras.get("member_units")
-    if units is None:
-        units = ctx.extras["member_units"] = GroupCommit(
-            lambda ids: _create_together(ctx, ids), in_flight=ctx.settings.units_in_flight
-        )
+    units: GroupCommit[str, None] = GroupCommit.shared(
+        ctx, "member_units", lambda ids: _create_together(ctx, ids)
+    )
     await units.submit(member_id)
     remember_member(ctx, member_id)
 
