@@ -151,27 +151,32 @@ class Pipeline:
             domains, "content kind", lambda d: {k.name: k for k in d.content}
         )
         self.jobs: dict[str, Job] = _merged(domains, "job", lambda d: {j.name: j for j in d.jobs})
-        # Per content served (its identity) and event type: the handlers that want it.
-        self._by_type: dict[tuple[int, str], tuple[OnEvents, ...]] = {}
-        self._by_currency: dict[tuple[int, str], tuple[OnPosted, ...]] = {}
+        # For the content served (what `wants` reads), by event type and by currency: the
+        # handlers that want it. Forgotten whenever another content is served.
+        self._indexed: object = None
+        self._by_type: dict[str, tuple[OnEvents, ...]] = {}
+        self._by_currency: dict[str, tuple[OnPosted, ...]] = {}
+
+    def _index(self, ctx: Context) -> None:
+        content = getattr(ctx, "content", None)
+        if content is not self._indexed or len(self._by_type) > 10_000:
+            self._indexed = content
+            self._by_type = {}
+            self._by_currency = {}
 
     def for_event(self, ctx: Context, event_type: str) -> tuple[OnEvents, ...]:
         """The handlers that want events of this type under the content serving now, in order."""
-        key = (id(ctx.content), event_type)
-        found = self._by_type.get(key)
+        self._index(ctx)
+        found = self._by_type.get(event_type)
         if found is None:
-            if len(self._by_type) > 10_000:
-                self._by_type.clear()  # content changed many times: forget the old versions
-            found = self._by_type[key] = tuple(r for r in self.on_events if r.wants(ctx, event_type))
+            found = self._by_type[event_type] = tuple(r for r in self.on_events if r.wants(ctx, event_type))
         return found
 
     def for_currency(self, ctx: Context, currency: str) -> tuple[OnPosted, ...]:
-        key = (id(ctx.content), currency)
-        found = self._by_currency.get(key)
+        self._index(ctx)
+        found = self._by_currency.get(currency)
         if found is None:
-            if len(self._by_currency) > 1_000:
-                self._by_currency.clear()
-            found = self._by_currency[key] = tuple(r for r in self.on_posted if r.wants(ctx, currency))
+            found = self._by_currency[currency] = tuple(r for r in self.on_posted if r.wants(ctx, currency))
         return found
 
     def wanted(self, ctx: Context, event_type: str) -> bool:
