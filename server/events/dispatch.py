@@ -138,13 +138,4 @@ async def _handle(ctx: Context, session: AsyncSession, events: list[DomainEvent]
             )
         ).scalars()
     )
-    events = [e for e in events if e.event_id in fresh]
-    # Each domain in the pipeline's order, with the events it wants (looked up once per type).
-    runs: dict[int, list[DomainEvent]] = {}
-    for event in events:
-        for reaction in ctx.pipeline.for_event(ctx, event.type):
-            runs.setdefault(id(reaction), []).append(event)
-    for reaction in ctx.pipeline.on_events:
-        run = runs.get(id(reaction))
-        if run:
-            await reaction.handle(ctx, session, run)
+    await ctx.pipeline.handle_events(ctx, session, [e for e in events if e.event_id in fresh])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -182,6 +182,16 @@ class Pipeline:
     def wanted(self, ctx: Context, event_type: str) -> bool:
         return bool(self.for_event(ctx, event_type))
 
+    async def handle_events(self, ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+        """Each domain in the list's order, with the run of these events it wants."""
+        for reaction, run in _runs(self.on_events, events, lambda e: self.for_event(ctx, e.type)):
+            await reaction.handle(ctx, session, run)
+
+    async def handle_posted(self, ctx: Context, session: AsyncSession, entries: list[Any]) -> None:
+        """Each domain in the list's order, with the new ledger entries of the currencies it counts."""
+        for reaction, run in _runs(self.on_posted, entries, lambda e: self.for_currency(ctx, e.currency)):
+            await reaction.handle(ctx, session, run)
+
     def describe(self) -> list[str]:
         """What reacts to what, in order: one line per domain (for `engage pipeline`)."""
         lines = []
@@ -205,6 +215,21 @@ class Pipeline:
         use_kinds(self.kinds.values())
         _installed = self
         return self
+
+
+R = TypeVar("R")
+Item = TypeVar("Item")
+
+
+def _runs(
+    ordered: tuple[R, ...], items: list[Item], wanting: Callable[[Item], tuple[R, ...]]
+) -> list[tuple[R, list[Item]]]:
+    """The items each reaction wants (looked up through the index), in the reactions' order."""
+    runs: dict[int, list[Item]] = {}
+    for item in items:
+        for reaction in wanting(item):
+            runs.setdefault(id(reaction), []).append(item)
+    return [(r, runs[id(r)]) for r in ordered if id(r) in runs]
 
 
 _installed: Pipeline | None = None

@@ -242,7 +242,9 @@ async def post_each(
                     raise
                 answers.append(problem)
         await _write_entries(session, accounts, fresh)
-        await _tell_posted(ctx, session, fresh)
+        # The domains that count what members earn (the boards, the tiers) see the new entries
+        # in the same transaction, in the pipeline's order.
+        await ctx.pipeline.handle_posted(ctx, session, fresh)
         created = iter(fresh)
         out: list[Posted | ProblemError] = []
         for answer in answers:
@@ -323,21 +325,6 @@ async def _write_entries(
             for m in touched
         ],
     )
-
-
-async def _tell_posted(ctx: Context, session: AsyncSession, fresh: list[LedgerEntry]) -> None:
-    """The domains that count what members earn (the boards, the tiers) see the new entries in the
-    same transaction, in the pipeline's order."""
-    if not fresh:
-        return
-    runs: dict[int, list[LedgerEntry]] = {}
-    for entry in fresh:
-        for reaction in ctx.pipeline.for_currency(ctx, entry.currency):
-            runs.setdefault(id(reaction), []).append(entry)
-    for reaction in ctx.pipeline.on_posted:
-        run = runs.get(id(reaction))
-        if run:
-            await reaction.handle(ctx, session, run)
 
 
 _SAVE_ACCOUNTS = (
