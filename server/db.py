@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
@@ -20,6 +21,7 @@ from sqlmodel import SQLModel
 from server.config import Settings
 
 metadata = SQLModel.metadata
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -266,7 +268,9 @@ class GroupCommit(Generic[T, R]):
 
     `run(items)` writes the items in one unit of work and answers each: its result, or the
     exception that refused it alone. At most `in_flight` units run at once, each of at most
-    `most` items.
+    `most` items. A unit that fails as a whole answers each of its requests with that error or,
+    with `alone_on_failure` (named `name` in the log), is written again one request at a time,
+    so that one request's trouble is not the others'.
     """
 
     def __init__(
@@ -275,10 +279,12 @@ class GroupCommit(Generic[T, R]):
         *,
         in_flight: int = 2,
         most: int = 256,
+        alone_on_failure: str | None = None,
     ) -> None:
         self._run = run
         self._in_flight = max(1, in_flight)
         self._most = max(1, most)
+        self._alone_on_failure = alone_on_failure
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -288,10 +294,11 @@ class GroupCommit(Generic[T, R]):
         cls, ctx: Any, name: str, run: Callable[[list[T]], Awaitable[list[R | BaseException]]]
     ) -> GroupCommit[T, R]:
         """The process's group commit called `name`, kept in the context (`ctx.extras`) and made
-        on first use, with `ENGAGE_UNITS_IN_FLIGHT` units at most."""
+        on first use, with `ENGAGE_UNITS_IN_FLIGHT` units at most; a unit that fails as a whole
+        is written again one request at a time."""
         found: GroupCommit[T, R] | None = ctx.extras.get(name)
         if found is None:
-            found = ctx.extras[name] = cls(run, in_flight=ctx.settings.units_in_flight)
+            found = ctx.extras[name] = cls(run, in_flight=ctx.settings.units_in_flight, alone_on_failure=name)
         return found
 
     async def submit(self, item: T) -> R:
@@ -310,10 +317,7 @@ class GroupCommit(Generic[T, R]):
             while self._waiting:
                 unit = self._waiting[: self._most]
                 del self._waiting[: self._most]
-                try:
-                    results: list[R | BaseException] = await self._run([item for item, _ in unit])
-                except Exception as exc:  # the unit failed as a whole: each request hears why
-                    results = [exc] * len(unit)
+                results = await self._write([item for item, _ in unit])
                 for (_, answer), result in zip(unit, results, strict=True):
                     if answer.done():  # the caller went away; what it asked for is written anyway
                         continue
@@ -323,3 +327,14 @@ class GroupCommit(Generic[T, R]):
                         answer.set_result(result)
         finally:
             self._running -= 1
+
+    async def _write(self, items: list[T]) -> list[R | BaseException]:
+        try:
+            return await self._run(items)
+        except Exception as exc:  # the unit failed as a whole
+            if self._alone_on_failure is None or len(items) == 1:
+                return [exc] * len(items)
+            log.warning(
+                "unit_of_work_failed", unit=self._alone_on_failure, requests=len(items), error=repr(exc)
+            )
+        return [result for item in items for result in await self._write([item])]

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -38,8 +37,6 @@ from server.realtime.hub import send_live
 
 if TYPE_CHECKING:
     from server.context import Context
-
-log = structlog.get_logger(__name__)
 
 
 def rules(ctx: Context) -> CheckinContent:
@@ -317,19 +314,8 @@ async def _repeat(ctx: Context, member_id: str, now: datetime) -> CheckinOut | N
 async def _check_in_together(
     ctx: Context, asks: list[tuple[str, datetime]]
 ) -> list[CheckinOut | BaseException]:
-    try:
-        async with ctx.db.transaction() as session:
-            answers: list[CheckinOut | BaseException] = list(await check_in_many(ctx, session, asks))
-        return answers
-    except Exception as exc:
-        if len(asks) == 1:
-            return [exc]
-        log.warning("checkin_unit_failed", members=len(asks), error=repr(exc))
-    # Something broke the shared unit: each on its own, so that one member's trouble is not the others'.
-    out: list[CheckinOut | BaseException] = []
-    for ask in asks:
-        out.extend(await _check_in_together(ctx, [ask]))
-    return out
+    async with ctx.db.transaction() as session:
+        return list(await check_in_many(ctx, session, asks))
 
 
 async def check_in_many(

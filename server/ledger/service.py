@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -34,7 +33,6 @@ from server.realtime.hub import send_live
 if TYPE_CHECKING:
     from server.context import Context
 
-log = structlog.get_logger(__name__)
 
 MAX_AMOUNT = 10**12
 MAX_ID = 2**31 - 1
@@ -419,20 +417,8 @@ async def post_alone(
 
 
 async def _post_together(ctx: Context, postings: list[Posting]) -> list[Posted | BaseException]:
-    try:
-        async with ctx.db.transaction() as session:
-            answers: list[Posted | BaseException] = list(await post_each(ctx, session, postings))
-        return answers
-    except Exception as exc:
-        if len(postings) == 1:
-            return [exc]
-        log.warning("ledger_unit_failed", postings=len(postings), error=repr(exc))
-    # Something broke the shared unit (not a refused posting, which answers alone): each on its
-    # own, so that one request's trouble is not the others'.
-    out: list[Posted | BaseException] = []
-    for p in postings:
-        out.extend(await _post_together(ctx, [p]))
-    return out
+    async with ctx.db.transaction() as session:
+        return list(await post_each(ctx, session, postings))
 
 
 async def award(

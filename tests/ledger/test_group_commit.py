@@ -77,3 +77,23 @@ async def test_a_unit_that_fails_as_a_whole_answers_each_request() -> None:
     # That unit failed as a whole (13 was in it): each of its requests hears why.
     assert all(isinstance(a, RuntimeError) for a in answers)
     assert await commit.submit(12) == 24
+
+
+async def test_a_shared_unit_that_fails_is_written_again_one_request_at_a_time() -> None:
+    async def run(items: list[int]) -> list[int | BaseException]:
+        await asyncio.sleep(0.01)
+        if 13 in items:
+            raise RuntimeError("unlucky unit")
+        return [i * 2 for i in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(run, in_flight=1, alone_on_failure="test")
+    first = asyncio.ensure_future(commit.submit(1))
+    await asyncio.sleep(0)
+    answers = await asyncio.gather(*(commit.submit(i) for i in range(10, 20)), return_exceptions=True)
+    assert await first == 2
+    # Only the request that broke the unit fails; the others are written alone and answered.
+    assert [a if isinstance(a, int) else "failed" for a in answers] == [
+        *(i * 2 for i in range(10, 13)),
+        "failed",
+        *(i * 2 for i in range(14, 20)),
+    ]
