@@ -5,7 +5,7 @@ from litestar.params import Parameter
 
 from server.auth import ApiClient
 from server.context import Context
-from server.errors import not_found
+from server.errors import ProblemError, not_found
 from server.ledger import service
 from server.ledger.schemas import EntryOut, LedgerPage, PointsIn, ReversalIn
 from server.members.service import check_member_id, member_exists
@@ -19,8 +19,18 @@ class LedgerController(Controller):
     async def adjust(
         self, ctx: Context, api_client: ApiClient, member_id: str, data: PointsIn
     ) -> Response[EntryOut]:
-        """Credit or debit a member (brand systems). The same idempotency key always gives the same entry."""
+        """Credit or debit a member (brand systems). The same idempotency key always gives the same entry.
+
+        `source` labels the entry: `adjustment` (the default, a correction either way), or a
+        credit for a `promotion` or a `service_recovery`.
+        """
         check_member_id(member_id)
+        if data.source != "adjustment" and data.amount < 0:
+            raise ProblemError(
+                400,
+                "invalid_amount",
+                f"A {data.source} gives; take back with source `adjustment` or a reversal.",
+            )
         if not await member_exists(ctx, member_id):
             raise not_found("member", member_id)
         posted = await service.post_alone(
@@ -32,6 +42,7 @@ class LedgerController(Controller):
             source=data.source,
             idempotency_key=data.idempotency_key,
             details={"api_key": api_client.key_id},
+            audited_by=api_client.actor,
         )
         headers = {} if posted.created else {"Idempotent-Replayed": "true"}
         return Response(service.to_out(posted.entry), headers=headers)
@@ -46,8 +57,12 @@ class LedgerController(Controller):
     ) -> EntryOut:
         """Cancel an entry with a new, opposite entry (brand systems). Reversing twice changes nothing."""
         check_member_id(member_id)
+        if not await member_exists(ctx, member_id):
+            raise not_found("member", member_id)
         async with ctx.db.transaction() as session:
-            posted = await service.reverse(ctx, session, member_id, entry_id, data.reason)
+            posted = await service.reverse(
+                ctx, session, member_id, entry_id, data.reason, audited_by=api_client.actor
+            )
         return service.to_out(posted.entry)
 
     @get("/ledger", operation_id="getLedger")

@@ -5,13 +5,18 @@ from typing import Any, Literal
 
 import msgspec
 
+# What a brand's adjustment may be labelled: never a source the server posts itself (`referral`,
+# `quest`, `reversal`…), whose entries count by their own rules (tier dimensions, board
+# corrections). `adjustment` alone may take back: lower growth, take points off the boards.
+BrandSource = Literal["adjustment", "promotion", "service_recovery"]
+
 
 class PointsIn(msgspec.Struct, forbid_unknown_fields=True):
     amount: int
     reason: str
     idempotency_key: str
     currency: Literal["points", "growth"] = "points"
-    source: str = "adjustment"
+    source: BrandSource = "adjustment"
 
 
 class ReversalIn(msgspec.Struct, forbid_unknown_fields=True):

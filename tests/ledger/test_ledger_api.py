@@ -144,7 +144,7 @@ async def test_bad_input_is_a_clear_4xx(http, as_brand, member_id):
         ({"amount": 5, "reason": "x"}, 400, "validation_error"),
         ({"amount": 5, "reason": "x", "idempotency_key": "k", "currency": "gold"}, 400, "validation_error"),
         ({"amount": 5, "reason": "x", "idempotency_key": "k", "extra": 1}, 400, "validation_error"),
-        ({"amount": 5, "reason": "x", "idempotency_key": "k", "source": "s" * 65}, 400, "invalid_source"),
+        ({"amount": 5, "reason": "x", "idempotency_key": "k", "source": "s" * 65}, 400, "validation_error"),
     ]
     for body, status, code in cases:
         r = await http.post(url, json=body, headers=as_brand)
@@ -155,6 +155,40 @@ async def test_bad_input_is_a_clear_4xx(http, as_brand, member_id):
         headers=as_brand,
     )
     assert r.status_code == 404 and r.json()["code"] == "member_not_found"
+
+
+async def test_a_brand_labels_entries_from_its_own_sources_only(http, as_brand, as_member, member_id):
+    await create_member(http, as_brand, member_id)
+    url = f"/v1/members/{member_id}/points"
+    # The server's own sources count by their own rules (referral growth weighs double on the ladder).
+    for source in ("referral", "reversal", "quest", "expiry", "purchase", "checkin"):
+        r = await http.post(
+            url,
+            json={"amount": 100, "reason": "x", "idempotency_key": f"s-{source}", "source": source},
+            headers=as_brand,
+        )
+        assert (r.status_code, r.json()["code"]) == (400, "validation_error"), (source, r.text)
+        assert [e["key"] for e in r.json()["errors"]] == ["source"]
+    r = await http.post(
+        url,
+        json={"amount": -5, "reason": "x", "idempotency_key": "neg", "source": "promotion"},
+        headers=as_brand,
+    )
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_amount")
+    given = {}
+    for source in ("promotion", "service_recovery", None):
+        body = {"amount": 100, "reason": "x", "idempotency_key": f"ok-{source}", "currency": "growth"}
+        if source:
+            body["source"] = source
+        r = await http.post(url, json=body, headers=as_brand)
+        assert r.status_code == 200, r.text
+        given[source] = r.json()["source"]
+    assert given == {"promotion": "promotion", "service_recovery": "service_recovery", None: "adjustment"}
+    tiers = (await http.get("/v1/tiers", headers=as_member(member_id))).json()
+    assert tiers["member"]["qualifying_growth"] == 300  # counted once each, in no doubled dimension
+    r = await http.get("/schema/openapi.json")
+    points_in = r.json()["components"]["schemas"]["PointsIn"]
+    assert set(points_in["properties"]["source"]["enum"]) == {"adjustment", "promotion", "service_recovery"}
 
 
 async def test_reversal_is_a_new_entry_once(http, as_brand, as_member, member_id):
