@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The exposition format's media type without its charset: Litestar appends `charset=utf-8` to
+# every text/* type, and a second one makes the header invalid.
+CONTENT_TYPE = "; ".join(p for p in CONTENT_TYPE_LATEST.split("; ") if not p.startswith("charset="))
 
 HTTP_REQUESTS = Counter(
     "engage_http_requests_total",

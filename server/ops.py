@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from litestar import Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from server.context import Context
-from server.metrics import OUTBOX_PENDING, REGISTRY
+from server.metrics import CONTENT_TYPE, OUTBOX_PENDING, REGISTRY
 
 
 @get("/health", operation_id="health", tags=["ops"], exclude_from_auth=True)
@@ -42,11 +42,11 @@ async def ready(ctx: Context) -> Response[dict[str, object]]:
     )
 
 
-@get("/metrics", operation_id="metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
+@get("/metrics", operation_id="metrics", tags=["ops"], media_type=CONTENT_TYPE)
 async def metrics(ctx: Context) -> Response[bytes]:
     """Prometheus text format."""
     try:
         OUTBOX_PENDING.set(await ctx.outbox.pending())
     except Exception:  # SQL down: the other metrics are still worth scraping
         pass
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE)
