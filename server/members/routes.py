@@ -13,6 +13,7 @@ from server.members.service import (
     friends_of,
     get_member,
     set_friends,
+    tier_of,
     to_out,
     upsert_member,
 )
@@ -29,7 +30,7 @@ class MembersController(Controller):
         """Create or update a member's profile (brand systems)."""
         async with ctx.db.transaction() as session:
             member, created = await upsert_member(ctx, session, member_id, data)
-        return Response(to_out(member), status_code=201 if created else 200)
+        return Response(to_out(ctx, member), status_code=201 if created else 200)
 
     @get("/members/{member_id:str}", operation_id="getMember")
     async def get_one(self, ctx: Context, api_client: ApiClient, member_id: str) -> MemberOut:
@@ -39,7 +40,7 @@ class MembersController(Controller):
             member = await get_member(session, member_id)
         if member is None:
             raise not_found("member", member_id)
-        return to_out(member)
+        return to_out(ctx, member)
 
     @put("/members/{member_id:str}/friends", operation_id="setFriends", status_code=200)
     async def put_friends(
@@ -72,7 +73,7 @@ class MembersController(Controller):
             member_id=member.id,
             display_name=member.display_name,
             timezone=member.timezone,
-            tier=member.tier,
+            tier=tier_of(ctx, member),
             points=money["points"],
             growth=money["growth"],
             streak=streak,

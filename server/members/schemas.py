@@ -19,7 +19,7 @@ class MemberOut(msgspec.Struct):
     member_id: str
     display_name: str | None
     timezone: str
-    tier: str | None
+    tier: str  # a member without one is on the ladder's first tier
     team_id: str | None
     birthday: date | None
     signed_up_at: datetime | None
@@ -31,7 +31,7 @@ class MeOut(msgspec.Struct):
     member_id: str
     display_name: str | None
     timezone: str
-    tier: str | None
+    tier: str  # a member without one is on the ladder's first tier
     points: int
     growth: int
     streak: int

@@ -166,12 +166,17 @@ async def friend_lists(session: AsyncSession, member_ids: list[str]) -> dict[str
     return {m: sorted(f) for m, f in lists.items()}
 
 
-def to_out(m: Member) -> MemberOut:
+def tier_of(ctx: Context, m: Member) -> str:
+    """The member's tier as every route shows it: a member without one is on the ladder's first."""
+    return m.tier or tier_ladder(ctx)[0]
+
+
+def to_out(ctx: Context, m: Member) -> MemberOut:
     return MemberOut(
         member_id=m.id,
         display_name=m.display_name,
         timezone=m.timezone,
-        tier=m.tier,
+        tier=tier_of(ctx, m),
         team_id=m.team_id,
         birthday=m.birthday,
         signed_up_at=m.signed_up_at,

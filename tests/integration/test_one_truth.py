@@ -4,6 +4,17 @@ whose headers tell the truth, and a repeat that says it gave nothing."""
 from __future__ import annotations
 
 
+async def test_a_member_without_growth_is_on_the_first_tier_everywhere(http, as_member, as_brand, member_id):
+    headers = as_member(member_id)
+    ladder = (await http.get("/v1/tiers", headers=headers)).json()
+    first = ladder["member"]["tier"]
+    assert first == "regular"
+    assert (await http.get("/v1/me", headers=headers)).json()["tier"] == first
+    assert (await http.get(f"/v1/members/{member_id}", headers=as_brand)).json()["tier"] == first
+    created = (await http.put(f"/v1/members/{member_id}-new", json={}, headers=as_brand)).json()
+    assert created["tier"] == first
+
+
 async def test_metrics_name_their_charset_once(http):
     r = await http.get("/metrics")
     content_type = r.headers["content-type"]

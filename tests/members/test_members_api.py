@@ -54,7 +54,7 @@ async def test_unknown_member_with_a_valid_token_becomes_a_bare_member(http, as_
         "member_id": member_id,
         "display_name": None,
         "timezone": "UTC",
-        "tier": None,
+        "tier": "regular",
         "points": 0,
         "growth": 0,
         "streak": 0,
