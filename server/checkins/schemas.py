@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import msgspec
 
@@ -20,7 +21,13 @@ class CheckinOut(msgspec.Struct):
     streak: int
     longest_streak: int
     cycle_day: int
-    reward: Reward
+    reward: Annotated[
+        Reward | None,
+        msgspec.Meta(
+            description="What this check-in awarded; null when `already_checked_in` is true, "
+            "since a repeat the same date awards nothing."
+        ),
+    ]
     freezes_held: int
     freezes_used: list[dt.date]
     timezone: str

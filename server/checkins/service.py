@@ -229,15 +229,10 @@ async def _already(
 def _repeat_answer(
     content: CheckinContent, state: Any, row: Any, today: date, zone: str, frozen: list[date]
 ) -> CheckinOut:
-    """A repeat's answer from the streak and the covered date's row (what was awarded that date)."""
+    """A repeat's answer from the streak and the covered date's row: the date's cycle day, and no
+    reward, since a repeat awards nothing (what the date's check-in gave is in the ledger)."""
     cycle_day = (
         row.cycle_day if row and row.cycle_day else reward_for_streak(content, state.current).cycle_day
-    )
-    # What was awarded that date, as stored (content may have changed since).
-    reward = (
-        Reward(cycle_day, row.points, row.growth, cycle_day == content.cycle.length)
-        if row and row.kind == "checked_in"
-        else Reward(cycle_day, 0, 0, False)
     )
     return CheckinOut(
         date=row.day if row else today,
@@ -245,7 +240,7 @@ def _repeat_answer(
         streak=state.current,
         longest_streak=state.longest,
         cycle_day=cycle_day,
-        reward=reward,
+        reward=None,
         freezes_held=state.freezes_held,
         freezes_used=frozen,
         timezone=zone,
@@ -281,10 +276,7 @@ _REPEAT = (
         _S.zone,
         _S.pending_from,
         _D.day,
-        _D.kind,
         _D.cycle_day,
-        _D.points,
-        _D.growth,
     )
     .select_from(
         StreakState.__table__.outerjoin(

@@ -15,6 +15,16 @@ async def test_a_member_without_growth_is_on_the_first_tier_everywhere(http, as_
     assert created["tier"] == first
 
 
+async def test_a_repeat_check_in_shows_no_reward(http, as_member, member_id):
+    headers = as_member(member_id)
+    first = (await http.post("/v1/checkins", headers=headers)).json()
+    assert first["already_checked_in"] is False and first["reward"]["points"] > 0
+    again = (await http.post("/v1/checkins", headers=headers)).json()
+    assert again["already_checked_in"] is True
+    assert "reward" in again and again["reward"] is None
+    assert (again["date"], again["streak"], again["cycle_day"]) == (first["date"], 1, first["cycle_day"])
+
+
 async def test_metrics_name_their_charset_once(http):
     r = await http.get("/metrics")
     content_type = r.headers["content-type"]
