@@ -74,6 +74,17 @@ def span_at(board: Board, at: datetime) -> Span | None:
     return _span_of_day(board, at.astimezone(ZoneInfo(board.zone)).date())
 
 
+def status_of(span: Span, now: datetime, archived: bool) -> str:
+    """What a period is at `now`: `live` while it runs, `ended` once over (its standings still read
+    from the live index until archived, a few minutes after the end; a period nobody scored in has
+    nothing to archive and stays `ended`), `archived` once its final standings are stored."""
+    if archived:
+        return "archived"
+    if span.end is not None and span.end <= now:
+        return "ended"
+    return "live"
+
+
 def previous_span(board: Board, now: datetime) -> Span | None:
     """The last period that has ended by `now` (None for all-time, or before the first season)."""
     if board.period == "all_time":

@@ -7,7 +7,9 @@ from litestar.params import Parameter
 
 from server.auth import Reader
 from server.context import Context
+from server.db import utcnow
 from server.leaderboards import standings
+from server.leaderboards.periods import status_of
 from server.leaderboards.schemas import BoardsOut, EntryOut, MyStandingOut, PeriodOut, StandingsOut
 from server.leaderboards.service import list_boards
 
@@ -17,7 +19,8 @@ _Scope = Annotated[str | None, Parameter(query="scope", max_length=100)]
 
 
 def _period(page: standings.Page) -> PeriodOut:
-    return PeriodOut(page.span.key, page.span.start, page.span.end, "archived" if page.archived else "live")
+    status = status_of(page.span, utcnow(), page.archived)
+    return PeriodOut(page.span.key, page.span.start, page.span.end, status)
 
 
 def _entries(page: standings.Page) -> list[EntryOut]:

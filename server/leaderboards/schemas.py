@@ -9,7 +9,7 @@ class PeriodOut(msgspec.Struct):
     key: str
     starts_at: datetime
     ends_at: datetime | None  # None: all-time
-    status: str = "live"  # live | archived
+    status: str = "live"  # live | ended (over, final standings not archived yet) | archived
 
 
 class LeagueOut(msgspec.Struct):

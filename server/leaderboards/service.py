@@ -25,7 +25,7 @@ from server.leaderboards import keys
 from server.leaderboards.content import Board, LeaderboardsFile
 from server.leaderboards.leagues import levels_of, place
 from server.leaderboards.models import BoardPeriod, BoardScore
-from server.leaderboards.periods import Span, previous_span, span_at
+from server.leaderboards.periods import Span, previous_span, span_at, status_of
 from server.leaderboards.schemas import BoardOut, BoardsOut, LeagueOut, PeriodOut
 from server.members import service as members
 
@@ -345,8 +345,16 @@ async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
         }
         for board in boards(ctx).boards:
             current, previous = span_at(board, now), previous_span(board, now)
-            # A finished period reads from Redis until it is archived, a few minutes after its end.
-            previous_status = "archived" if previous and (board.id, previous.key) in archived else "live"
+            previous_period = (
+                PeriodOut(
+                    previous.key,
+                    previous.start,
+                    previous.end,
+                    status_of(previous, now, (board.id, previous.key) in archived),
+                )
+                if previous
+                else None
+            )
             league = None
             if board.league is not None:
                 level = min(
@@ -378,9 +386,7 @@ async def list_boards(ctx: Context, member_id: str) -> BoardsOut:
                         *(["league"] if board.league else []),
                     ],
                     current_period=PeriodOut(current.key, current.start, current.end) if current else None,
-                    previous_period=PeriodOut(previous.key, previous.start, previous.end, previous_status)
-                    if previous
-                    else None,
+                    previous_period=previous_period,
                     rookie_days=board.rookie.days if board.rookie else None,
                     league=league,
                 )

@@ -3,6 +3,8 @@ whose headers tell the truth, and a repeat that says it gave nothing."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 
 async def test_a_member_without_growth_is_on_the_first_tier_everywhere(http, as_member, as_brand, member_id):
     headers = as_member(member_id)
@@ -23,6 +25,22 @@ async def test_a_repeat_check_in_shows_no_reward(http, as_member, member_id):
     assert again["already_checked_in"] is True
     assert "reward" in again and again["reward"] is None
     assert (again["date"], again["streak"], again["cycle_day"]) == (first["date"], 1, first["cycle_day"])
+
+
+async def test_a_finished_period_never_says_live(http, as_member, member_id):
+    now = datetime.now(UTC)
+    boards = (await http.get("/v1/leaderboards", headers=as_member(member_id))).json()["boards"]
+    previous = [b for b in boards if b["previous_period"] is not None]
+    assert previous
+    for board in previous:
+        period = board["previous_period"]
+        assert datetime.fromisoformat(period["ends_at"]) <= now
+        assert period["status"] in ("ended", "archived"), board["board_id"]
+        assert board["current_period"]["status"] == "live"
+        page = await http.get(
+            f"/v1/leaderboards/{board['board_id']}?period=previous", headers=as_member(member_id)
+        )
+        assert page.json()["period"]["status"] == period["status"], board["board_id"]
 
 
 async def test_metrics_name_their_charset_once(http):
