@@ -41,7 +41,7 @@ from server.ledger import jobs as ledger_jobs
 from server.ledger.earning import EARNING_KIND
 from server.logs import configure
 from server.members import events as members
-from server.middleware import observe
+from server.middleware import exact_allow, observe
 from server.outbox import Outbox
 from server.realtime.hub import Hub, apply_live
 from server.redis import RedisHandle
@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "manager": Provide(provide_manager),
         },
         exception_handlers=exception_handlers,
-        middleware=[observe],
+        middleware=[observe, exact_allow],
         openapi_config=OpenAPIConfig(
             title="Engage: member-engagement game server",
             version="1",

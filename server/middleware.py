@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -47,5 +48,33 @@ def observe(app: ASGIApp) -> ASGIApp:
             series[1].observe(elapsed)
             if status >= 400 or logging.getLogger().isEnabledFor(logging.DEBUG):
                 log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
+
+    return middleware
+
+
+def exact_allow(app: ASGIApp) -> ASGIApp:
+    """`Allow` on an OPTIONS answer lists exactly the methods of the path.
+
+    Litestar 2 writes a path's OPTIONS answer when the path's first handler is registered and keeps
+    it as more handlers join the path, so it named only the first one's methods (litestar#4169,
+    fixed in Litestar 3). OPTIONS is rare: the path's route is looked up when one is asked."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        template = scope.get("path_template")
+        routes = scope["app"].routes
+        methods = next(
+            (r.methods for r in routes if isinstance(r, HTTPRoute) and r.path_format == template), None
+        )
+
+        async def send_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and methods:
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", ", ".join(sorted(methods)).encode())]
+            await send(message)
+
+        await app(scope, receive, send_allow)
 
     return middleware

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from server.app import create_app
+from server.config import Settings
+
 
 async def test_a_member_without_growth_is_on_the_first_tier_everywhere(http, as_member, as_brand, member_id):
     headers = as_member(member_id)
@@ -41,6 +44,31 @@ async def test_a_finished_period_never_says_live(http, as_member, member_id):
             f"/v1/leaderboards/{board['board_id']}?period=previous", headers=as_member(member_id)
         )
         assert page.json()["period"]["status"] == period["status"], board["board_id"]
+
+
+async def test_options_lists_exactly_the_methods_of_the_path(http, settings: Settings):
+    app = create_app(settings)
+    methods: dict[str, set[str]] = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if handler.include_in_schema:
+                methods.setdefault(route.path_format, set()).update(handler.http_methods)
+    samples = {
+        "/v1/checkins": "/v1/checkins",
+        "/v1/me": "/v1/me",
+        "/v1/members/{member_id}": "/v1/members/someone",
+        "/v1/members/{member_id}/friends": "/v1/members/someone/friends",
+    }
+    for template, path in samples.items():
+        r = await http.options(path)
+        assert r.status_code == 204, path
+        allowed = {m.strip() for m in r.headers["allow"].split(",")}
+        assert allowed == methods[template] | {"OPTIONS"}, path
+    assert {m.strip() for m in (await http.options("/v1/checkins")).headers["allow"].split(",")} == {
+        "GET",
+        "POST",
+        "OPTIONS",
+    }
 
 
 async def test_metrics_name_their_charset_once(http):
