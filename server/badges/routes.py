@@ -21,7 +21,8 @@ from server.badges.schemas import (
     VerificationOut,
 )
 from server.context import Context
-from server.errors import ProblemError
+from server.errors import ProblemError, not_found
+from server.members.service import check_member_id, member_exists
 
 _BadgeId = Annotated[str, Parameter(max_length=64)]
 _CredentialId = Annotated[str, Parameter(max_length=64)]
@@ -77,7 +78,11 @@ class BadgeGrantsController(Controller):
         self, ctx: Context, api_client: ApiClient, member_id: str, data: BadgeGrantIn
     ) -> Response[BadgeGrantOut]:
         """Grant a manual badge (brand systems); the same idempotency key, or a badge already held,
-        answers with the first grant (200, `Idempotent-Replayed: true`)."""
+        answers with the first grant (200, `Idempotent-Replayed: true`); a member the server does
+        not know is refused (404 `member_not_found`)."""
+        check_member_id(member_id)
+        if not await member_exists(ctx, member_id):
+            raise not_found("member", member_id)
         async with ctx.db.transaction() as session:
             earned = await service.grant(
                 ctx,

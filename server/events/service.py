@@ -13,7 +13,7 @@ from server.events.catalog import EventCatalog
 from server.events.dispatch import DomainEvent, check_properties, emit, is_internal, masked
 from server.events.models import MemberEvent
 from server.events.schemas import EventsOut, RejectedEvent
-from server.members.service import MEMBER_ID_RE, ensure_members
+from server.members.service import MEMBER_ID_RE, profiles
 from server.metrics import EVENTS
 
 if TYPE_CHECKING:
@@ -95,27 +95,33 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
     now = utcnow()
     catalog: EventCatalog = ctx.content.get("events")
     rejected: list[RejectedEvent] = []
-    valid: list[DomainEvent] = []
+    valid: list[tuple[int, DomainEvent]] = []
     for index, raw in enumerate(raw_events):
         try:
-            valid.append(masked(ctx, _parse(raw, now, catalog)))
+            valid.append((index, masked(ctx, _parse(raw, now, catalog))))
         except _Reject as r:
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
             rejected.append(
                 RejectedEvent(index, event_id if isinstance(event_id, str) else None, r.code, r.reason)
             )
-    # A repeat inside the batch is a duplicate of its first occurrence.
     fresh: dict[str, DomainEvent] = {}
     duplicates: list[str] = []
-    for event in valid:
-        if event.event_id in fresh:
-            duplicates.append(event.event_id)
-        else:
-            fresh[event.event_id] = replace(event, source=source)
     accepted = 0
-    if fresh:
+    if valid:
         async with ctx.db.transaction() as session:
-            await ensure_members(session, [e.member_id for e in fresh.values()])
+            # Members are made by the brand (`PUT /v1/members/{id}`) or by their own first token,
+            # never by an event: one for a member the server does not know is refused.
+            found = await profiles(ctx, session, sorted({e.member_id for _, e in valid}))
+            for index, event in valid:
+                if not found[event.member_id].known:
+                    rejected.append(_unknown_member(index, event))
+                elif event.event_id in fresh:  # a repeat inside the batch: a duplicate of the first
+                    duplicates.append(event.event_id)
+                else:
+                    fresh[event.event_id] = replace(event, source=source)
+            rejected.sort(key=lambda r: r.index)
+            if not fresh:
+                return _answer(0, duplicates, rejected)
             # One statement, compiled once per process (the rows are parameters, not SQL).
             stored = set(
                 (
@@ -144,6 +150,19 @@ async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:
                     emit(ctx, session, event)
                 else:
                     duplicates.append(event.event_id)
+    return _answer(accepted, duplicates, rejected)
+
+
+def _unknown_member(index: int, event: DomainEvent) -> RejectedEvent:
+    return RejectedEvent(
+        index,
+        event.event_id,
+        "member_not_found",
+        f"There is no member '{event.member_id}'; create them first (PUT /v1/members/{{member_id}}).",
+    )
+
+
+def _answer(accepted: int, duplicates: list[str], rejected: list[RejectedEvent]) -> EventsOut:
     EVENTS.labels("accepted").inc(accepted)
     EVENTS.labels("duplicate").inc(len(duplicates))
     EVENTS.labels("rejected").inc(len(rejected))

@@ -46,7 +46,7 @@ class MembersController(Controller):
     async def put_friends(
         self, ctx: Context, api_client: ApiClient, member_id: str, data: FriendsIn
     ) -> FriendsOut:
-        """Replace a member's friend list (brand systems); friends need not be members yet."""
+        """Replace a member's friend list (brand systems); the member must exist, friends need not."""
         async with ctx.db.transaction() as session:
             friends = await set_friends(ctx, session, member_id, data.friends)
         return FriendsOut(member_id=member_id, friends=friends)

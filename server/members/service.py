@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.ladder import tier_names
 from server.db import GroupCommit, after_commit, execute_counting, insert_ignore, utcnow
-from server.errors import ProblemError
+from server.errors import ProblemError, not_found
 from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend
 from server.members.schemas import MemberIn, MemberOut
@@ -186,7 +186,9 @@ def to_out(ctx: Context, m: Member) -> MemberOut:
 
 
 async def ensure_member(session: AsyncSession, member_id: str) -> bool:
-    """Create a bare member if none exists (a valid token or an event for an unknown member).
+    """Create a bare member if none exists: for a member app's first valid token, and under
+    `upsert_member`. Nothing else creates members (an event or an award for an unknown one is
+    refused).
 
     Returns True when this call created it.
     """
@@ -435,14 +437,15 @@ async def set_friends(
 ) -> list[str]:
     """Replace a member's friend list (brand systems); returns it sorted.
 
-    The member is created if need be; friends need not be members yet. Duplicates count once.
+    The member must exist (404 `member_not_found`); friends need not be members yet. Duplicates count once.
     Friends kept from the previous list keep their `created_at`.
     """
     check_member_id(member_id)
     friends = check_friends(member_id, friend_ids)
-    await ensure_member(session, member_id)
     # The member's row serializes replacements of one list (SQLite's writers are serialized already).
-    await session.execute(sa.select(_M.id).where(_M.id == member_id).with_for_update())
+    locked = await session.execute(sa.select(_M.id).where(_M.id == member_id).with_for_update())
+    if locked.first() is None:
+        raise not_found("member", member_id)
     table = MemberFriend.__table__
     found = await session.execute(sa.select(table.c.friend_id).where(table.c.member_id == member_id))
     before = set(found.scalars())

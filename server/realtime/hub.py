@@ -14,6 +14,7 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
@@ -59,6 +60,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '",' .. ARGV[2])
 return id
 """
+
+
+class Close(IntEnum):
+    """The close codes the live socket sends, each with the reason text beside it. Documented in
+    the README's live messages section and in the socket route's description; keep all three alike."""
+
+    UNAVAILABLE = 1013  # Redis unreachable: try again later (reason `live_unavailable`)
+    TOO_SLOW = 4008  # fell too far behind: reconnect with ?since=
+    BAD_REQUEST = 4400  # a malformed query such as `since` (reason: the problem code)
+    UNAUTHORIZED = 4401  # no, bad or expired token (reason: the problem code)
+    RATE_LIMITED = 4429  # too many requests or failed attempts (reason `rate_limited`)
+    RESTARTING = 1012  # sent by the HTTP server (uvicorn) as it stops: reconnect with ?since=
 
 
 def stream_id(value: str) -> tuple[int, int]:
@@ -119,7 +132,7 @@ class Connection:
             self.closed = True
             self.queue.clear()
             closing = asyncio.get_running_loop().create_task(
-                self._close(4008, "too slow: reconnect with ?since=")
+                self._close(Close.TOO_SLOW, "too slow: reconnect with ?since=")
             )
             _closing.add(closing)  # the loop keeps only weak references to tasks
             closing.add_done_callback(_closing.discard)

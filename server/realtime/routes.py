@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from server.auth import member_from_token
 from server.context import Context
 from server.errors import ProblemError
-from server.realtime.hub import Connection, stream_id
+from server.realtime.hub import Close, Connection, stream_id
 
 _SINCE_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -20,8 +20,15 @@ async def live(socket: WebSocket) -> None:
 
     The member's channel is subscribed before the socket is accepted, and what was published
     between reading the history's head and subscribing is replayed, so a message caused right after
-    the app sees the socket open is never lost. Authentication failures close the socket with code
-    4401 (4429 when rate limited) and the problem code as the reason; 1013 when Redis is unreachable.
+    the app sees the socket open is never lost.
+
+    Close codes (the reason is the problem code, or the text given):
+    - 4400: the query is malformed (`invalid_since`);
+    - 4401: no, bad or expired token (`missing_token`, `invalid_token`, `token_expired`, ...);
+    - 4429: too many requests or failed attempts (`rate_limited`): wait, then reconnect;
+    - 4008: the client fell too far behind: reconnect with `?since=` the last id received;
+    - 1013: live messages are unavailable (`live_unavailable`, Redis unreachable): try again later;
+    - 1012: the server is restarting: reconnect with `?since=`.
     """
     ctx: Context = socket.app.state.ctx
     since = socket.query_params.get("since")
@@ -31,7 +38,7 @@ async def live(socket: WebSocket) -> None:
             raise ProblemError(400, "invalid_since", "since is a message id such as 1732400000000-0.")
     except ProblemError as exc:
         await socket.accept()
-        code = {429: 4429, 400: 4400}.get(exc.status, 4401)
+        code = {429: Close.RATE_LIMITED, 400: Close.BAD_REQUEST}.get(exc.status, Close.UNAUTHORIZED)
         await socket.close(code=code, reason=exc.code)
         return
     conn = Connection(ctx.hub, member_id, socket)
@@ -42,7 +49,7 @@ async def live(socket: WebSocket) -> None:
         await ctx.hub.connect(conn)
     except (RedisError, OSError):
         await socket.accept()
-        await socket.close(code=1013, reason="live_unavailable")
+        await socket.close(code=Close.UNAVAILABLE, reason="live_unavailable")
         return
     try:
         await socket.accept()

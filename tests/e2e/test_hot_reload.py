@@ -96,6 +96,7 @@ async def test_publish_switches_two_instances_and_a_broken_file_changes_nothing(
             key = create_api_key(env)
             member = unique("m")
             async with httpx.AsyncClient(base_url=b.base_url, headers={"X-Api-Key": key}) as brand:
+                assert (await brand.put(f"/v1/members/{member}", json={})).status_code == 201
                 event = {
                     "event_id": unique("ev"),
                     "member_id": member,

@@ -130,6 +130,8 @@ async def test_batch_shape_and_size(http, as_brand, settings):
 
 async def test_full_batch_of_1000(http, as_brand, ctx):
     members = [unique("bulk") for _ in range(10)]
+    for m in members:
+        assert (await http.put(f"/v1/members/{m}", json={}, headers=as_brand)).status_code == 201
     events = [purchase(members[i % 10], 1) for i in range(1000)]
     r = await http.post("/v1/events", json={"events": events}, headers=as_brand)
     assert r.status_code == 200 and r.json()["accepted"] == 1000
@@ -149,6 +151,50 @@ async def test_full_batch_of_1000(http, as_brand, ctx):
         )
     # 100 purchases of 1 each: the demo's third purchase of the week earns x3.
     assert earned == dict.fromkeys(members, 102)
+
+
+async def test_an_event_for_an_unknown_member_is_rejected_alone(http, as_brand, as_member, member_id, ctx):
+    stranger = unique("stranger")
+    events = [purchase(member_id, 10), purchase(stranger, 10), purchase(member_id, 5), purchase(stranger, 1)]
+    r = await http.post("/v1/events", json={"events": events}, headers=as_brand)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["duplicates"]) == (2, 0)
+    assert [(x["index"], x["event_id"], x["code"]) for x in body["rejected"]] == [
+        (1, events[1]["event_id"], "member_not_found"),
+        (3, events[3]["event_id"], "member_not_found"),
+    ]
+    assert stranger in body["rejected"][0]["reason"]
+    # No member was made, and nothing of the stranger's was stored.
+    r = await http.get(f"/v1/members/{stranger}", headers=as_brand)
+    assert r.status_code == 404 and r.json()["code"] == "member_not_found"
+    async with ctx.db.session() as session:
+        stored = (
+            await session.execute(sa.select(sa.func.count()).where(MemberEvent.member_id == stranger))
+        ).scalar_one()
+    assert stored == 0
+    assert (await http.get("/v1/me", headers=as_member(member_id))).json()["points"] == 15
+    # Once the brand creates the member, the same event is taken.
+    assert (await http.put(f"/v1/members/{stranger}", json={}, headers=as_brand)).status_code == 201
+    r = await http.post("/v1/events", json={"events": [events[1]]}, headers=as_brand)
+    assert r.json()["accepted"] == 1
+
+
+async def test_every_brand_endpoint_refuses_an_unknown_member(http, as_brand):
+    stranger = unique("stranger")
+    calls = [
+        ("POST", f"/v1/members/{stranger}/points", {"amount": 5, "reason": "x", "idempotency_key": "k"}),
+        ("POST", f"/v1/members/{stranger}/ledger/1/reversal", {"reason": "x"}),
+        ("PUT", f"/v1/members/{stranger}/friends", {"friends": []}),
+        ("GET", f"/v1/members/{stranger}/friends", None),
+        ("GET", f"/v1/members/{stranger}", None),
+        ("POST", f"/v1/members/{stranger}/badges", {"badge_id": "founding-member", "idempotency_key": "k"}),
+    ]
+    for method, url, body in calls:
+        r = await http.request(method, url, json=body, headers=as_brand)
+        assert (r.status_code, r.json()["code"]) == (404, "member_not_found"), (url, r.text)
+    r = await http.get(f"/v1/members/{stranger}", headers=as_brand)
+    assert r.status_code == 404, "no call made the member"
 
 
 async def test_events_need_an_api_key(http, as_member, member_id):

@@ -3,10 +3,14 @@ whose headers tell the truth, and a repeat that says it gave nothing."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from server.app import create_app
 from server.config import Settings
+from server.realtime.hub import Close
+from server.realtime.routes import live
+from tests.support import ROOT
 
 
 async def test_a_member_without_growth_is_on_the_first_tier_everywhere(http, as_member, as_brand, member_id):
@@ -76,3 +80,14 @@ async def test_metrics_name_their_charset_once(http):
     content_type = r.headers["content-type"]
     assert content_type.startswith("text/plain; version=")
     assert content_type.count("charset=") == 1
+
+
+def test_every_close_code_of_the_live_socket_is_documented():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("The live socket closes with these codes", 1)[1].split("\n\n", 2)[1]
+    in_readme = {int(code) for code in re.findall(r"^\| (\d{4}) \|", section, re.MULTILINE)}
+    in_route = {int(code) for code in re.findall(r"^\s*- (\d{4}):", live.fn.__doc__ or "", re.MULTILINE)}
+    assert in_readme == in_route == {c.value for c in Close}
+    # Every socket is closed with a code of that list, never a number of its own.
+    for path in (ROOT / "server").rglob("*.py"):
+        assert not re.search(r"close\((code=)?\d", path.read_text()), path

@@ -7,8 +7,14 @@ import asyncio
 from tests.support import unique
 
 
+async def create(http, as_brand, member_id: str) -> None:
+    r = await http.put(f"/v1/members/{member_id}", json={}, headers=as_brand)
+    assert r.status_code == 201, r.text
+
+
 async def test_friends_are_set_replaced_read_and_cleared(http, as_brand, member_id):
-    """The member need not exist first, nor the friends; each PUT replaces the whole list."""
+    """The friends need not be members; each PUT replaces the whole list."""
+    await create(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/friends"
     a, b, c = unique("fa"), unique("fb"), unique("fc")
     r = await http.put(url, json={"friends": [c, a, b, a]}, headers=as_brand)
@@ -30,6 +36,7 @@ async def test_friends_are_set_replaced_read_and_cleared(http, as_brand, member_
 
 async def test_concurrent_replacements_leave_one_whole_list(http, as_brand, member_id):
     """Each replacement is one transaction: the list ends as one of those sent, never a mix."""
+    await create(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/friends"
     shared = [unique("both") for _ in range(5)]
     lists = [sorted([*shared, *(unique(f"only{n}") for _ in range(5))]) for n in range(8)]
@@ -40,6 +47,8 @@ async def test_concurrent_replacements_leave_one_whole_list(http, as_brand, memb
 
 async def test_friend_lists_are_per_member(http, as_brand):
     one, two, friend = unique("one"), unique("two"), unique("f")
+    await create(http, as_brand, one)
+    await create(http, as_brand, two)
     await http.put(f"/v1/members/{one}/friends", json={"friends": [friend, two]}, headers=as_brand)
     await http.put(f"/v1/members/{two}/friends", json={"friends": [friend]}, headers=as_brand)
     assert (await http.get(f"/v1/members/{one}/friends", headers=as_brand)).json()["friends"] == sorted(
@@ -58,6 +67,7 @@ async def test_a_member_without_a_list_has_no_friends(http, as_brand, member_id)
 
 
 async def test_bad_friend_lists_are_refused_and_change_nothing(http, as_brand, member_id):
+    await create(http, as_brand, member_id)
     url = f"/v1/members/{member_id}/friends"
     kept = unique("kept")
     assert (await http.put(url, json={"friends": [kept]}, headers=as_brand)).status_code == 200
@@ -82,6 +92,7 @@ async def test_bad_friend_lists_are_refused_and_change_nothing(http, as_brand, m
 
 
 async def test_a_thousand_friends_are_allowed_and_duplicates_count_once(http, as_brand, member_id):
+    await create(http, as_brand, member_id)
     friends = [f"{member_id}-f{i:04d}" for i in range(1000)]
     r = await http.put(
         f"/v1/members/{member_id}/friends", json={"friends": friends + friends[:10]}, headers=as_brand
@@ -101,6 +112,8 @@ async def test_friends_need_an_api_key(http, as_member, member_id):
 
 async def test_unknown_member_has_no_friend_list(http, as_brand):
     member_id = unique("nobody")
+    r = await http.put(f"/v1/members/{member_id}/friends", json={"friends": []}, headers=as_brand)
+    assert r.status_code == 404 and r.json()["code"] == "member_not_found"
     r = await http.get(f"/v1/members/{member_id}/friends", headers=as_brand)
     assert r.status_code == 404 and r.json()["code"] == "member_not_found"
     r = await http.get("/v1/members/bad%20id/friends", headers=as_brand)
