@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.content.goals import ID_RE, Goal, Strict
+from server.content.goals import ID_RE, Goal, Strict, goal_phrase, shown
 from server.content.ladder import tier_names
 from server.content.loader import ContentIssue, ContentKind, ContentStore
 from server.content.periods import Window
-from server.events.catalog import check_event_use
+from server.events.catalog import EventCatalog, check_event_use
 
 Rarity = Literal["common", "uncommon", "rare", "epic", "legendary"]
 CriterionKind = Literal["goal", "quest", "streak", "tier", "badges"]
@@ -183,28 +183,24 @@ class Badge(Strict):
             return self.levels[level - 1].image
         return self.image
 
-    def narrative(self, level: int = 1) -> str:
-        """What it takes, in one sentence (for the credential's criteria and the collection)."""
+    def narrative(self, events: EventCatalog, level: int = 1) -> str:
+        """What it takes, in one sentence (for the credential's criteria and the collection), in
+        the events catalog's words."""
         if self.criteria is None:
             return "Granted by the program for something done outside the app's counting."
         target = self.targets[max(0, min(level, self.level_count) - 1)]
-        n = int(target) if float(target).is_integer() else target
+        n = shown(target)
         c = self.criteria
         if c.goal is not None:
             g = c.goal
-            if g.kind == "count":
-                what = f"{n} x {g.event}"
-            elif g.kind == "sum":
-                what = f"{n} of {g.sum} over {g.event}"
-            elif g.kind == "distinct":
-                what = f"{n} different {g.distinct} in {g.event}"
-            else:
-                what = f"{g.event} on {n} days in a row"
+            what = goal_phrase(events, g, target)
+            if g.kind != "count":  # name what is counted: "5 different products across reviews"
+                what += f" {'of' if g.kind == 'streak' else 'across'} {events.nouns_for(g.event)[1]}"
             if g.where:
                 what += " (with conditions)"
             text = f"Reach {what}"
         elif c.quest is not None:
-            text = f"Complete the quest `{c.quest}`" + (f" {n} times" if n != 1 else "")
+            text = f"Complete the quest `{c.quest}`" + (f" {n} times" if target != 1 else "")
         elif c.streak is not None:
             text = f"Keep a check-in streak of {n} days"
         elif c.tier is not None:

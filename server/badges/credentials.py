@@ -289,7 +289,7 @@ def achievement_name(badge: Badge, level: int) -> str:
 def build_credential(ctx: Context, key: SigningKey, row: MemberBadge, badge: Badge) -> dict[str, Any]:
     """The `OpenBadgeCredential` (JSON-LD) for one earned badge: Open Badges 3.0 on the VC 2.0 model."""
     name = achievement_name(badge, row.level)
-    narrative = badge.narrative(row.level)
+    narrative = badge.narrative(ctx.content.get("events"), row.level)
     achievement: dict[str, Any] = {
         "id": achievement_url(ctx, row.badge_id, row.level),
         "type": ["Achievement"],

@@ -22,10 +22,11 @@ from sqlmodel import col
 
 from server.badges.content import Badge, BadgeCatalog, Reward
 from server.badges.models import BadgeProgress, MemberBadge
-from server.content.goals import advance, number, shown, step_progress
+from server.content.goals import advance, goal_phrase, number, shown, step_progress
 from server.content.periods import local_day
 from server.db import insert_ignore, insert_or_touch, utcnow
 from server.errors import ProblemError
+from server.events.catalog import EventCatalog
 from server.events.dispatch import DomainEvent, emit
 from server.ledger import service as ledger
 from server.members import service as members
@@ -523,7 +524,10 @@ def _badge_out(
     latest = max(rows, key=lambda r: (r.round, r.level)) if rows else None
     w = badge.available
     status = _badge_status(badge, bool(rows), bool(state), finished, now)
-    progress, target, remaining_text = _badge_progress(badge, rows, state, level_now, finished, ladder, now)
+    events = ctx.content.get("events")
+    progress, target, remaining_text = _badge_progress(
+        events, badge, rows, state, level_now, finished, ladder, now
+    )
     base = ctx.settings.public_base_url.rstrip("/")
     return {
         "badge_id": badge.id,
@@ -547,7 +551,7 @@ def _badge_out(
         "remaining_text": remaining_text,
         "available_from": w.start.astimezone(UTC).isoformat() if w and w.start else None,
         "available_until": w.end.astimezone(UTC).isoformat() if w and w.end else None,
-        "criteria": badge.narrative(min(level_now + 1, badge.level_count)),
+        "criteria": badge.narrative(events, min(level_now + 1, badge.level_count)),
         "credential_url": f"{base}/v1/badges/{badge.id}/credential" if rows else None,
     }
 
@@ -567,6 +571,7 @@ def _badge_status(badge: Badge, held: bool, started: bool, finished: bool, now: 
 
 
 def _badge_progress(
+    events: EventCatalog,
     badge: Badge,
     rows: list[MemberBadge],
     state: dict[str, Any],
@@ -581,7 +586,7 @@ def _badge_progress(
         if badge.criteria.goal is not None and badge.criteria.goal.kind == "streak":
             progress = step_progress(badge.counting_goal, state, local_day("UTC", now))  # type: ignore[arg-type]
         target = badge.targets[min(level_now, badge.level_count - 1)]
-        return progress, target, _remaining(badge, progress, target, level_now)
+        return progress, target, _remaining(events, badge, progress, target, level_now)
     if badge.manual and not rows:
         return 0.0, 0.0, "Granted by the program"
     return 0.0, 0.0, None
@@ -603,7 +608,7 @@ def _levels_out(badge: Badge, rows: list[MemberBadge]) -> list[dict[str, Any]]:
     ]
 
 
-def _remaining(badge: Badge, progress: float, target: float, level_now: int) -> str:
+def _remaining(events: EventCatalog, badge: Badge, progress: float, target: float, level_now: int) -> str:
     left = max(0.0, target - progress)
     c = badge.criteria
     assert c is not None
@@ -616,12 +621,5 @@ def _remaining(badge: Badge, progress: float, target: float, level_now: int) -> 
         return f"{shown(left)} more completion{'s' if left != 1 else ''} of the quest{where}"
     if c.badges is not None:
         return f"{shown(left)} more badge{'s' if left != 1 else ''}{where}"
-    goal = c.goal
-    assert goal is not None
-    if goal.kind == "count":
-        return f"{shown(left)} more {goal.event}{where}"
-    if goal.kind == "sum":
-        return f"{shown(left)} more {goal.sum}{where}"
-    if goal.kind == "distinct":
-        return f"{shown(left)} more different {goal.distinct}{where}"
-    return f"{shown(left)} more days in a row{where}"
+    assert c.goal is not None
+    return goal_phrase(events, c.goal, left, more=True) + where

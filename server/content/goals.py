@@ -217,14 +217,41 @@ def number(x: float) -> int | float:
 
 
 def shown(x: float) -> str:
-    """An amount as a sentence shows it: whole numbers bare, fractions to two places."""
-    return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0").rstrip(".")
+    """An amount as a sentence shows it: whole numbers bare, fractions to two places, thousands
+    grouped ("1,000")."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.2f}".rstrip("0").rstrip(".")
+
+
+def goal_phrase(events: Any, goal: Goal, amount: float, *, more: bool = False) -> str:
+    """An amount of what a goal counts, in the game's words ("3 orders", "1,000 in spend",
+    "5 different products", "4 days in a row"); with `more`, what is left of it ("3 more orders").
+    `events` is the events catalog: it names the events and properties in nouns and units, so no
+    event type or property name reaches a member."""
+    one = amount == 1
+    value = shown(amount)
+    extra = " more" if more else ""
+    if goal.kind == "count":
+        noun, nouns = events.nouns_for(goal.event)
+        return f"{value}{extra} {noun if one else nouns}"
+    if goal.kind == "sum":
+        noun, _ = events.property_nouns(goal.event, goal.property or "")
+        return f"{with_unit(value, events.property_unit(goal.event, goal.property or ''))}{extra} in {noun}"
+    if goal.kind == "distinct":
+        noun, nouns = events.property_nouns(goal.event, goal.property or "")
+        return f"{value}{extra} different {noun if one else nouns}"
+    return f"{value}{extra} {'day' if one else 'days'} in a row"
+
+
+def with_unit(value: str, unit: str | None) -> str:
+    """An amount with its unit: a sign before it ("€50"), a word after it ("50 EUR")."""
+    if not unit:
+        return value
+    return f"{unit}{value}" if len(unit) == 1 and not unit.isalnum() else f"{value} {unit}"
 
 
 def remaining_text(events: Any, goal: Goal, template: str | RemainingText | None, progress: float) -> str:
     """What is left of a goal, for the app: the content's template ("{remaining} more orders to
-    unlock the coupon"), else a sentence made from the goal (`events` is the events catalog, which
-    names the events counted)."""
+    unlock the coupon"), else a sentence made from the goal in the events catalog's words."""
     target = goal.goal_target
     remaining = max(0.0, target - progress)
     if remaining <= 0:
@@ -237,12 +264,4 @@ def remaining_text(events: Any, goal: Goal, template: str | RemainingText | None
             return template.format(**values)
         except Exception:  # content checks the templates; an unforeseen one shows as written
             return template
-    one = remaining == 1
-    if goal.kind == "count":
-        noun, nouns = events.nouns_for(goal.event)
-        return f"{values['remaining']} more {noun if one else nouns}"
-    if goal.kind == "sum":
-        return f"{values['remaining']} more {goal.sum} to go"
-    if goal.kind == "distinct":
-        return f"{values['remaining']} more different {goal.distinct}"
-    return f"{values['remaining']} more {'day' if one else 'days'} in a row"
+    return goal_phrase(events, goal, remaining, more=True)

@@ -34,6 +34,15 @@ class PropertySpec(Strict):
     min: float | None = None
     max: float | None = None
     max_length: int = Field(default=200, ge=1, le=10_000)
+    # How a sentence names the property's values: "product" / "products" for a product id ("5 more
+    # different products"), "spend" for an amount added up ("1,000 more in spend").
+    noun: str | None = Field(default=None, max_length=40)
+    nouns: str | None = Field(default=None, max_length=40)
+    unit: str | None = Field(
+        default=None,
+        max_length=8,
+        description="the unit of an amount: a sign goes before it (`€` gives €50), a word after (50 EUR)",
+    )
 
     @model_validator(mode="after")
     def _fits_type(self) -> PropertySpec:
@@ -99,8 +108,8 @@ def _default_types() -> dict[str, EventType]:
             noun="order",
             nouns="orders",
             properties={
-                "amount": PropertySpec(type="number", required=True, min=0),
-                "category": PropertySpec(type="string"),
+                "amount": PropertySpec(type="number", required=True, min=0, noun="spend"),
+                "category": PropertySpec(type="string", noun="category", nouns="categories"),
                 "channel": PropertySpec(type="string"),
             },
         )
@@ -135,6 +144,30 @@ class EventCatalog(Strict):
             return own
         label = event_type.replace(".", " ").replace("_", " ")
         return f"{label} event", f"{label} events"
+
+    def property_nouns(self, event_type: str, name: str) -> tuple[str, str]:
+        """How a sentence names one and several values of a property: the catalogue's nouns, else
+        words made from the name (`product_id`: "product", "products")."""
+        t = self.types.get(event_type)
+        spec = t.properties.get(name) if t else None
+        if spec is not None and spec.noun:
+            return spec.noun, spec.nouns or plural(spec.noun)
+        words = name.removesuffix("_id").replace("_", " ").replace(".", " ").strip() or name
+        return words, plural(words)
+
+    def property_unit(self, event_type: str, name: str) -> str | None:
+        t = self.types.get(event_type)
+        spec = t.properties.get(name) if t else None
+        return spec.unit if spec else None
+
+
+def plural(noun: str) -> str:
+    """An English plural good enough for a noun made from a name ("category": "categories")."""
+    if noun.endswith("y") and noun[-2:-1] not in ("", *"aeiou"):
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
 
 
 _LITERAL_TYPES = {"string": (str,), "number": (int, float), "integer": (int, float), "boolean": (bool,)}

@@ -250,7 +250,7 @@ async def test_collection_shows_progress_what_is_left_and_levels(ctx, content):
         3,
         4,
     )
-    assert shopper["remaining_text"] == "1 more purchase for silver"
+    assert shopper["remaining_text"] == "1 more order for silver"
     assert [lv["name"] for lv in shopper["levels"]] == ["bronze", "silver", "gold"]
     assert shopper["levels"][0]["earned_at"] and shopper["levels"][1]["earned_at"] is None
     spender = every["spender"]

@@ -106,7 +106,8 @@ async def test_credential_is_an_open_badge_that_verifies_with_the_published_keys
     assert achievement["type"] == ["Achievement"]
     assert achievement["name"] == f"{badge.name} ({badge.level_name(2)})" == "Shopper (silver)"
     assert achievement["description"] == badge.description
-    assert achievement["criteria"] == {"narrative": badge.narrative(2)}
+    assert achievement["criteria"] == {"narrative": badge.narrative(ctx.content.get("events"), 2)}
+    assert badge.narrative(ctx.content.get("events"), 2) == "Reach 10 orders."
     assert achievement["image"] == {"id": f"{base}/static/badges/shopper.png", "type": "Image"}
 
     # The member is named by a salted hash only, which checks out for whoever knows their id.

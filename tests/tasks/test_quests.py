@@ -157,7 +157,7 @@ async def test_sum_of_a_property(ctx, content):
     await deliver(ctx, event(m, "purchase", T0, amount=40.5, channel="online"))
     await deliver(ctx, event(m, "purchase", T0, amount=1000, channel="app"))  # not in the list
     q = await quest(ctx, m, "big-spender")
-    assert (q.progress, q.remaining_text) == (40.5, "59.5 more amount to go")
+    assert (q.progress, q.remaining_text) == (40.5, "59.5 more in spend")
     await deliver(ctx, event(m, "purchase", T0, amount=59.5, channel="store"))
     assert (await quest(ctx, m, "big-spender")).status == "completed"
     keys = {(k, c, a) for k, c, a in await rewards(ctx, m)}
@@ -170,7 +170,7 @@ async def test_distinct_values(ctx, content):
         await deliver(ctx, event(m, "product_viewed", T0, category=category))
         if category == "bags":
             q = await quest(ctx, m, "explorer")
-            assert (q.progress, q.remaining_text) == (2, "1 more different category")
+            assert (q.progress, q.remaining_text) == (2, "1 more different department")
     assert (await quest(ctx, m, "explorer")).status == "completed"
 
 
@@ -371,7 +371,7 @@ async def test_progress_and_completion_messages(ctx, content):
             "target": 3.0,
             "steps_done": 0,
             "steps": 1,
-            "remaining_text": "2 more different category",
+            "remaining_text": "2 more different departments",
         }
     ]
     done = [x["data"] for x in got if x["type"] == "quest.completed"]
