@@ -87,7 +87,7 @@ class Level(Strict):
     name: str = Field(max_length=32, description="bronze, silver, gold...")
     target: float = Field(gt=0, le=1e12, description="the criterion's number for this level")
     reward: Reward = Reward()
-    image: str | None = Field(default=None, max_length=500)
+    image: str | None = Field(default=None, max_length=500, description="the level's own picture (a URL)")
 
 
 class Badge(Strict):
@@ -95,7 +95,10 @@ class Badge(Strict):
     name: str = Field(max_length=100)
     description: str | None = Field(default=None, max_length=1000)
     image: str | None = Field(
-        default=None, max_length=500, description="a URL or a path under the app's assets"
+        default=None,
+        max_length=500,
+        description="the brand's own picture, an absolute URL (https://...); without one, or with a "
+        "path, the API points to one the server draws from the name, rarity and level",
     )
     rarity: Rarity = "common"
     criteria: Criteria | None = None

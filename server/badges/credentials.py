@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from server.badges.images import image_url
 from server.badges.models import BadgeSigningKey, MemberBadge
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
@@ -127,13 +128,6 @@ def achievement_url(ctx: Context, badge_id: str, level: int) -> str:
 
 def key_url(ctx: Context, kid: str) -> str:
     return f"{keys_url(ctx)}#{kid}"
-
-
-def absolute_url(ctx: Context, ref: str) -> str:
-    """Content names images by URL or by a path under the app's assets; a credential needs URLs."""
-    if ref.startswith(("http://", "https://", "data:")):
-        return ref
-    return f"{_base(ctx)}/{ref.lstrip('/')}"
 
 
 def issuer_profile(ctx: Context) -> dict[str, Any]:
@@ -298,9 +292,7 @@ def build_credential(ctx: Context, key: SigningKey, row: MemberBadge, badge: Bad
         "description": badge.description or narrative,
         "criteria": {"narrative": narrative},
     }
-    image = badge.level_image(row.level)
-    if image:
-        achievement["image"] = {"id": absolute_url(ctx, image), "type": "Image"}
+    achievement["image"] = {"id": image_url(ctx, badge, row.level), "type": "Image"}
     issuer = issuer_profile(ctx)
     valid_from, _ = _valid_from(row.earned_at)
     credential: dict[str, Any] = {

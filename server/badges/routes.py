@@ -8,7 +8,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.params import Parameter
 
 from server.auth import ApiClient
-from server.badges import credentials, service, tiers
+from server.badges import credentials, images, service, tiers
 from server.badges.schemas import (
     BadgeGrantIn,
     BadgeGrantOut,
@@ -52,6 +52,19 @@ class BadgesController(Controller):
         """The public keys credentials are signed with, as a JWK Set (public)."""
         keys = await credentials.public_keys(ctx)
         return JwksOut([JwkOut(k["kty"], k["n"], k["e"], k["kid"], k["alg"], k["use"]) for k in keys])
+
+    @get(
+        "/{badge_id:str}/image.svg",
+        operation_id="getBadgeImage",
+        media_type="image/svg+xml",
+        cache_control=_PUBLIC_CACHE,
+    )
+    async def image(
+        self, ctx: Context, badge_id: _BadgeId, level: Annotated[int, Parameter(ge=1, le=100)] = 1
+    ) -> Response[str]:
+        """A badge's picture at a level, drawn from its name, rarity and level: what `image` points
+        to when the content gives no image of the brand's own (public)."""
+        return Response(images.drawing(ctx, badge_id, level), media_type="image/svg+xml")
 
     @get("/{badge_id:str}/credential", operation_id="getBadgeCredential")
     async def credential(self, ctx: Context, current_member: str, badge_id: _BadgeId) -> CredentialOut:

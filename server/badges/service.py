@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from server.badges.content import Badge, BadgeCatalog, Reward
+from server.badges.images import image_url
 from server.badges.models import BadgeProgress, MemberBadge
 from server.content.goals import advance, goal_phrase, number, shown, step_progress
 from server.content.periods import local_day
@@ -205,7 +206,7 @@ def earned_message(ctx: Context, e: Earned, shares: dict[str, float]) -> dict[st
         "badge_id": badge.id,
         "name": badge.name,
         "description": badge.description,
-        "image": badge.level_image(e.level),
+        "image": image_url(ctx, badge, e.level),
         "rarity": badge.rarity,
         "holders_share": shares.get(badge.id),
         "level": e.level,
@@ -533,7 +534,7 @@ def _badge_out(
         "badge_id": badge.id,
         "name": badge.name,
         "description": badge.description,
-        "image": badge.level_image(latest.level if latest else 1),
+        "image": image_url(ctx, badge, latest.level if latest else 1),
         "rarity": badge.rarity,
         "holders_share": round(counted.get(badge.id, 0.0), 4),
         "status": status,

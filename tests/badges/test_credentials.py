@@ -108,7 +108,7 @@ async def test_credential_is_an_open_badge_that_verifies_with_the_published_keys
     assert achievement["description"] == badge.description
     assert achievement["criteria"] == {"narrative": badge.narrative(ctx.content.get("events"), 2)}
     assert badge.narrative(ctx.content.get("events"), 2) == "Reach 10 orders."
-    assert achievement["image"] == {"id": f"{base}/static/badges/shopper.png", "type": "Image"}
+    assert achievement["image"] == {"id": f"{base}/v1/badges/shopper/image.svg?level=2", "type": "Image"}
 
     # The member is named by a salted hash only, which checks out for whoever knows their id.
     [identity] = subject["identifier"]
