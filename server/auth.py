@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from litestar.connection import ASGIConnection
 from sqlmodel import Column, Field, col
 
-from server import ratelimit
+from server import audit, ratelimit
+from server.audit import SYSTEM
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
 from server.db import TableModel, UTCDateTime, execute_counting, utcnow
 from server.errors import ProblemError
@@ -113,7 +114,9 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_api_key(ctx: Context, name: str) -> tuple[ApiKey, str]:
+async def create_api_key(ctx: Context, name: str, *, actor: str = SYSTEM) -> tuple[ApiKey, str]:
+    """A new key for a brand system, audited as `api_key.create` by `actor`: its row and the key
+    itself (shown once); 400 `invalid_name`."""
     if not name.strip() or len(name) > 100:
         raise ProblemError(400, "invalid_name", "An API key name is 1 to 100 characters.")
     key_id = secrets.token_hex(6)
@@ -121,6 +124,13 @@ async def create_api_key(ctx: Context, name: str) -> tuple[ApiKey, str]:
     row = ApiKey(id=key_id, name=name.strip(), key_hash=hash_secret(full), created_at=utcnow())
     async with ctx.db.transaction() as session:
         session.add(row)
+        audit.record(
+            session,
+            actor=actor,
+            action="api_key.create",
+            target=f"api_key:{key_id}",
+            details={"name": row.name},
+        )
     return row, full
 
 
@@ -129,13 +139,16 @@ async def list_api_keys(ctx: Context) -> list[ApiKey]:
         return list((await session.execute(sa.select(ApiKey).order_by(col(ApiKey.created_at)))).scalars())
 
 
-async def revoke_api_key(ctx: Context, key_id: str) -> bool:
+async def revoke_api_key(ctx: Context, key_id: str, *, actor: str = SYSTEM) -> bool:
+    """Revoke a key (audited as `api_key.revoke` by `actor`); False when no active key has that id."""
     async with ctx.db.transaction() as session:
         key = ApiKey.__table__.c
         revoked = await execute_counting(
             session,
             sa.update(ApiKey).where(key.id == key_id, key.revoked_at.is_(None)).values(revoked_at=utcnow()),
         )
+        if revoked:
+            audit.record(session, actor=actor, action="api_key.revoke", target=f"api_key:{key_id}")
         return bool(revoked)
 
 
@@ -143,6 +156,11 @@ async def revoke_api_key(ctx: Context, key_id: str) -> bool:
 class ApiClient:
     key_id: str
     name: str
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this brand system."""
+        return f"api_key:{self.key_id}"
 
 
 # A verified key is remembered briefly so that the hot path does not read SQL on every request;

@@ -144,9 +144,10 @@ def token(
 @apikey_app.command("create")
 def apikey_create(name: str = typer.Option(..., "--name", help="who uses it, e.g. 'shop backend'")) -> None:
     """Create an API key; the key is printed once, as the last line, and stored only hashed."""
+    from server.audit import cli_actor
     from server.auth import create_api_key
 
-    row, key = _with_context(get_settings(), lambda ctx: create_api_key(ctx, name))
+    row, key = _with_context(get_settings(), lambda ctx: create_api_key(ctx, name, actor=cli_actor()))
     typer.echo(f"created API key {row.id} ({row.name}); store it now, it is not shown again:")
     typer.echo(key)
 
@@ -164,9 +165,13 @@ def apikey_list() -> None:
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: str) -> None:
     """Revoke an API key by id (takes effect on every instance within seconds)."""
+    from server.audit import cli_actor
     from server.auth import revoke_api_key
 
-    if not _with_context(get_settings(), lambda ctx: revoke_api_key(ctx, key_id)):
+    async def revoke(ctx: Any) -> bool:
+        return await revoke_api_key(ctx, key_id, actor=cli_actor())
+
+    if not _with_context(get_settings(), revoke):
         typer.echo(f"no active API key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -180,13 +185,16 @@ def manager_create(
 ) -> None:
     """Create a manager account; the password is read from ENGAGE_MANAGER_PASSWORD, else asked twice."""
     from server.admin.service import create_manager
+    from server.audit import cli_actor
     from server.errors import ProblemError
 
     password = os.environ.get("ENGAGE_MANAGER_PASSWORD") or typer.prompt(
         "Password (at least 12 characters)", hide_input=True, confirmation_prompt=True
     )
     try:
-        row = _with_context(get_settings(), lambda ctx: create_manager(ctx, email, password, role, name))
+        row = _with_context(
+            get_settings(), lambda ctx: create_manager(ctx, email, password, role, name, actor=cli_actor())
+        )
     except ProblemError as exc:
         typer.echo(exc.detail, err=True)
         raise typer.Exit(1) from None
@@ -207,8 +215,9 @@ def manager_list() -> None:
 def manager_disable(email: str) -> None:
     """Disable a manager: no more logins, and their sessions end (on every instance within seconds)."""
     from server.admin.service import disable_manager
+    from server.audit import cli_actor
 
-    if not _with_context(get_settings(), lambda ctx: disable_manager(ctx, email)):
+    if not _with_context(get_settings(), lambda ctx: disable_manager(ctx, email, actor=cli_actor())):
         typer.echo(f"no active manager {email}", err=True)
         raise typer.Exit(1)
     typer.echo(f"disabled {email.strip().lower()}")
@@ -285,6 +294,7 @@ def content_publish(
     import getpass
 
     from server.app import install
+    from server.audit import cli_actor
     from server.content.loader import ContentInvalid, read_files
     from server.content.service import publish
 
@@ -297,7 +307,9 @@ def content_publish(
     files = read_files(root)
 
     async def run(ctx: Any) -> tuple[int, bool]:
-        return await publish(ctx, files, by=by or getpass.getuser(), note=note, origin=str(root))
+        return await publish(
+            ctx, files, by=by or getpass.getuser(), note=note, origin=str(root), actor=cli_actor()
+        )
 
     try:
         version, new = _with_context(settings, run, redis=bool(settings.redis_url))
@@ -332,6 +344,7 @@ def content_rollback(
     """Publish the files of an earlier version again, as the newest version."""
     import getpass
 
+    from server.audit import cli_actor
     from server.content.loader import ContentInvalid
     from server.content.service import get_version, publish
 
@@ -339,7 +352,9 @@ def content_rollback(
         row = await get_version(ctx.db, version)
         if row is None:
             return None
-        return await publish(ctx, row.files, by=by or getpass.getuser(), note=f"rollback to {version}")
+        return await publish(
+            ctx, row.files, by=by or getpass.getuser(), note=f"rollback to {version}", actor=cli_actor()
+        )
 
     try:
         result = _with_context(get_settings(), run, redis=bool(get_settings().redis_url))

@@ -1,40 +1,20 @@
-"""The audit log: who changed what, when and why; written in the same transaction as the change."""
+"""Reading the audit log: the console and `GET /v1/admin/audit`. What writes to it is
+`server.audit`, in the same transaction as each change."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.admin.models import AuditRecord
-from server.db import utcnow
+from server.audit import SYSTEM, AuditRecord, record
 
 if TYPE_CHECKING:
     from server.context import Context
 
-SYSTEM = "system"
+__all__ = ["MAX_RECENT", "SYSTEM", "recent", "record"]
+
 MAX_RECENT = 500
-
-
-def record(
-    session: AsyncSession,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    reason: str = "",
-    details: dict[str, Any] | None = None,
-) -> AuditRecord:
-    """Add an audit record to the caller's unit of work: it commits with the change it describes,
-    or rolls back with it."""
-    if len(actor) > 255 or len(action) > 100 or len(target) > 255:
-        raise ValueError("an audit actor or target is at most 255 characters, an action 100")
-    row = AuditRecord(
-        at=utcnow(), actor=actor, action=action, target=target, reason=reason, details=details or {}
-    )
-    session.add(row)
-    return row
 
 
 async def recent(

@@ -1,14 +1,18 @@
-"""The admin domain's tables: community managers, their sessions and the audit log."""
+"""The admin domain's tables: community managers and their sessions. The audit log's table is
+`server.audit`'s, so that every domain can write to it; it is named here for the admin domain's
+readers."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, BigInteger, Column, Field
+from sqlmodel import Column, Field
 
+from server.audit import AuditRecord
 from server.db import TableModel, UTCDateTime
+
+__all__ = ["AuditRecord", "Manager", "ManagerSession"]
 
 
 class Manager(TableModel, table=True):
@@ -43,22 +47,3 @@ class ManagerSession(TableModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
-
-
-class AuditRecord(TableModel, table=True):
-    """One change made by a person or a system. Append-only: never updated, never deleted by the app."""
-
-    __tablename__ = "audit_log"
-
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(
-            BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
-    )
-    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    actor: str = Field(max_length=255)  # manager:<email> | api_key:<name> | system
-    action: str = Field(max_length=100, index=True)  # e.g. referral.approve
-    target: str = Field(max_length=255, index=True)  # e.g. member:<id>, manager:<email>
-    reason: str = Field(default="", sa_column=Column(sa.Text, nullable=False))
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

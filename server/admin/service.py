@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from server import ratelimit
-from server.admin.audit import SYSTEM, record
 from server.admin.models import Manager, ManagerSession
+from server.audit import SYSTEM, record
 from server.auth import bearer_token, count_failure, hash_secret
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
 from server.db import execute_counting, utcnow

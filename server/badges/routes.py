@@ -7,6 +7,7 @@ from litestar import Controller, MediaType, Response, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.params import Parameter
 
+from server import audit
 from server.auth import ApiClient
 from server.badges import credentials, images, service, tiers
 from server.badges.schemas import (
@@ -105,6 +106,19 @@ class BadgeGrantsController(Controller):
                 idempotency_key=data.idempotency_key,
                 reason=data.reason or f"granted by {api_client.name}",
             )
+            if earned.created:
+                audit.record(
+                    session,
+                    actor=api_client.actor,
+                    action="badge.grant",
+                    target=f"member:{member_id}",
+                    reason=earned.reason,
+                    details={
+                        "badge_id": earned.badge.id,
+                        "round": earned.round,
+                        "idempotency_key": earned.key,
+                    },
+                )
         out = BadgeGrantOut(
             member_id,
             earned.badge.id,

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import structlog
 from sqlmodel import col
 
+from server import audit
 from server.content.loader import ContentInvalid, ContentStore, digest, read_files, validate_files
 from server.content.models import ContentVersion
 from server.db import Database, utcnow
@@ -64,12 +65,20 @@ def store_of(row: ContentVersion) -> ContentStore:
 
 
 async def publish(
-    ctx: Context, files: dict[str, str], *, by: str, note: str | None = None, origin: str = ""
+    ctx: Context,
+    files: dict[str, str],
+    *,
+    by: str,
+    note: str | None = None,
+    origin: str = "",
+    actor: str | None = None,
 ) -> tuple[int, bool]:
     """Validate `files` and store them as the newest version; (version, whether it is new).
 
     Invalid content raises ContentInvalid and stores nothing. Files equal to the newest version
-    publish nothing new. Instances are told through Redis; those that miss it find it by polling.
+    publish nothing new. A new version is audited as `content.publish` by `actor` (default `by`)
+    in the same transaction. Instances are told through Redis; those that miss it find it by
+    polling.
     """
     _, issues = validate_files(files, origin)
     if issues:
@@ -90,7 +99,15 @@ async def publish(
         session.add(row)
         await session.flush()
         version = row.version
-    assert version is not None
+        assert version is not None
+        audit.record(
+            session,
+            actor=actor or by,
+            action="content.publish",
+            target=f"content:{version}",
+            reason=note or "",
+            details={"published_by": by, "digest": fingerprint, "files": len(files)},
+        )
     await announce(ctx, version)
     return version, True
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from server import audit
 from server.db import GroupCommit, insert_many, utcnow
 from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount
@@ -176,6 +177,7 @@ class Posting:
     idempotency_key: str
     details: dict[str, Any] = field(default_factory=dict)
     reverses_entry_id: int | None = None
+    audited_by: str | None = None  # who the audit log names for a new entry (a brand system)
 
 
 @functools.cache
@@ -401,15 +403,19 @@ async def post_alone(
     source: str,
     idempotency_key: str,
     details: dict[str, Any] | None = None,
+    audited_by: str | None = None,
 ) -> Posted:
-    """One posting in a unit of work of its own (what `POST /v1/members/{id}/points` does).
+    """One posting in a unit of work of its own (what `POST /v1/members/{id}/points` does); a new
+    entry is audited as `points.adjust` by `audited_by` when given, in the same transaction.
 
     Postings that arrive while others are being written go together in the next unit of work
     (group commit): each is answered as if alone (its entry, a replay, or its own 409), and a unit
     costs a few statements however many it holds.
     """
     _check_posting(currency, amount, reason, source, idempotency_key, None)
-    posting = Posting(member_id, currency, amount, reason, source, idempotency_key, details or {})
+    posting = Posting(
+        member_id, currency, amount, reason, source, idempotency_key, details or {}, audited_by=audited_by
+    )
     units: GroupCommit[Posting, Posted] = GroupCommit.shared(
         ctx, "ledger_units", lambda postings: _post_together(ctx, postings)
     )
@@ -418,7 +424,34 @@ async def post_alone(
 
 async def _post_together(ctx: Context, postings: list[Posting]) -> list[Posted | BaseException]:
     async with ctx.db.transaction() as session:
-        return list(await post_each(ctx, session, postings))
+        answers = await post_each(ctx, session, postings)
+        await audit.record_many(
+            session,
+            [
+                _audited("points.adjust", p.audited_by, answer.entry)
+                for p, answer in zip(postings, answers, strict=True)
+                if p.audited_by and isinstance(answer, Posted) and answer.created
+            ],
+        )
+        return list(answers)
+
+
+def _audited(action: str, actor: str, entry: LedgerEntry) -> dict[str, Any]:
+    """The audit record of an entry a brand system made."""
+    return {
+        "actor": actor,
+        "action": action,
+        "target": f"member:{entry.member_id}",
+        "reason": entry.reason,
+        "details": {
+            "entry_id": entry.id,
+            "currency": entry.currency,
+            "amount": entry.amount,
+            "balance_after": entry.balance_after,
+            "source": entry.source,
+            "idempotency_key": entry.idempotency_key,
+        },
+    }
 
 
 async def award(
@@ -450,14 +483,23 @@ async def award(
         ]
 
 
-async def reverse(ctx: Context, session: AsyncSession, member_id: str, entry_id: int, reason: str) -> Posted:
-    """A new entry cancelling `entry_id`; reversing twice returns the first reversal."""
+async def reverse(
+    ctx: Context,
+    session: AsyncSession,
+    member_id: str,
+    entry_id: int,
+    reason: str,
+    *,
+    audited_by: str | None = None,
+) -> Posted:
+    """A new entry cancelling `entry_id`; reversing twice returns the first reversal. A new
+    reversal is audited as `points.reverse` by `audited_by` when given."""
     original = await session.get(LedgerEntry, entry_id) if 0 < entry_id <= 2**63 - 1 else None
     if original is None or original.member_id != member_id:
         raise ProblemError(404, "entry_not_found", f"Member '{member_id}' has no ledger entry {entry_id}.")
     if original.reverses_entry_id is not None:
         raise ProblemError(409, "cannot_reverse_reversal", "A reversal cannot itself be reversed.")
-    return await post(
+    posted = await post(
         ctx,
         session,
         member_id,
@@ -469,6 +511,9 @@ async def reverse(ctx: Context, session: AsyncSession, member_id: str, entry_id:
         details={"reversed_reason": original.reason},
         reverses_entry_id=entry_id,
     )
+    if audited_by and posted.created:
+        await audit.record_many(session, [_audited("points.reverse", audited_by, posted.entry)])
+    return posted
 
 
 async def balances(session: AsyncSession, member_id: str) -> dict[str, int]:
