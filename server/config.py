@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # period is archived, on the next archive tick (every leaderboard_archive_seconds).
     leaderboard_grace_seconds: float = 300.0
     leaderboard_archive_seconds: float = 60.0
+    # How often each instance looks whether Redis lost the boards' index (restarted empty, failed
+    # over, flushed); one instance then rebuilds it from SQL. 0: never (`engage leaderboards rebuild`).
+    leaderboard_index_check_seconds: float = 5.0
     # How long a finished period's sorted sets stay in Redis after its grace (reads go to SQL).
     leaderboard_redis_keep_seconds: float = 2 * 86400.0
     # The top pages of a board (alike for every member) are read from Redis at most this often per

@@ -80,6 +80,9 @@ def settings(data_dir: Path, database_url: str, redis_url: str, redis_prefix: st
         outbox_drain_seconds=0.5,
         # Tests fail authentication on purpose from one address; one test checks this limit.
         rate_limit_auth_failures_per_minute=100_000,
+        # Board tests take keys away on purpose and restore them themselves; the server processes
+        # of tests/e2e watch the index as production does.
+        leaderboard_index_check_seconds=0,
     )
     upgrade(s)
     return s

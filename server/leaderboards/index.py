@@ -10,14 +10,17 @@ per member and board every `notify.every_seconds`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 import structlog
+from redis.exceptions import RedisError
 from sqlmodel import col
 
 from server.db import utcnow
@@ -233,6 +236,10 @@ async def _friend_lists(ctx: Context, member_ids: set[str]) -> dict[str, list[st
 
 # --- recovery -------------------------------------------------------------------------------------
 
+# The catch-up after a rebuild reaches back this far before it began: a score row carries the
+# moment of its unit of work, which commits (and is applied to Redis) a little later.
+IN_FLIGHT = timedelta(seconds=30)
+
 
 async def live_periods(ctx: Context, board_ids: list[str] | None = None) -> list[tuple[Board, Span]]:
     """Each board's periods that Redis serves: the current one and any finished but not archived."""
@@ -317,52 +324,62 @@ async def rebuild(
     advance: Callable[[int], None] | None = None,
     chunk: int = 5000,
 ) -> list[Rebuilt]:
-    """Restore the Redis index of these board periods from SQL.
+    """Restore the Redis index of these board periods from SQL, and mark each one complete.
 
     Each period is built under keys of its own, then swapped in one key at a time (reads see the
     old index, then the new one, never a half-built one). Scores written meanwhile are applied
-    again afterwards; being newer they win, and replayed ones change nothing.
+    again afterwards; being newer they win, and replayed ones change nothing. One process at a
+    time rebuilds a period: this waits for one already at it (an instance restoring what Redis
+    lost), then rebuilds anyway.
     """
-    client = ctx.redis.boards
     done: list[Rebuilt] = []
     for board, span in periods:
-        started = utcnow()
-        b = keys.base(ctx, board.id, span.key)
-        tmp = b + ":rb"
-        # The clients decode responses, so set members are str (redis-py types them bytes | str).
-        leftovers = cast("set[str]", await client.smembers(tmp + ":k"))
-        for k in [*(f"{tmp}:{s}" for s in leftovers), tmp + ":g", tmp + ":m", tmp + ":rj", tmp + ":k"]:
-            await client.delete(k)
-        built: set[str] = set()
-        count = 0
-        async with ctx.db.session() as session:
-            result = await session.stream(_rows_query(board, span).execution_options(yield_per=chunk))
-            async for rows in result.partitions(chunk):
-                count += await _write_chunk(ctx, board, span, tmp, rows, built, started)
-                if advance is not None:
-                    advance(len(rows))
-        live_scopes = cast("set[str]", await client.smembers(b + ":k"))
-        expire = expire_at(ctx, span)
-        suffixes = ["g", "m", "rj", "k", *sorted(built)]
-        pipe = client.pipeline(transaction=False)
-        for suffix in suffixes:
-            pipe.exists(f"{tmp}:{suffix}")
-        present = await pipe.execute()
-        # One key at a time (cluster pipelines refuse RENAME); each swap is atomic.
-        for suffix, there in zip(suffixes, present, strict=True):
-            target = f"{b}:{suffix}"
-            if there:
-                await client.rename(f"{tmp}:{suffix}", target)
-                if expire:
-                    await client.expireat(target, expire)
-            else:
-                await client.delete(target)
-        for scope in sorted(set(live_scopes) - built):
-            await client.delete(f"{b}:{scope}")
-        caught = await _catch_up(ctx, board, span, started - timedelta(seconds=5))
-        forget_pages(ctx, board.id, span.key)
-        done.append(Rebuilt(board.id, span.key, count, caught))
+        lock = await _Lock.take(ctx, keys.base(ctx, board.id, span.key), wait=True)
+        assert lock is not None
+        done.append(await lock.hold_then_mark(_rebuild_period(ctx, board, span, advance, chunk), span))
     return done
+
+
+async def _rebuild_period(
+    ctx: Context, board: Board, span: Span, advance: Callable[[int], None] | None, chunk: int
+) -> Rebuilt:
+    client = ctx.redis.boards
+    started = utcnow()
+    b = keys.base(ctx, board.id, span.key)
+    tmp = b + ":rb"
+    # The clients decode responses, so set members are str (redis-py types them bytes | str).
+    leftovers = cast("set[str]", await client.smembers(tmp + ":k"))
+    for k in [*(f"{tmp}:{s}" for s in leftovers), tmp + ":g", tmp + ":m", tmp + ":rj", tmp + ":k"]:
+        await client.delete(k)
+    built: set[str] = set()
+    count = 0
+    async with ctx.db.session() as session:
+        result = await session.stream(_rows_query(board, span).execution_options(yield_per=chunk))
+        async for rows in result.partitions(chunk):
+            count += await _write_chunk(ctx, board, span, tmp, rows, built, started)
+            if advance is not None:
+                advance(len(rows))
+    live_scopes = cast("set[str]", await client.smembers(b + ":k"))
+    expire = expire_at(ctx, span)
+    suffixes = ["g", "m", "rj", "k", *sorted(built)]
+    pipe = client.pipeline(transaction=False)
+    for suffix in suffixes:
+        pipe.exists(f"{tmp}:{suffix}")
+    present = await pipe.execute()
+    # One key at a time (cluster pipelines refuse RENAME); each swap is atomic.
+    for suffix, there in zip(suffixes, present, strict=True):
+        target = f"{b}:{suffix}"
+        if there:
+            await client.rename(f"{tmp}:{suffix}", target)
+            if expire:
+                await client.expireat(target, expire)
+        else:
+            await client.delete(target)
+    for scope in sorted(set(live_scopes) - built):
+        await client.delete(f"{b}:{scope}")
+    caught = await _catch_up(ctx, board, span, started - IN_FLIGHT)
+    forget_pages(ctx, board.id, span.key)
+    return Rebuilt(board.id, span.key, count, caught)
 
 
 async def _write_chunk(
@@ -406,6 +423,131 @@ async def _catch_up(ctx: Context, board: Board, span: Span, since: Any) -> int:
         part = payloads[i : i + 500]
         await apply_scores(ctx, [(0, p) for p in part], True)
     return len(payloads)
+
+
+# --- lost and restored ---------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class IndexLockLost(RuntimeError):
+    """A rebuild's lock vanished before it was done (it expired, or Redis lost it): another process
+    may be rebuilding the period, so this one neither swaps more keys nor marks it complete."""
+
+
+# KEYS: lock, marker. ARGV: token, expire-at (0: never). Marks the period complete and releases
+# the lock, if this process still holds it.
+_MARK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIREAT', KEYS[2], ARGV[2]) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class _Lock:
+    """The one process rebuilding a board period: a key in the period's slot that lives while its
+    holder renews it, so that a holder that dies frees the period within `TTL_MS`."""
+
+    TTL_MS = 30_000
+
+    def __init__(self, ctx: Context, base: str, token: str) -> None:
+        self.client = ctx.redis.boards
+        self.ctx = ctx
+        self.key = keys.rebuild_lock_key(base)
+        self.marker = keys.built_key(base)
+        self.token = token
+
+    @classmethod
+    async def take(cls, ctx: Context, base: str, wait: bool) -> _Lock | None:
+        """The lock, or None if another process holds it (with `wait`, once it is free)."""
+        token = uuid.uuid4().hex
+        while not await ctx.redis.boards.set(keys.rebuild_lock_key(base), token, nx=True, px=cls.TTL_MS):
+            if not wait:
+                return None
+            await asyncio.sleep(0.2)
+        return cls(ctx, base, token)
+
+    async def _renew(self) -> bool:
+        return bool(await self.client.eval(_RENEW, 1, self.key, self.token, self.TTL_MS))
+
+    async def hold_then_mark(self, work: Awaitable[T], span: Span) -> T:
+        """Run `work` holding the lock; then mark the period complete and let the lock go."""
+        task = asyncio.ensure_future(work)
+        marked = False
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self.TTL_MS / 3000)
+                if not task.done() and not await self._renew():
+                    raise IndexLockLost(self.key)
+            result = task.result()
+            args = (self.token, expire_at(self.ctx, span))
+            marked = bool(await self.client.eval(_MARK, 2, self.key, self.marker, *args))
+            if not marked:
+                raise IndexLockLost(self.key)
+            return result
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            if not marked:
+                with contextlib.suppress(RedisError, OSError):
+                    await self.client.eval(_RELEASE, 1, self.key, self.token)
+
+
+async def restore_lost(ctx: Context, periods: list[tuple[Board, Span]]) -> list[Rebuilt]:
+    """Rebuild from SQL the board periods whose index Redis lost (a restart without its data, a
+    failover, a flush), each once however many instances look: the first to take its lock.
+
+    A period is known complete while its marker is in Redis; a Redis that loses the index loses
+    the marker with it (in the same cluster slot). Scores applied meanwhile are kept (the rebuild
+    catches them up); a period without scores yet (one just begun) is only marked. Returns the
+    periods this process rebuilt.
+    """
+    now = time.time()
+    # Keys past their expiry are gone on purpose (the period is read from SQL by then).
+    watched = [(board, span) for board, span in periods if not 0 < expire_at(ctx, span) <= now]
+    if not watched:
+        return []
+    pipe = ctx.redis.boards.pipeline(transaction=False)
+    for board, span in watched:
+        pipe.exists(keys.built_key(keys.base(ctx, board.id, span.key)))
+    marked = await pipe.execute()
+    done: list[Rebuilt] = []
+    for (board, span), there in zip(watched, marked, strict=True):
+        if there:
+            continue
+        lock = await _Lock.take(ctx, keys.base(ctx, board.id, span.key), wait=False)
+        if lock is None:
+            continue  # another instance is at it
+        rebuilt = await lock.hold_then_mark(_restore_period(ctx, board, span), span)
+        if rebuilt is not None:
+            log.warning(
+                "leaderboard_index_restored",
+                board=board.id,
+                period=span.key,
+                members=rebuilt.members,
+                caught_up=rebuilt.caught_up,
+            )
+            done.append(rebuilt)
+    return done
+
+
+async def _restore_period(ctx: Context, board: Board, span: Span) -> Rebuilt | None:
+    if await ctx.redis.boards.exists(keys.built_key(keys.base(ctx, board.id, span.key))):
+        return None  # restored by the process that held the lock a moment ago
+    if not await count_rows(ctx, [(board, span)]):
+        return None  # nothing scored: nothing Redis could have lost
+    return await _rebuild_period(ctx, board, span, None, 5000)
 
 
 @dataclass

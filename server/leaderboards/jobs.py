@@ -1,22 +1,27 @@
-"""Period ends: the final standings of each finished period are archived to SQL, once.
+"""Period ends: the final standings of each finished period are archived to SQL, once. And the
+boards' Redis index, restored from SQL when Redis has lost it.
 
-The job ticks on every instance; a period is archived by the one transaction that moves it from
-open to archived. Scores still arrive for `leaderboard_grace_seconds` after a period ends (events
-on their way through the outbox); the archive waits for that, and a little more for transactions
-that began before it.
+The archive job ticks on every instance; a period is archived by the one transaction that moves it
+from open to archived. Scores still arrive for `leaderboard_grace_seconds` after a period ends
+(events on their way through the outbox); the archive waits for that, and a little more for
+transactions that began before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
+from redis.exceptions import RedisClusterException, RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from server.db import execute_counting, utcnow
 from server.leaderboards.content import Board
+from server.leaderboards.index import IndexLockLost, live_periods, restore_lost
 from server.leaderboards.leagues import close_week
 from server.leaderboards.models import BoardPeriod, BoardScore, Standing
 from server.leaderboards.periods import Span, span_of_key
@@ -133,4 +138,49 @@ async def archive_job(ctx: Context, _period: str) -> None:
     await archive_due(ctx)
 
 
-JOBS = (Job("leaderboards.archive", archive_job, lambda ctx: ctx.settings.leaderboard_archive_seconds),)
+async def guard_index_job(ctx: Context, _period: str) -> None:
+    """On every instance: restore the boards' index if Redis lost it (see `index.restore_lost`).
+
+    The restore runs beside the scheduler (a large board takes a while), one at a time per
+    process, and is stopped with the process: its lock then lapses and another instance goes on.
+    """
+    running: asyncio.Task[None] | None = ctx.extras.get("lb_restoring")
+    if running is not None and not running.done():
+        return
+    if running is None:
+        ctx.on_close(lambda: _stop_restoring(ctx))
+    ctx.extras["lb_restoring"] = asyncio.get_running_loop().create_task(_restore(ctx))
+
+
+async def _restore(ctx: Context) -> None:
+    try:
+        await restore_lost(ctx, await live_periods(ctx))
+    except (RedisError, RedisClusterException, OSError, SQLAlchemyError, IndexLockLost) as exc:
+        # Redis or SQL unavailable, or another instance took over: the next tick looks again.
+        # Said once per spell, not every few seconds.
+        if not ctx.extras.get("lb_guard_failing"):
+            log.warning("leaderboard_index_unchecked", error=type(exc).__name__)
+        ctx.extras["lb_guard_failing"] = True
+        return
+    except Exception:
+        log.exception("leaderboard_index_restore_failed")
+        return
+    ctx.extras["lb_guard_failing"] = False
+
+
+async def _stop_restoring(ctx: Context) -> None:
+    task: asyncio.Task[None] | None = ctx.extras.get("lb_restoring")
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+JOBS = (
+    Job("leaderboards.archive", archive_job, lambda ctx: ctx.settings.leaderboard_archive_seconds),
+    Job(
+        "leaderboards.guard_index",
+        guard_index_job,
+        lambda ctx: ctx.settings.leaderboard_index_check_seconds,
+        once_per_period=False,
+    ),
+)

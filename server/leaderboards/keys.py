@@ -10,6 +10,9 @@ in one Redis Cluster hash slot and each script touches one slot:
     <prefix>lb:{...}:r  :rj                       rookies, and when each signed up (for aging out)
     <prefix>lb:{...}:m                            member -> "version<TAB>scopes<TAB>score<TAB>name"
     <prefix>lb:{...}:k                            the scope keys in use (for a rebuild)
+    <prefix>lb:{...}:built                        present while the index is known complete (a
+                                                  Redis that loses its data loses it too)
+    <prefix>lb:{...}:rebuilding                   held by the one process rebuilding the period
 
 Ties: the sorted-set score is `score * 2**24 + slot`, where the slot is the moment the member
 reached the score, as one of 2**24 equal slots of the period (5 ms for a day, 36 ms for a week,
@@ -44,6 +47,15 @@ def base_key(prefix: str, board_id: str, period: str) -> str:
 
 def base(ctx: Context, board_id: str, period: str) -> str:
     return base_key(ctx.redis.prefix, board_id, period)
+
+
+def built_key(base: str) -> str:
+    """The marker of a board period whose index was built from SQL (beside its keys, in its slot)."""
+    return base + ":built"
+
+
+def rebuild_lock_key(base: str) -> str:
+    return base + ":rebuilding"
 
 
 def rate_key(ctx: Context, board_id: str, member_id: str) -> str:
