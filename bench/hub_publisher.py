@@ -53,7 +53,13 @@ async def publish(args: argparse.Namespace) -> list[tuple[int, float, float, int
             await asyncio.sleep(max(0.0, due - NOW()))
             member = rng.randrange(args.members)
             entry_id = FIRST_ENTRY_ID + n
-            data = {"entry_id": entry_id, "currency": "points", "amount": 1, "balance": 1, "reason": "bench"}
+            data = {
+                "entry_id": entry_id,
+                "currency": "points",
+                "amount": 1,
+                "balance_after": 1,
+                "reason": "bench",
+            }
             sent = NOW()
             await hub.publish(f"{args.member_prefix}{member}", "points.awarded", data)
             records.append((member, sent, NOW(), 200, entry_id))

@@ -63,16 +63,17 @@ class AdminSessionsController(Controller):
         action: Annotated[str | None, Parameter(max_length=100)] = None,
         target: Annotated[str | None, Parameter(max_length=255)] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        before: Annotated[int | None, Parameter(ge=1)] = None,
+        cursor: Annotated[str | None, Parameter(pattern=r"^[1-9][0-9]{0,17}$")] = None,
     ) -> AuditOut:
         """The audit log, newest first (any role): `action` filters by prefix (`referral.`),
-        `target` by exact target (`member:<id>`)."""
-        rows = await audit.recent(ctx, action_prefix=action, target=target, limit=limit, before_id=before)
+        `target` by exact target (`member:<id>`); `cursor` is the `next_cursor` of the page before."""
+        before_id = int(cursor) if cursor else None
+        rows = await audit.recent(ctx, action_prefix=action, target=target, limit=limit, before_id=before_id)
         records = [
             AuditRecordOut(r.id or 0, r.at, r.actor, r.action, r.target, r.reason, r.details) for r in rows
         ]
-        next_before = rows[-1].id if len(rows) == limit else None
-        return AuditOut(records, next_before)
+        next_cursor = str(rows[-1].id) if len(rows) == limit and rows[-1].id else None
+        return AuditOut(records, next_cursor)
 
 
 class ReferralReviewController(Controller):

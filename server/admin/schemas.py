@@ -39,10 +39,10 @@ class AuditRecordOut(msgspec.Struct):
 
 
 class AuditOut(msgspec.Struct):
-    """The newest records first; `next_before` pages on (`?before=`), null on the last page."""
+    """The newest records first; `next_cursor` pages on (`?cursor=`), null on the last page."""
 
     records: list[AuditRecordOut]
-    next_before: int | None = None
+    next_cursor: str | None = None
 
 
 # --- the review of held referrals

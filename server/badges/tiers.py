@@ -284,7 +284,7 @@ async def member_tiers(ctx: Context, member_id: str, now: datetime | None = None
             boosts = await active_boosts(session, member_id, now)
         return {
             "managed_by": "brand",
-            "tiers": [{"tier_id": t, "name": t.title(), "growth": None, "benefits": []} for t in ids],
+            "tiers": [{"tier": t, "name": t.title(), "growth": None, "benefits": []} for t in ids],
             "member": {"tier": tier, "name": tier.title(), "next_tier": None, "boosts": boosts},
         }
     async with ctx.db.session() as session:
@@ -305,7 +305,7 @@ async def member_tiers(ctx: Context, member_id: str, now: datetime | None = None
     return {
         "managed_by": "ladder",
         "tiers": [
-            {"tier_id": t.id, "name": t.name, "growth": t.growth, "benefits": t.benefits, "image": t.image}
+            {"tier": t.id, "name": t.name, "growth": t.growth, "benefits": t.benefits, "image": t.image}
             for t in ladder.tiers
         ],
         "window": {
@@ -328,7 +328,7 @@ async def member_tiers(ctx: Context, member_id: str, now: datetime | None = None
             ],
             "next_tier": (
                 {
-                    "tier_id": nxt.id,
+                    "tier": nxt.id,
                     "name": nxt.name,
                     "growth": nxt.growth,
                     "growth_to_next": nxt.growth - st.qualifying,

@@ -24,7 +24,7 @@ class ReversalIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class EntryOut(msgspec.Struct):
-    id: int
+    entry_id: int
     member_id: str
     currency: str
     amount: int

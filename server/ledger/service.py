@@ -74,7 +74,7 @@ def entry_hash(e: LedgerEntry) -> str:
 def to_out(e: LedgerEntry) -> EntryOut:
     assert e.id is not None
     return EntryOut(
-        id=e.id,
+        entry_id=e.id,
         member_id=e.member_id,
         currency=e.currency,
         amount=e.amount,
@@ -387,7 +387,7 @@ def _live(entry: LedgerEntry) -> tuple[str, dict[str, Any]]:
         "entry_id": entry.id,
         "currency": entry.currency,
         "amount": entry.amount,
-        "balance": entry.balance_after,
+        "balance_after": entry.balance_after,
         "reason": entry.reason,
         "source": entry.source,
     }

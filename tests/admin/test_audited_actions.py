@@ -67,7 +67,7 @@ async def test_brand_point_adjustments_and_reversals(http, ctx: Context, member_
     assert first.status_code == 200, first.text
     replay = await http.post(f"/v1/members/{member_id}/points", json=body, headers=brand)
     assert replay.headers.get("idempotent-replayed") == "true"
-    entry_id = first.json()["id"]
+    entry_id = first.json()["entry_id"]
     r = await http.post(
         f"/v1/members/{member_id}/ledger/{entry_id}/reversal", json={"reason": "sent twice"}, headers=brand
     )

@@ -257,17 +257,19 @@ async def test_audit_api(http, ctx):
     )
     assert [x["action"] for x in r.json()["records"]] == ["test%.literal"]
 
-    pages, before = [], None
+    pages, cursor = [], None
     while True:
-        params = {"target": target, "limit": 4, **({"before": before} if before else {})}
+        params = {"target": target, "limit": 4, **({"cursor": cursor} if cursor else {})}
         page = (await http.get("/v1/admin/audit", params=params, headers=bearer(viewer))).json()
         pages.append([x["reason"] for x in page["records"]])
-        before = page["next_before"]
-        if before is None:
+        cursor = page["next_cursor"]
+        if cursor is None:
             break
     assert pages == [["", "#4", "#3", "#2"], ["#1", "#0"]]
 
     r = await http.get("/v1/admin/audit", params={"limit": 0}, headers=bearer(viewer))
+    assert r.status_code == 400 and r.json()["code"] == "validation_error"
+    r = await http.get("/v1/admin/audit", params={"cursor": "yesterday"}, headers=bearer(viewer))
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     r = await http.get("/v1/admin/audit")
     assert r.status_code == 401 and r.json()["code"] == "missing_manager_token"

@@ -111,8 +111,8 @@ async def test_growth_in_several_dimensions_promotes_at_once(ctx, content):
     assert me["tier"] == "gold" and me["qualifying_growth"] == 320
     by = {d["dimension"]: (d["growth"], d["counted"]) for d in me["growth_by_dimension"]}
     assert by["spend"] == (40, 40) and by["frequency"] == (20, 40) and by["social"] == (80, 240)
-    assert me["next_tier"] == {"tier_id": "diamond", "name": "Diamond", "growth": 700, "growth_to_next": 380}
-    assert [t["tier_id"] for t in seen["tiers"]] == ["regular", "silver", "gold", "diamond"]
+    assert me["next_tier"] == {"tier": "diamond", "name": "Diamond", "growth": 700, "growth_to_next": 380}
+    assert [t["tier"] for t in seen["tiers"]] == ["regular", "silver", "gold", "diamond"]
 
 
 async def test_a_drop_is_one_tier_after_notice_and_once_per_period(ctx, content):

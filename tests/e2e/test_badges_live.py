@@ -66,7 +66,7 @@ async def test_badge_earned_live_collection_tiers_and_credential(
             assert (r.status_code, r.json()["code"]) == (status, code)
 
         ladder = (await app.get("/v1/tiers")).json()
-        assert [t["tier_id"] for t in ladder["tiers"]] == ["regular", "silver", "gold", "diamond"]
+        assert [t["tier"] for t in ladder["tiers"]] == ["regular", "silver", "gold", "diamond"]
         me = ladder["member"]
         assert me["tier"] == "regular" and me["qualifying_growth"] == 20
-        assert me["next_tier"]["tier_id"] == "silver" and me["next_tier"]["growth_to_next"] == 480
+        assert me["next_tier"]["tier"] == "silver" and me["next_tier"]["growth_to_next"] == 480

@@ -59,7 +59,7 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
                         m["type"],
                         m["data"]["currency"],
                         m["data"]["amount"],
-                        m["data"]["balance"],
+                        m["data"]["balance_after"],
                         m["data"]["reason"],
                     )
                     for m in got
@@ -79,16 +79,16 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
                 },
             )
             assert r.status_code == 200 and r.headers.get("idempotent-replayed") == "true", r.text
-            assert r.json()["id"] == adjustment["id"]
+            assert r.json()["entry_id"] == adjustment["entry_id"]
             spend = await adjust(brand, member, -2, reason="coffee")
             for sock in (phone, tablet):
                 nxt = await sock.next()
-                assert (nxt["type"], nxt["data"]["amount"], nxt["data"]["balance"]) == (
+                assert (nxt["type"], nxt["data"]["amount"], nxt["data"]["balance_after"]) == (
                     "points.deducted",
                     -2,
                     40,
                 )
-                assert nxt["data"]["entry_id"] == spend["id"]
+                assert nxt["data"]["entry_id"] == spend["entry_id"]
 
         me = (await app.get("/v1/me")).json()
         assert (me["member_id"], me["display_name"], me["timezone"]) == (member, "Ada L.", "Europe/Paris")
@@ -105,10 +105,16 @@ async def test_member_journey_live_messages_match_balances_and_ledger(
         ]
         # What the sockets said is what the ledger holds, entry by entry.
         live_entries = {m["data"]["entry_id"]: m["data"] for m in phone.received}
-        assert set(live_entries) == {e["id"] for e in entries}
+        assert set(live_entries) == {e["entry_id"] for e in entries}
         for e in entries:
-            said = live_entries[e["id"]]
-            assert (said["currency"], said["amount"], said["balance"], said["reason"], said["source"]) == (
+            said = live_entries[e["entry_id"]]
+            assert (
+                said["currency"],
+                said["amount"],
+                said["balance_after"],
+                said["reason"],
+                said["source"],
+            ) == (
                 e["currency"],
                 e["amount"],
                 e["balance_after"],
@@ -138,13 +144,13 @@ async def test_reconnect_with_since_replays_exactly_what_was_missed(
 
         async with live(server.ws_url, token, since=last_seen) as sock:
             replayed = await sock.take(3)
-            assert [m["data"]["entry_id"] for m in replayed] == [e["id"] for e in missed]
+            assert [m["data"]["entry_id"] for m in replayed] == [e["entry_id"] for e in missed]
             assert [m["data"]["reason"] for m in replayed] == ["missed 0", "missed 1", "missed 2"]
             assert all(stream_id(m["id"]) > stream_id(last_seen) for m in replayed)
             # Nothing is sent twice: the next message is the next award.
             after = await adjust(brand, member, 100, reason="after")
             nxt = await sock.next()
-            assert nxt["data"]["entry_id"] == after["id"]
+            assert nxt["data"]["entry_id"] == after["entry_id"]
 
         # Replaying while awards keep coming: history and live messages meet without gap or repeat.
         resume_from = nxt["id"]
@@ -159,12 +165,12 @@ async def test_reconnect_with_since_replays_exactly_what_was_missed(
         async with live(server.ws_url, token, since=resume_from) as sock:
             await producer
             got = await sock.take_until(
-                lambda ms: {m["data"]["entry_id"] for m in ms} >= {e["id"] for e in racing}
+                lambda ms: {m["data"]["entry_id"] for m in ms} >= {e["entry_id"] for e in racing}
             )
             ids = [m["id"] for m in got]
             assert len(ids) == len(set(ids)), f"duplicates: {ids}"
             assert [stream_id(i) for i in ids] == sorted(stream_id(i) for i in ids)
-            assert [m["data"]["entry_id"] for m in got] == [e["id"] for e in racing]
+            assert [m["data"]["entry_id"] for m in got] == [e["entry_id"] for e in racing]
 
         # The whole history, from the start.
         async with live(server.ws_url, token, since="0-0") as sock:
@@ -173,4 +179,4 @@ async def test_reconnect_with_since_replays_exactly_what_was_missed(
                 ["seen 1", "seen 2", "missed 0", "missed 1", "missed 2", "after"]
                 + [f"race {n}" for n in range(15)]
             )
-            assert everything[-1]["data"]["balance"] == 1 + 2 + 10 + 11 + 12 + 100 + 15
+            assert everything[-1]["data"]["balance_after"] == 1 + 2 + 10 + 11 + 12 + 100 + 15

@@ -152,8 +152,8 @@ async def _outage_scenario(rig: Rig, token_for) -> None:
                     except AssertionError:
                         if time.monotonic() > deadline:
                             raise
-            assert [(m["type"], m["data"]["amount"], m["data"]["balance"]) for m in got] == expected
-            assert [m["data"]["entry_id"] for m in got] == [e["id"] for e in reversed(entries[:3])]
+            assert [(m["type"], m["data"]["amount"], m["data"]["balance_after"]) for m in got] == expected
+            assert [m["data"]["entry_id"] for m in got] == [e["entry_id"] for e in reversed(entries[:3])]
             assert [stream_id(m["id"]) for m in got] == sorted({stream_id(m["id"]) for m in got})
 
         # The new Redis's history holds each missed message exactly once.
@@ -171,7 +171,7 @@ async def _outage_scenario(rig: Rig, token_for) -> None:
             await sockets_open(proc.base_url, 1)
             after = await adjust(brand, member, 1, reason="after the outage")
             msg = await fresh.next()
-            assert (msg["data"]["entry_id"], msg["data"]["balance"]) == (after["id"], 23)
+            assert (msg["data"]["entry_id"], msg["data"]["balance_after"]) == (after["entry_id"], 23)
 
         # The boards of the empty Redis hold the absolute scores the outbox carried: nothing lost.
         async with member_client(proc.base_url, token) as app:
@@ -198,12 +198,14 @@ async def test_socket_open_through_a_redis_outage_misses_nothing(own_settings: S
                 await wait_until(down, what="/ready to see Redis gone")
                 await rig.restart_redis()
                 # The brand awards as soon as Redis is back (each award is published at once).
-                early += [(await adjust(brand, member, 1, reason=f"blip {blip}"))["id"] for _ in range(3)]
+                early += [
+                    (await adjust(brand, member, 1, reason=f"blip {blip}"))["entry_id"] for _ in range(3)
+                ]
 
                 # Markers until one arrives, so that the hub has surely re-subscribed by then.
                 deadline = time.monotonic() + LONG_WAIT
                 while True:
-                    marker = (await adjust(brand, member, 1, reason="marker"))["id"]
+                    marker = (await adjust(brand, member, 1, reason="marker"))["entry_id"]
                     try:
                         await sock.take_until(
                             lambda ms, k=marker: any(m["data"]["entry_id"] == k for m in ms), within=1.0

@@ -65,12 +65,15 @@ async def test_slow_socket_is_dropped_and_others_keep_receiving(
                         rounds += 1
                         mine = await adjust(brand, other, 1, reason=f"round {rounds}")
                         msg = await normal.next()
-                        assert msg["data"]["entry_id"] == mine["id"]
+                        assert msg["data"]["entry_id"] == mine["entry_id"]
 
                     # After the drop the other member is still served, and nothing of theirs was lost.
                     mine = await adjust(brand, other, 1, reason="after the drop")
                     msg = await normal.next()
-                    assert (msg["data"]["entry_id"], msg["data"]["balance"]) == (mine["id"], rounds + 1)
+                    assert (msg["data"]["entry_id"], msg["data"]["balance_after"]) == (
+                        mine["entry_id"],
+                        rounds + 1,
+                    )
                     assert [m["data"]["reason"] for m in normal.received] == [
                         *(f"round {n}" for n in range(1, rounds + 1)),
                         "after the drop",
@@ -89,4 +92,4 @@ async def test_slow_socket_is_dropped_and_others_keep_receiving(
             async with live(proc.ws_url, token_for(slow)) as back:
                 await sockets_open(proc.base_url, 1)
                 mine = await adjust(brand, slow, 1, reason="back")
-                assert (await back.next())["data"]["entry_id"] == mine["id"]
+                assert (await back.next())["data"]["entry_id"] == mine["entry_id"]

@@ -33,7 +33,7 @@ async def test_message_caused_on_one_instance_reaches_socket_on_the_other(
             await adjust(brand_a, member, 7, reason="from A")
             for sock in (on_a, on_b):
                 got = await sock.take(3)
-                assert [(m["type"], m["data"]["amount"], m["data"]["balance"]) for m in got] == [
+                assert [(m["type"], m["data"]["amount"], m["data"]["balance_after"]) for m in got] == [
                     ("points.awarded", 5, 5),
                     ("growth.awarded", 5, 5),
                     ("points.awarded", 7, 12),
@@ -44,7 +44,7 @@ async def test_message_caused_on_one_instance_reaches_socket_on_the_other(
         await adjust(brand_b, member, 1, reason="while away")
         async with live(server.ws_url, token, since=on_b.last_id, ignore=QUESTS) as again:
             msg = await again.next()
-            assert (msg["data"]["reason"], msg["data"]["balance"]) == ("while away", 13)
+            assert (msg["data"]["reason"], msg["data"]["balance_after"]) == ("while away", 13)
 
     for base in (server.base_url, server_b.base_url):
         async with member_client(base, token) as app:

@@ -3,6 +3,7 @@ whose headers tell the truth, and a repeat that says it gave nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -91,3 +92,31 @@ def test_every_close_code_of_the_live_socket_is_documented():
     # Every socket is closed with a code of that list, never a number of its own.
     for path in (ROOT / "server").rglob("*.py"):
         assert not re.search(r"close\((code=)?\d", path.read_text()), path
+
+
+async def test_one_name_per_thing(http, as_brand, as_member, member_id, ctx):
+    """A ledger entry is `entry_id` with its `balance_after` in answers, pages and live messages;
+    a tier is `tier`; pages go on with `cursor` and `next_cursor`."""
+    assert (await http.put(f"/v1/members/{member_id}", json={}, headers=as_brand)).status_code == 201
+    body = {"amount": 7, "reason": "names", "idempotency_key": "names"}
+    entry = (await http.post(f"/v1/members/{member_id}/points", json=body, headers=as_brand)).json()
+    assert "id" not in entry and "balance" not in entry
+    page = (await http.get("/v1/ledger", headers=as_member(member_id))).json()
+    said = [json.loads(raw)["data"] for _, raw in await ctx.hub.history(member_id, "0-0")]
+    awarded = next(d for d in said if d.get("entry_id") == entry["entry_id"])
+    assert page["entries"][0]["entry_id"] == entry["entry_id"]
+    assert awarded["balance_after"] == entry["balance_after"] == page["entries"][0]["balance_after"] == 7
+    assert "balance" not in awarded
+
+    ladder = (await http.get("/v1/tiers", headers=as_member(member_id))).json()
+    assert ladder["tiers"][0]["tier"] == ladder["member"]["tier"]
+    assert ladder["member"]["next_tier"]["tier"] == ladder["tiers"][1]["tier"]
+
+    doc = (await http.get("/schema/openapi.json")).json()
+    names = json.dumps(doc)
+    for old in ('"tier_id"', '"next_before"'):
+        assert old not in names, old
+    for path, methods in doc["paths"].items():
+        for op in methods.values():
+            params = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+            assert "before" not in params, path

@@ -177,7 +177,7 @@ async def test_points_expire_in_full_a_year_after_they_were_earned(ctx, a_year, 
         for _, raw in await ctx.hub.history(m, "0-0")
         if json.loads(raw)["data"].get("source") == "expiry"
     ]
-    assert [(d["amount"], d["balance"], d["reason"]) for d in expired_message] == [
+    assert [(d["amount"], d["balance_after"], d["reason"]) for d in expired_message] == [
         (-100, 0, "points_expired")
     ]
     await assert_verified(ctx, m)

@@ -197,12 +197,12 @@ async def test_reversal_is_a_new_entry_once(http, as_brand, as_member, member_id
     entry = (
         await http.post(url, json={"amount": 25, "reason": "oops", "idempotency_key": "o"}, headers=as_brand)
     ).json()
-    rev_url = f"/v1/members/{member_id}/ledger/{entry['id']}/reversal"
+    rev_url = f"/v1/members/{member_id}/ledger/{entry['entry_id']}/reversal"
     first = await http.post(rev_url, json={"reason": "granted by mistake"}, headers=as_brand)
     again = await http.post(rev_url, json={"reason": "granted by mistake"}, headers=as_brand)
     assert first.status_code == again.status_code == 200
-    assert first.json()["id"] == again.json()["id"]
-    assert first.json()["amount"] == -25 and first.json()["reverses_entry_id"] == entry["id"]
+    assert first.json()["entry_id"] == again.json()["entry_id"]
+    assert first.json()["amount"] == -25 and first.json()["reverses_entry_id"] == entry["entry_id"]
     me = (await http.get("/v1/me", headers=as_member(member_id))).json()
     assert me["points"] == 0
     r = await http.post(
