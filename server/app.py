@@ -12,8 +12,6 @@ from typing import Any
 import structlog
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from server import outbox
 from server.admin.service import provide_manager
@@ -41,7 +39,8 @@ from server.ledger import jobs as ledger_jobs
 from server.ledger.earning import EARNING_KIND
 from server.logs import configure
 from server.members import events as members
-from server.middleware import exact_allow, observe
+from server.middleware import BODY_MAX_BYTES, Request, check_request, exact_allow, observe
+from server.openapi import index, openapi_config
 from server.outbox import Outbox
 from server.realtime.hub import Hub, apply_live
 from server.redis import RedisHandle
@@ -103,6 +102,7 @@ def route_handlers() -> list[Any]:
     from server.tasks.routes import QuestsController
 
     return [
+        index,
         health,
         ready,
         metrics,
@@ -211,13 +211,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers=exception_handlers,
         middleware=[observe, exact_allow],
-        openapi_config=OpenAPIConfig(
-            title="Engage: member-engagement game server",
-            version="1",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-        ),
-        request_max_body_size=4 * 1024 * 1024,
+        request_class=Request,
+        before_request=check_request,
+        openapi_config=openapi_config("Engage: member-engagement game server", "1"),
+        request_max_body_size=BODY_MAX_BYTES,
         logging_config=None,  # logs are configured by server.logs (structured, secrets masked)
         debug=False,
     )

@@ -23,9 +23,8 @@ from server.admin.schemas import (
 )
 from server.auth import bearer_token
 from server.context import Context
+from server.members.schemas import MemberIdPath
 from server.referrals import service as referrals
-
-_MemberId = Annotated[str, Parameter(max_length=64)]
 
 
 def manager_out(manager: Manager) -> ManagerOut:
@@ -97,14 +96,16 @@ class ReferralReviewController(Controller):
 
     @post("/{friend_id:str}/approve", operation_id="approveReferral", status_code=200)
     async def approve(
-        self, ctx: Context, manager: Manager, friend_id: _MemberId, data: ReviewIn
+        self, ctx: Context, manager: Manager, friend_id: MemberIdPath, data: ReviewIn
     ) -> ReviewOut:
         """Clear a held referral: its pending rewards are paid (editor role)."""
         r = await service.approve_referral(ctx, manager, friend_id, data.reason)
         return _review_out(r)
 
     @post("/{friend_id:str}/reject", operation_id="rejectReferral", status_code=200)
-    async def reject(self, ctx: Context, manager: Manager, friend_id: _MemberId, data: ReviewIn) -> ReviewOut:
+    async def reject(
+        self, ctx: Context, manager: Manager, friend_id: MemberIdPath, data: ReviewIn
+    ) -> ReviewOut:
         """Refuse a held referral: pending rewards are dropped and any paid are reversed through
         the ledger (editor role)."""
         r, undone = await service.reject_referral(ctx, manager, friend_id, data.reason)
@@ -112,7 +113,7 @@ class ReferralReviewController(Controller):
 
     @put("/{friend_id:str}", operation_id="reassignReferral")
     async def reassign(
-        self, ctx: Context, manager: Manager, friend_id: _MemberId, data: ReassignIn
+        self, ctx: Context, manager: Manager, friend_id: MemberIdPath, data: ReassignIn
     ) -> ReviewOut:
         """Correct who referred a member, by the right referrer's code, before anything was paid
         (editor role)."""

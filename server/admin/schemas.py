@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 import msgspec
 
+from server.text import Text
+
 
 class LoginIn(msgspec.Struct):
-    email: Annotated[str, msgspec.Meta(max_length=320)]
-    password: Annotated[str, msgspec.Meta(max_length=1024)]
+    email: Annotated[Text, msgspec.Meta(max_length=320)]
+    password: Annotated[Text, msgspec.Meta(max_length=1024)]
 
 
 class ManagerOut(msgspec.Struct):
@@ -53,13 +55,17 @@ class HeldOut(msgspec.Struct):
     next_cursor: str | None
 
 
+# 1 to 500 characters, not all blank: stated here, checked by the service (`invalid_reason`).
+_REASON = msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": 500, "allOf": [{"pattern": r"\S"}]})
+
+
 class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str
+    reason: Annotated[Text, _REASON]
 
 
 class ReassignIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: str
-    reason: str
+    code: Text
+    reason: Annotated[Text, _REASON]
 
 
 class ReviewOut(msgspec.Struct):

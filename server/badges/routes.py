@@ -5,6 +5,7 @@ from typing import Annotated
 
 from litestar import Controller, MediaType, Response, get, post
 from litestar.datastructures import CacheControlHeader
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from server import audit
@@ -23,6 +24,7 @@ from server.badges.schemas import (
 )
 from server.context import Context
 from server.errors import ProblemError, not_found
+from server.members.schemas import MemberIdPath
 from server.members.service import check_member_id, member_exists
 
 _BadgeId = Annotated[str, Parameter(max_length=64)]
@@ -87,9 +89,15 @@ class BadgeGrantsController(Controller):
     path = "/v1/members"
     tags = ["badges"]
 
-    @post("/{member_id:str}/badges", operation_id="grantBadge", status_code=201)
+    @post(
+        "/{member_id:str}/badges",
+        operation_id="grantBadge",
+        status_code=201,
+        response_description="Granted",
+        responses={200: ResponseSpec(BadgeGrantOut, description="Held already: the first grant")},
+    )
     async def grant(
-        self, ctx: Context, api_client: ApiClient, member_id: str, data: BadgeGrantIn
+        self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath, data: BadgeGrantIn
     ) -> Response[BadgeGrantOut]:
         """Grant a manual badge (brand systems); the same idempotency key, or a badge already held,
         answers with the first grant (200, `Idempotent-Replayed: true`); a member the server does

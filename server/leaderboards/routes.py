@@ -12,6 +12,7 @@ from server.leaderboards import standings
 from server.leaderboards.periods import status_of
 from server.leaderboards.schemas import BoardsOut, EntryOut, MyStandingOut, PeriodOut, StandingsOut
 from server.leaderboards.service import list_boards
+from server.leaderboards.standings import MAX_AROUND, MAX_LIMIT
 
 _Period = Annotated[str | None, Parameter(max_length=64)]
 # `scope` is the name of the ASGI scope to Litestar: the query parameter is read under another name.
@@ -23,8 +24,14 @@ def _period(page: standings.Page) -> PeriodOut:
     return PeriodOut(page.span.key, page.span.start, page.span.end, status)
 
 
-def _entries(page: standings.Page) -> list[EntryOut]:
-    return [EntryOut(r.rank, r.member_id, r.display_name, r.score) for r in page.rows]
+def _entries(page: standings.Page, caller: str) -> list[EntryOut]:
+    """The rows as the caller may see them: other members by handle and name, never by id."""
+    return [
+        EntryOut(r.rank, r.handle, r.display_name, r.score, True, r.member_id)
+        if r.member_id == caller
+        else EntryOut(r.rank, r.handle, r.display_name, r.score, False)
+        for r in page.rows
+    ]
 
 
 class LeaderboardsController(Controller):
@@ -47,7 +54,7 @@ class LeaderboardsController(Controller):
         board_id: Annotated[str, Parameter(max_length=64)],
         period: _Period = None,
         board_scope: _Scope = None,
-        limit: int = 10,
+        limit: Annotated[int, Parameter(schema_extra={"minimum": 1, "maximum": MAX_LIMIT})] = 10,
         cursor: Annotated[str | None, Parameter(max_length=100)] = None,
     ) -> StandingsOut:
         """Standings from the top: `period` = current (default), previous, a period name or a date;
@@ -57,7 +64,12 @@ class LeaderboardsController(Controller):
         finally:
             await reader.settle()
         return StandingsOut(
-            page.board.id, _period(page), page.scope, page.total, _entries(page), page.next_cursor
+            page.board.id,
+            _period(page),
+            page.scope,
+            page.total,
+            _entries(page, reader.member_id),
+            page.next_cursor,
         )
 
     @get("/{board_id:str}/me", operation_id="getMyLeaderboardStanding")
@@ -68,7 +80,7 @@ class LeaderboardsController(Controller):
         board_id: Annotated[str, Parameter(max_length=64)],
         period: _Period = None,
         board_scope: _Scope = None,
-        around: int = 5,
+        around: Annotated[int, Parameter(schema_extra={"minimum": 0, "maximum": MAX_AROUND})] = 5,
     ) -> MyStandingOut:
         """The member's rank and score, and `around` members (0-50) above and below."""
         try:
@@ -84,5 +96,6 @@ class LeaderboardsController(Controller):
             me.rank if me else None,
             me.score if me else None,
             page.total,
-            _entries(page),
+            _entries(page, reader.member_id),
+            page.my_handle,
         )

@@ -7,7 +7,8 @@ from server.auth import ApiClient
 from server.context import Context
 from server.errors import ProblemError, not_found
 from server.ledger import service
-from server.ledger.schemas import EntryOut, LedgerPage, PointsIn, ReversalIn
+from server.ledger.schemas import EntryOut, LedgerPage, PointsBody, ReversalIn
+from server.members.schemas import MemberIdPath
 from server.members.service import check_member_id, member_exists
 
 
@@ -17,7 +18,7 @@ class LedgerController(Controller):
 
     @post("/members/{member_id:str}/points", operation_id="adjustPoints", status_code=200)
     async def adjust(
-        self, ctx: Context, api_client: ApiClient, member_id: str, data: PointsIn
+        self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath, data: PointsBody
     ) -> Response[EntryOut]:
         """Credit or debit a member (brand systems). The same idempotency key always gives the same entry.
 
@@ -53,7 +54,7 @@ class LedgerController(Controller):
         status_code=200,
     )
     async def reverse(
-        self, ctx: Context, api_client: ApiClient, member_id: str, entry_id: int, data: ReversalIn
+        self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath, entry_id: int, data: ReversalIn
     ) -> EntryOut:
         """Cancel an entry with a new, opposite entry (brand systems). Reversing twice changes nothing."""
         check_member_id(member_id)

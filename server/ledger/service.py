@@ -27,7 +27,7 @@ from server.db import GroupCommit, insert_many, utcnow
 from server.errors import ProblemError
 from server.ledger.models import CURRENCIES, LedgerAccount
 from server.ledger.models import LedgerEntry as LedgerEntry  # what listeners of posted entries receive
-from server.ledger.schemas import EntryOut
+from server.ledger.schemas import MAX_AMOUNT, EntryOut
 from server.metrics import LEDGER_ENTRIES, LEDGER_REPLAYS
 from server.realtime.hub import send_live
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from server.context import Context
 
 
-MAX_AMOUNT = 10**12
 MAX_ID = 2**31 - 1
 SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get, put
+from litestar.openapi import ResponseSpec
 
 from server.auth import ApiClient
 from server.checkins.service import current_streak
 from server.context import Context
 from server.errors import not_found
 from server.ledger.service import balances
-from server.members.schemas import FriendsIn, FriendsOut, MemberIn, MemberOut, MeOut
+from server.members.schemas import FriendsIn, FriendsOut, MemberIdPath, MemberIn, MemberOut, MeOut
 from server.members.service import (
     check_member_id,
     friends_of,
@@ -23,9 +24,15 @@ class MembersController(Controller):
     path = "/v1"
     tags = ["members"]
 
-    @put("/members/{member_id:str}", operation_id="upsertMember", status_code=200)
+    @put(
+        "/members/{member_id:str}",
+        operation_id="upsertMember",
+        status_code=200,
+        response_description="Updated",
+        responses={201: ResponseSpec(MemberOut, description="Created")},
+    )
     async def upsert(
-        self, ctx: Context, api_client: ApiClient, member_id: str, data: MemberIn
+        self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath, data: MemberIn
     ) -> Response[MemberOut]:
         """Create or update a member's profile (brand systems)."""
         async with ctx.db.transaction() as session:
@@ -33,7 +40,7 @@ class MembersController(Controller):
         return Response(to_out(ctx, member), status_code=201 if created else 200)
 
     @get("/members/{member_id:str}", operation_id="getMember")
-    async def get_one(self, ctx: Context, api_client: ApiClient, member_id: str) -> MemberOut:
+    async def get_one(self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath) -> MemberOut:
         """A member's profile (brand systems)."""
         check_member_id(member_id)
         async with ctx.db.session() as session:
@@ -44,7 +51,7 @@ class MembersController(Controller):
 
     @put("/members/{member_id:str}/friends", operation_id="setFriends", status_code=200)
     async def put_friends(
-        self, ctx: Context, api_client: ApiClient, member_id: str, data: FriendsIn
+        self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath, data: FriendsIn
     ) -> FriendsOut:
         """Replace a member's friend list (brand systems); the member must exist, friends need not."""
         async with ctx.db.transaction() as session:
@@ -52,7 +59,7 @@ class MembersController(Controller):
         return FriendsOut(member_id=member_id, friends=friends)
 
     @get("/members/{member_id:str}/friends", operation_id="getFriends")
-    async def get_friends(self, ctx: Context, api_client: ApiClient, member_id: str) -> FriendsOut:
+    async def get_friends(self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath) -> FriendsOut:
         """A member's friend list, sorted (brand systems)."""
         check_member_id(member_id)
         async with ctx.db.session() as session:
@@ -71,6 +78,7 @@ class MembersController(Controller):
         assert member is not None
         return MeOut(
             member_id=member.id,
+            handle=member.handle,
             display_name=member.display_name,
             timezone=member.timezone,
             tier=tier_of(ctx, member),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from server.auth import member_from_token, provide_api_client
@@ -48,7 +49,13 @@ class ReferralsController(Controller):
             active.display if active.kind == "vanity" else None,
         )
 
-    @post("/claim", operation_id="claimReferral", status_code=201)
+    @post(
+        "/claim",
+        operation_id="claimReferral",
+        status_code=201,
+        response_description="Claimed",
+        responses={200: ResponseSpec(ClaimOut, description="Claimed already: the first claim")},
+    )
     async def claim(self, ctx: Context, request: Request[Any, Any, Any], data: ClaimIn) -> Response[ClaimOut]:
         """A new member names who referred them: with their member token, or by a brand system
         (`X-Api-Key`) for `member_id`. The same claim again answers 200 with the first."""

@@ -18,8 +18,8 @@ class QuestStepOut(msgspec.Struct):
     title: str
     description: str | None
     status: str  # locked / active / completed / expired
-    progress: int | float  # whole numbers as integers
-    target: int | float
+    progress: float  # whole numbers are sent as integers (3, not 3.0)
+    target: float
     remaining_text: str
     requires: list[str]
     reward: QuestRewardOut
@@ -34,8 +34,8 @@ class QuestOut(msgspec.Struct):
     period_key: str  # the period under way in the member's time zone: all, 2026-11-24, 2026-W48, 2026-11
     status: str  # locked / active / completed / expired
     locked_reason: str | None  # not_started / tier / requires
-    progress: int | float  # a chain counts its steps
-    target: int | float
+    progress: float  # a chain counts its steps
+    target: float
     remaining_text: str
     times: int
     completions: int
