@@ -87,6 +87,12 @@ profile: $(STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "make profile: failed:$$failed" >&2; exit 1; fi
 
+# The OpenAPI description against the real server on PostgreSQL (127.0.0.1:5432) with every
+# schemathesis check: what CI runs after the suite (.ci/schemathesis.sh says how).
+.PHONY: api-check
+api-check: $(STAMP)
+	.ci/schemathesis.sh
+
 # uv.lock again after a change to pyproject.toml, moving nothing that still fits.
 lock: $(UV_STAMP)
 	$(UV) lock
