@@ -10,12 +10,12 @@
 # sessions are made the way a user makes them. Any failure of any check fails the script, and so
 # does a traceback in the server's log.
 #
-# API_CHECK_EXAMPLES (default 20) bounds the examples per operation and phase; API_CHECK_TIMEOUT
+# API_CHECK_EXAMPLES (default 10) bounds the examples per operation and phase; API_CHECK_TIMEOUT
 # (seconds, default 900) bounds the whole run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-EXAMPLES="${API_CHECK_EXAMPLES:-20}"
+EXAMPLES="${API_CHECK_EXAMPLES:-10}"
 TIMEOUT="${API_CHECK_TIMEOUT:-900}"
 PG_ADMIN_URL="${API_CHECK_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 REDIS_URL="${API_CHECK_REDIS_URL:-redis://127.0.0.1:6379/0}"
