@@ -151,7 +151,7 @@ FIRST_NAMES = (
 ).split()
 _ZONE, _TIER = Weighted(ZONES), Weighted(TIERS)
 MEMBER_COLUMNS = (
-    *("id", "display_name", "timezone", "tier", "team_id", "birthday"),
+    *("id", "handle", "display_name", "timezone", "tier", "team_id", "birthday"),
     *("signed_up_at", "created_at", "updated_at"),
 )
 SCORE_COLUMNS = (
@@ -199,6 +199,7 @@ async def load_scores(
     import asyncpg
 
     from server.leaderboards.keys import slot_of
+    from server.members.models import new_handle
 
     rng = random.Random(seed)
     initial: array[int] = array("q")
@@ -225,7 +226,18 @@ async def load_scores(
                 tier = _TIER.draw(rng)
                 signed_up = now - timedelta(seconds=rng.random() * three_years)
                 members.append(
-                    (mid, name, _ZONE.draw(rng), tier, None, None, signed_up, signed_up, signed_up)
+                    (
+                        mid,
+                        new_handle(),
+                        name,
+                        _ZONE.draw(rng),
+                        tier,
+                        None,
+                        None,
+                        signed_up,
+                        signed_up,
+                        signed_up,
+                    )
                 )
                 # Median 20, one member in 13 at 1, the top in the tens of thousands: ties at low scores.
                 score = max(1, int(rng.lognormvariate(3.0, 1.6)))

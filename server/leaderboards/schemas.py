@@ -41,11 +41,17 @@ class BoardsOut(msgspec.Struct):
     boards: list[BoardOut]
 
 
-class EntryOut(msgspec.Struct):
+class EntryOut(msgspec.Struct, omit_defaults=True):
+    """A row of a board. Members see each other by `handle` and `display_name` (null when the
+    brand gave none: show the handle then), never by id, which is the brand's and may be an
+    e-mail address; only the caller's own row (`is_me`) carries `member_id`."""
+
     rank: int
-    member_id: str
+    handle: str | None  # None only for a score whose member is gone
     display_name: str | None
     score: int
+    is_me: bool
+    member_id: str | None = None
 
 
 class StandingsOut(msgspec.Struct):
@@ -66,3 +72,4 @@ class MyStandingOut(msgspec.Struct):
     score: int | None
     total: int
     entries: list[EntryOut]
+    handle: str | None  # the caller's own, as the others see it

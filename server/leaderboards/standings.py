@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ class Row:
     member_id: str
     display_name: str | None
     score: int
+    handle: str | None = None  # what other members see instead of member_id
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Page:
     rows: list[Row]
     next_cursor: str | None = None
     me: Row | None = None
+    my_handle: str | None = None
 
 
 def board_of(ctx: Context, board_id: str) -> Board:
@@ -312,6 +314,13 @@ async def _archived(
         ]
 
 
+async def _with_handles(ctx: Context, rows: list[Row], *more: str) -> tuple[list[Row], dict[str, str]]:
+    """The rows with their members' handles (new rows: a cached page is shared), and the handles
+    found, of `more` members too."""
+    found = await members.handles(ctx, [*(r.member_id for r in rows), *more])
+    return [replace(r, handle=found.get(r.member_id)) for r in rows], found
+
+
 def forget_pages(ctx: Context, board_id: str, period: str) -> None:
     """A score of this board period changed here: its pages are read again."""
     pages: dict[tuple[str, str], dict[Any, Any]] = ctx.extras.setdefault("lb_pages", {})
@@ -369,6 +378,7 @@ async def top(
     else:
         total, rows = await _shared_top(ctx, board, span, scope, offset, limit, member_id)
     nxt = encode_cursor(offset + limit) if offset + limit < total and rows else None
+    rows, _ = await _with_handles(ctx, rows)
     return Page(board, span, scope.name, archived, total, rows, nxt)
 
 
@@ -390,5 +400,6 @@ async def around(
         rows = ranked[max(mine - 1 - k, 0) : mine + k] if mine is not None else []
     else:
         total, rows = await _live(ctx, board, span, scope, "around", member_id, k, member_id)
+    rows, found = await _with_handles(ctx, rows, member_id)
     me = next((r for r in rows if r.member_id == member_id), None)
-    return Page(board, span, scope.name, archived, total, rows, None, me)
+    return Page(board, span, scope.name, archived, total, rows, None, me, found.get(member_id))

@@ -1,16 +1,32 @@
 from __future__ import annotations
 
+import secrets
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Column, Field
 
 from server.db import TableModel, UTCDateTime, utcnow
 
+# Crockford's base32 in lower case: no i, l, o or u to misread.
+HANDLE_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+HANDLE_LENGTH = 12  # 60 random bits
+
+
+def new_handle() -> str:
+    """A member's public handle: random, so that nothing about the member (their id, which may be
+    an e-mail address) can be read from it or guessed."""
+    return "".join(secrets.choice(HANDLE_ALPHABET) for _ in range(HANDLE_LENGTH))
+
 
 class Member(TableModel, table=True):
     __tablename__ = "members"
+    __table_args__ = (sa.Index("ix_members_handle", "handle", unique=True),)
 
     id: str = Field(primary_key=True, max_length=64)
+    # What other members see of this one instead of the id; made once, never changed. Every
+    # insert that names none (a bulk load too) draws one.
+    handle: str = Field(max_length=16, sa_column_kwargs={"default": new_handle})
     display_name: str | None = Field(default=None, max_length=100)
     timezone: str = Field(default="UTC", max_length=64)
     # Set by the tier ladder, or by the brand's systems where they run their own.

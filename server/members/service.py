@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.content.ladder import tier_names
-from server.db import GroupCommit, after_commit, execute_counting, insert_ignore, utcnow
+from server.db import GroupCommit, after_commit, insert_ignore, utcnow
 from server.errors import ProblemError, not_found
 from server.events.dispatch import DomainEvent, emit
-from server.members.models import Member, MemberFriend
+from server.members.models import Member, MemberFriend, new_handle
 from server.members.schemas import MemberIn, MemberOut
 from server.realtime.hub import send_live
 
@@ -82,6 +82,7 @@ class Profile:
     team_id: str | None
     signed_up_at: datetime | None
     created_at: datetime | None  # None: not a member yet
+    handle: str | None = None  # what other members see instead of the id; None: not a member yet
 
     @property
     def known(self) -> bool:
@@ -95,7 +96,7 @@ class Profile:
 
 _M = Member.__table__.c
 _PROFILES = sa.select(
-    _M.id, _M.display_name, _M.timezone, _M.tier, _M.team_id, _M.signed_up_at, _M.created_at
+    _M.id, _M.display_name, _M.timezone, _M.tier, _M.team_id, _M.signed_up_at, _M.created_at, _M.handle
 ).where(_M.id.in_(sa.bindparam("ids", expanding=True)))
 
 
@@ -131,6 +132,7 @@ async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -
                 r.team_id,
                 r.signed_up_at,
                 r.created_at,
+                r.handle,
             )
         for m in missing:
             if m not in read:
@@ -141,6 +143,22 @@ async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -
 async def profile(ctx: Context, session: AsyncSession, member_id: str) -> Profile:
     """One member's profile (see `profiles`)."""
     return (await profiles(ctx, session, [member_id]))[member_id]
+
+
+async def handles(ctx: Context, member_ids: list[str]) -> dict[str, str]:
+    """The public handles of these members (those known), for showing them to other members.
+
+    A handle never changes, so each process keeps those it has read: a board page read again
+    costs no statement."""
+    kept: dict[str, str] = ctx.extras.setdefault("member_handles", {})
+    missing = sorted({m for m in member_ids if m not in kept})
+    if missing:
+        if len(kept) > 500_000:
+            kept.clear()
+        async with ctx.db.session() as session:
+            found = await session.execute(sa.select(_M.id, _M.handle).where(_M.id.in_(missing)))
+        kept.update({member_id: handle for member_id, handle in found})
+    return {m: kept[m] for m in member_ids if m in kept}
 
 
 async def member_ids_after(session: AsyncSession, after: str, limit: int) -> list[str]:
@@ -174,6 +192,7 @@ def tier_of(ctx: Context, m: Member) -> str:
 def to_out(ctx: Context, m: Member) -> MemberOut:
     return MemberOut(
         member_id=m.id,
+        handle=m.handle,
         display_name=m.display_name,
         timezone=m.timezone,
         tier=tier_of(ctx, m),
@@ -193,25 +212,39 @@ async def ensure_member(session: AsyncSession, member_id: str) -> bool:
     Returns True when this call created it.
     """
     check_member_id(member_id)
-    _forget(session)
-    now = utcnow()
-    created = await execute_counting(
-        session,
-        insert_ignore(session, Member.__table__).values(
-            id=member_id, timezone="UTC", created_at=now, updated_at=now
-        ),
-    )
-    return bool(created)
+    return member_id in await _insert_bare(session, [member_id])
 
 
 async def ensure_members(session: AsyncSession, member_ids: list[str]) -> None:
     """`ensure_member` for many members in one statement."""
-    if not member_ids:
-        return
+    if member_ids:
+        await _insert_bare(session, member_ids)
+
+
+_HANDLE_DRAWS = 5
+
+
+async def _insert_bare(session: AsyncSession, member_ids: list[str]) -> set[str]:
+    """Insert the members not there yet, each with a new handle; returns those inserted.
+
+    A handle drawn twice (about once in 2^60 draws) makes its insert a silent no-op: a member
+    neither inserted nor found was refused for that, and is drawn a new handle."""
     _forget(session)
-    now = utcnow()
-    rows = [dict(id=m, timezone="UTC", created_at=now, updated_at=now) for m in sorted(set(member_ids))]
-    await session.execute(insert_ignore(session, Member.__table__), rows)
+    todo = sorted(set(member_ids))
+    made: set[str] = set()
+    for _ in range(_HANDLE_DRAWS):
+        now = utcnow()
+        rows = [dict(id=m, handle=new_handle(), timezone="UTC", created_at=now, updated_at=now) for m in todo]
+        inserted = await session.execute(insert_ignore(session, Member.__table__).returning(_M.id), rows)
+        made.update(inserted.scalars())
+        todo = [m for m in todo if m not in made]
+        if not todo:
+            return made
+        there = await session.execute(sa.select(_M.id).where(_M.id.in_(todo)))
+        todo = sorted(set(todo).difference(there.scalars()))
+        if not todo:
+            return made
+    raise RuntimeError(f"no free handle for {len(todo)} member(s) in {_HANDLE_DRAWS} draws")
 
 
 def _known(ctx: Context) -> set[str]:

@@ -33,7 +33,7 @@ async def my_referrals(ctx: Context, member_id: str) -> dict[str, Any]:
         pending, earned = await _reward_totals(session, member_id)
         reached = await _milestones_reached(session, member_id)
         mine = await session.get(Referral, member_id)
-        referrer_name = (await profile(ctx, session, mine.referrer_id)).display_name if mine else None
+        referrer = await profile(ctx, session, mine.referrer_id) if mine else None
     converted = int(statuses.get("converted", 0))
     return {
         **_sharing(ctx, codes),
@@ -54,8 +54,13 @@ async def my_referrals(ctx: Context, member_id: str) -> dict[str, Any]:
         "next_milestone": next_milestone(content, converted),
         "board": await _rank(ctx, member_id, content),
         "referred_by": (
-            {"name": referrer_name, "status": mine.status, "claimed_at": mine.claimed_at.isoformat()}
-            if mine
+            {
+                "name": referrer.display_name,
+                "handle": referrer.handle,
+                "status": mine.status,
+                "claimed_at": mine.claimed_at.isoformat(),
+            }
+            if mine and referrer
             else None
         ),
     }

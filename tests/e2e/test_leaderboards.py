@@ -53,9 +53,11 @@ async def test_a_member_who_takes_the_lead_is_told_live(
         assert me["rank"] == 1 and me["score"] == 500_000_000
         assert me["entries"][0] == {
             "rank": 1,
-            "member_id": member,
+            "handle": me["handle"],
             "display_name": "Leader",
             "score": 500_000_000,
+            "is_me": True,
+            "member_id": member,
         }
 
 

@@ -67,7 +67,7 @@ async def test_link_click_claim_purchase_and_both_hear_it_live(
         assert stats["earned_rewards"] == {"points": 500, "growth": 100}
         # The board's own standings (other tests' referrers share it): Anna where they rank her.
         standings = await board_standings(anna_app, "monthly-referrals")
-        row = next(e for e in standings if e["member_id"] == anna)
+        row = next(e for e in standings if e["is_me"])
         assert row["score"] == 1 and all(e["score"] >= 1 for e in standings[: row["rank"] - 1])
         assert stats["board"] == {
             "board_id": "monthly-referrals",

@@ -11,7 +11,11 @@ from server.content.loader import ContentStore, read_files, validate_files
 from server.context import Context
 from server.leaderboards import keys
 from server.leaderboards.service import Observation, boards, record
+from server.members.service import ensure_member, profile
 from tests.support import ROOT
+
+# The members these helpers made, by handle: boards show other members by handle only.
+MEMBER_OF_HANDLE: dict[str, str] = {}
 
 
 def boards_store(boards_yaml: str, **others: str) -> ContentStore:
@@ -33,11 +37,23 @@ def _without_board(referrals_yaml: str) -> str:
 async def score(
     ctx: Context, board_id: str, member_id: str, amount: float, at: datetime, now: datetime | None = None
 ) -> None:
-    """One amount counted on a board, in a transaction of its own (the index follows after commit)."""
+    """One amount counted on a board, in a transaction of its own (the index follows after commit),
+    for a member made first if need be (scores are only ever members')."""
     board = boards(ctx).get(board_id)
     assert board is not None
+    await make_members(ctx, [member_id])
     async with ctx.db.transaction() as session:
         await record(ctx, session, [Observation(board, member_id, amount, at)], now=now)
+
+
+async def make_members(ctx: Context, member_ids: list[str]) -> None:
+    """Bare members, as a member's first token makes them, whose handles these helpers know."""
+    async with ctx.db.transaction() as session:
+        for member_id in member_ids:
+            await ensure_member(session, member_id)
+            handle = (await profile(ctx, session, member_id)).handle
+            assert handle is not None
+            MEMBER_OF_HANDLE[handle] = member_id
 
 
 async def put_member(http: httpx.AsyncClient, brand: dict[str, str], member_id: str, **fields: Any) -> None:
@@ -47,6 +63,7 @@ async def put_member(http: httpx.AsyncClient, brand: dict[str, str], member_id: 
             body[k] = v.isoformat()
     r = await http.put(f"/v1/members/{member_id}", json=body, headers=brand)
     assert r.status_code in (200, 201), r.text
+    MEMBER_OF_HANDLE[r.json()["handle"]] = member_id
 
 
 async def standings(
@@ -65,8 +82,16 @@ async def mine(
     return r.json()  # type: ignore[no-any-return]
 
 
+def who(entry: dict[str, Any]) -> str:
+    """The member of a row: the caller's own names them; another's by a handle these helpers saw."""
+    if entry["is_me"]:
+        return entry["member_id"]  # type: ignore[no-any-return]
+    assert "member_id" not in entry, entry
+    return MEMBER_OF_HANDLE.get(entry["handle"], f"handle:{entry['handle']}")
+
+
 def order(page: dict[str, Any]) -> list[tuple[int, str, int]]:
-    return [(e["rank"], e["member_id"], e["score"]) for e in page["entries"]]
+    return [(e["rank"], who(e), e["score"]) for e in page["entries"]]
 
 
 async def redis_board(ctx: Context, board_id: str, period: str) -> list[tuple[str, float]]:

@@ -25,12 +25,14 @@ from tests.leaderboards.conftest import BoardApp
 from tests.leaderboards.support import (
     boards_store,
     drop_board_keys,
+    make_members,
     mine,
     order,
     put_member,
     redis_board,
     score,
     standings,
+    who,
 )
 from tests.support import unique
 from tests.tasks.quest_support import serving
@@ -86,6 +88,7 @@ async def test_ties_in_the_same_instant_rank_by_member_id_everywhere(
 ) -> None:
     ctx, bid = board_app.ctx, unique("same")
     members = sorted(unique("s") for _ in range(4))
+    await make_members(ctx, members)
     with serving(ctx, boards_store(board_yaml(bid))):
         now = utcnow()
         async with ctx.db.transaction() as session:
@@ -152,7 +155,7 @@ async def test_pages_and_the_members_around_me(board_app: BoardApp, http_to: htt
         assert seen == [(i + 1, m, 100 - i) for i, m in enumerate(members)]
         me = await mine(http_to, headers, bid, around=2)
         assert me["rank"] == 13 and me["score"] == 88 and me["total"] == 25
-        assert [e["member_id"] for e in me["entries"]] == members[10:15]
+        assert [who(e) for e in me["entries"]] == members[10:15]
         top = await mine(http_to, board_app.member(members[0]), bid, around=3)
         assert [e["rank"] for e in top["entries"]] == [1, 2, 3, 4]
         stranger = await mine(http_to, board_app.member(unique("nobody")), bid)
@@ -192,7 +195,7 @@ async def test_scopes_tier_team_friends_and_moves(board_app: BoardApp, http_to: 
         friends = await standings(http_to, g, bid, scope="friends")
         assert order(friends) == [(1, silver, 20), (2, gold1, 10), (3, loner, 5)]
         me = await mine(http_to, g, bid, scope="friends", around=1)
-        assert me["rank"] == 2 and [e["member_id"] for e in me["entries"]] == [silver, gold1, loner]
+        assert me["rank"] == 2 and [who(e) for e in me["entries"]] == [silver, gold1, loner]
         # A new tier moves the member's live score with them.
         await put_member(http_to, board_app.brand, gold2, tier="silver")
         assert order(await standings(http_to, g, bid, scope="tier")) == [(1, gold1, 10)]
@@ -344,7 +347,7 @@ async def test_finished_periods_are_archived_and_stay_readable(
         nxt = await standings(http_to, headers, bid, period="previous", limit=2, cursor=page["next_cursor"])
         assert order(page) + order(nxt) == order(live)[:4]
         me = await mine(http_to, headers, bid, period="previous", around=1)
-        mine_live = next(e for e in live["entries"] if e["member_id"] == members[0])
+        mine_live = next(e for e in live["entries"] if who(e) == members[0])
         assert me["rank"] == mine_live["rank"] and me["score"] == 0
         # Today is a new period: it starts empty.
         assert (await standings(http_to, headers, bid))["entries"] == []
@@ -383,7 +386,7 @@ async def test_leagues_promote_and_demote_at_the_weekly_reset(
             await score(ctx, bid, m, 100 - i, before_last.start + timedelta(hours=1, minutes=i))
         headers = board_app.member(members[0])
         cohort = await standings(http_to, headers, bid, period=before_last.key)
-        assert cohort["scope"] == "league" and [e["member_id"] for e in cohort["entries"]] == members[:4]
+        assert cohort["scope"] == "league" and [who(e) for e in cohort["entries"]] == members[:4]
         await archive_due(ctx, now=before_last.end + timedelta(days=15, seconds=31))
         levels = await league_levels(ctx, bid)
         promoted = {m for m in members if levels.get(m) == 1}
@@ -392,7 +395,7 @@ async def test_leagues_promote_and_demote_at_the_weekly_reset(
         for i, m in enumerate(members[:11]):
             await score(ctx, bid, m, i + 1, last.start + timedelta(hours=1, minutes=i))
         silver_page = await standings(http_to, board_app.member(members[0]), bid, period=last.key)
-        assert {e["member_id"] for e in silver_page["entries"]} <= promoted
+        assert {who(e) for e in silver_page["entries"]} <= promoted
         await archive_due(ctx, now=last.end + timedelta(days=15, seconds=31))
         after = await league_levels(ctx, bid)
         # In the full Silver cohort (members 0, 1, 4, 5 by when they acted; scores 1, 2, 5, 6):
@@ -432,6 +435,7 @@ async def test_rank_messages_when_a_threshold_or_a_friend_is_crossed(
     a, b, c = unique("a"), unique("b"), unique("c")
     with serving(ctx, boards_store(board_yaml(bid, notify="{top: [1, 3], friends: true, every_seconds: 0}"))):
         await put_member(http_to, board_app.brand, b, display_name="Bea")
+        await put_member(http_to, board_app.brand, c)
         r = await http_to.put(f"/v1/members/{c}/friends", json={"friends": [a]}, headers=board_app.brand)
         assert r.status_code == 200
         now = utcnow()
@@ -545,6 +549,7 @@ async def test_top_pages_are_shared_briefly_and_dropped_on_a_local_write(
 ) -> None:
     ctx, bid = board_app.ctx, unique("pages")
     a, b, elsewhere = unique("a"), unique("b"), unique("other")
+    await make_members(ctx, [elsewhere])
     monkeypatch.setattr(ctx.settings, "leaderboard_page_cache_seconds", 0.5)
     with serving(ctx, boards_store(board_yaml(bid))):
         now = utcnow()

