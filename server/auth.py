@@ -70,7 +70,7 @@ def _verified(settings: Settings, token: str) -> tuple[str, float]:
     except jwt.PyJWTError:
         raise ProblemError(401, "invalid_token", "The member token is not valid.") from None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not MEMBER_ID_RE.match(sub):
+    if not isinstance(sub, str) or not MEMBER_ID_RE.fullmatch(sub):
         raise ProblemError(401, "invalid_token", "The member token's subject is not a valid member id.")
     return sub, float(claims["exp"])
 

@@ -53,6 +53,15 @@ def not_found(what: str, ident: str, code: str | None = None) -> ProblemError:
     return ProblemError(404, code or f"{what}_not_found", f"No {what.replace('_', ' ')} '{ident}'.")
 
 
+def payload_too_large(limit_bytes: int, what: str = "this endpoint") -> ProblemError:
+    return ProblemError(
+        413,
+        "payload_too_large",
+        f"The body is over {limit_bytes:,} bytes, the most {what} takes.",
+        limit_bytes=limit_bytes,
+    )
+
+
 def _response(err: ProblemError, request: Request) -> Response[Any]:
     return Response(
         content=err.body(request.url.path),
@@ -89,6 +98,10 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any
             errors=[_clean_validation(e) for e in errors],
         )
         return _response(err, request)
+    if status == 413:
+        limit = request.route_handler.resolve_request_max_body_size()
+        if limit is not None:
+            return _response(payload_too_large(limit), request)
     if status >= 500:
         log.error("http_error", status=status, path=request.url.path, detail=exc.detail)
         detail = "The server could not complete the request."

@@ -28,6 +28,7 @@ from server.db import execute_counting, utcnow
 from server.errors import ProblemError
 from server.referrals import service as referrals
 from server.referrals.service import Referral
+from server.text import clean_name, has_control
 
 ROLES = ("viewer", "editor", "owner")
 _ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -62,8 +63,9 @@ def _normalized_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _check_new_manager(email: str, password: str, role: str, display_name: str) -> None:
-    if len(email) > 200 or not _EMAIL_RE.match(email):
+def _check_new_manager(email: str, password: str, role: str, display_name: str) -> str:
+    """The new manager's display name, cleaned; 400 for anything unfit."""
+    if len(email) > 200 or has_control(email) or not _EMAIL_RE.fullmatch(email):
         raise ProblemError(400, "invalid_email", "A manager's email is an address such as ana@example.com.")
     if role not in ROLES:
         raise ProblemError(400, "invalid_role", f"A manager's role is one of {', '.join(ROLES)}.")
@@ -71,8 +73,7 @@ def _check_new_manager(email: str, password: str, role: str, display_name: str) 
         raise ProblemError(
             400, "weak_password", f"A manager's password has at least {MIN_PASSWORD_LENGTH} characters."
         )
-    if not display_name or len(display_name) > 100:
-        raise ProblemError(400, "invalid_display_name", "A manager's display name is 1 to 100 characters.")
+    return clean_name(display_name, code="invalid_display_name", what="A manager's display name")
 
 
 async def create_manager(
@@ -87,8 +88,7 @@ async def create_manager(
     """A new manager account (audited as `manager.create` by `actor`); 409 `manager_exists` when
     the email has one already; 400 `invalid_email`, `invalid_role` or `weak_password`."""
     email = _normalized_email(email)
-    name = (display_name or email.partition("@")[0]).strip()
-    _check_new_manager(email, password, role, name)
+    name = _check_new_manager(email, password, role, display_name or email.partition("@")[0])
     row = Manager(
         id=secrets.token_hex(6),
         email=email,

@@ -5,6 +5,8 @@ from typing import Any
 
 import msgspec
 
+from server.text import Text
+
 
 class ProfileOut(msgspec.Struct):
     """An Open Badges 3.0 `Profile` (JSON-LD): the issuer of the server's credentials."""
@@ -55,9 +57,9 @@ class VerificationOut(msgspec.Struct):
 class BadgeGrantIn(msgspec.Struct):
     """A manual badge for a member, from the brand's systems or a manager's tool."""
 
-    badge_id: str
-    idempotency_key: str
-    reason: str = ""
+    badge_id: Text
+    idempotency_key: Text
+    reason: Text = ""
 
 
 class BadgeGrantOut(msgspec.Struct):

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from server.db import insert_ignore, utcnow
 from server.errors import ProblemError
 from server.events.catalog import EventCatalog
@@ -17,12 +19,22 @@ from server.members.service import MEMBER_ID_RE, profiles
 from server.metrics import EVENTS
 
 if TYPE_CHECKING:
+    from server.config import Settings
     from server.context import Context
 
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 FUTURE_SKEW = timedelta(minutes=5)
 FIELDS = {"event_id", "member_id", "type", "occurred_at", "properties"}
+# An event's properties as compact JSON; the body of a batch allows each event this and room for
+# its other fields and the sender's whitespace, so that a full batch of full events fits.
+PROPERTIES_MAX_BYTES = 8 * 1024
+EVENT_MAX_BYTES = 12 * 1024
+
+
+def body_limit(settings: Settings) -> int:
+    """The most bytes a `POST /v1/events` body may hold: a full batch of the largest events."""
+    return settings.events_batch_max * EVENT_MAX_BYTES
 
 
 class _Reject(Exception):
@@ -39,11 +51,11 @@ def _parse(raw: Any, now: datetime, catalog: EventCatalog) -> DomainEvent:
     for name in ("event_id", "member_id", "type", "occurred_at"):
         if not isinstance(raw.get(name), str) or not raw[name]:
             raise _Reject(f"invalid_{name}", f"`{name}` is required and must be a string.")
-    if not EVENT_ID_RE.match(raw["event_id"]):
+    if not EVENT_ID_RE.fullmatch(raw["event_id"]):
         raise _Reject("invalid_event_id", "event_id is 1 to 128 letters, digits or . _ : @ -.")
-    if not MEMBER_ID_RE.match(raw["member_id"]):
+    if not MEMBER_ID_RE.fullmatch(raw["member_id"]):
         raise _Reject("invalid_member_id", "member_id is 1 to 64 letters, digits or . _ : @ -.")
-    if not EVENT_TYPE_RE.match(raw["type"]):
+    if not EVENT_TYPE_RE.fullmatch(raw["type"]):
         raise _Reject("invalid_type", "type is lower case letters, digits, '_' and '.', like `purchase`.")
     if is_internal(raw["type"]):
         raise _Reject(
@@ -72,6 +84,13 @@ def _parse(raw: Any, now: datetime, catalog: EventCatalog) -> DomainEvent:
         properties = {}
     if not isinstance(properties, dict):
         raise _Reject("invalid_properties", "properties is a JSON object.")
+    encoded = msgspec.json.encode(properties)
+    if len(encoded) > PROPERTIES_MAX_BYTES:
+        raise _Reject(
+            "properties_too_large", f"properties are at most {PROPERTIES_MAX_BYTES:,} bytes as compact JSON."
+        )
+    if b"\\u0000" in encoded and _holds_nul(properties):  # PostgreSQL cannot store NUL in JSON
+        raise _Reject("invalid_properties", "properties hold a NUL (\\u0000) in a name or a value.")
     reason = event_type.problem(properties) or check_properties(raw["type"], properties)
     if reason:
         raise _Reject("invalid_properties", reason)
@@ -82,6 +101,21 @@ def _parse(raw: Any, now: datetime, catalog: EventCatalog) -> DomainEvent:
         occurred_at=occurred_at,
         properties=properties,
     )
+
+
+def _holds_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 async def ingest(ctx: Context, body: Any, source: str) -> EventsOut:

@@ -18,6 +18,7 @@ from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend, new_handle
 from server.members.schemas import MemberIn, MemberOut
 from server.realtime.hub import send_live
+from server.text import clean_name
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -28,7 +29,7 @@ _ZONES: set[str] | None = None
 
 
 def check_member_id(member_id: str) -> str:
-    if not MEMBER_ID_RE.match(member_id):
+    if not MEMBER_ID_RE.fullmatch(member_id):
         raise ProblemError(
             400,
             "invalid_member_id",
@@ -39,7 +40,7 @@ def check_member_id(member_id: str) -> str:
 
 def check_team_id(team_id: str) -> str:
     """A team id follows the rules of a member id (interim until a teams domain exists)."""
-    if not MEMBER_ID_RE.match(team_id):
+    if not MEMBER_ID_RE.fullmatch(team_id):
         raise ProblemError(
             400,
             "invalid_team_id",
@@ -306,8 +307,11 @@ async def upsert_member(
     check_member_id(member_id)
     if data.timezone is not None:
         check_timezone(data.timezone)
-    if data.display_name is not None and not (1 <= len(data.display_name.strip()) <= 100):
-        raise ProblemError(400, "invalid_display_name", "A display name is 1 to 100 characters.")
+    display_name = (
+        None
+        if data.display_name is None
+        else clean_name(data.display_name, code="invalid_display_name", what="A display name")
+    )
     if data.signed_up_at is not None and data.signed_up_at.tzinfo is None:
         raise ProblemError(400, "invalid_signed_up_at", "signed_up_at needs a UTC offset (ISO 8601).")
     if data.tier is not None:
@@ -322,8 +326,8 @@ async def upsert_member(
     member = await session.get(Member, member_id, with_for_update=True, populate_existing=True)
     assert member is not None
     shown = (member.display_name, member.tier, member.team_id, member.signed_up_at)
-    if data.display_name is not None:
-        member.display_name = data.display_name.strip()
+    if display_name is not None:
+        member.display_name = display_name
     if data.timezone is not None and data.timezone != member.timezone:
         now = utcnow()
         emit(
@@ -451,7 +455,7 @@ def check_friends(member_id: str, friend_ids: list[str]) -> list[str]:
             f"A friend list holds at most {MAX_FRIENDS} members; this one names {len(friends)}.",
         )
     for friend_id in friends:
-        if not MEMBER_ID_RE.match(friend_id):
+        if not MEMBER_ID_RE.fullmatch(friend_id):
             raise ProblemError(
                 400,
                 "invalid_member_id",

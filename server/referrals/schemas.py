@@ -5,16 +5,18 @@ from typing import Any
 
 import msgspec
 
+from server.text import Text
+
 
 class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: str
+    code: Text
     # Brand systems claim for a member; the member app leaves it out (the token says who).
-    member_id: str | None = None
+    member_id: Text | None = None
     # Signals for the fraud checks; only their keyed hashes are kept. The member app's own
     # address is taken from the connection; a brand system passes the member's.
-    device_id: str | None = None
-    payment_fingerprint: str | None = None
-    ip: str | None = None
+    device_id: Text | None = None
+    payment_fingerprint: Text | None = None
+    ip: Text | None = None
 
 
 class ClaimOut(msgspec.Struct):
@@ -30,7 +32,7 @@ class ClaimOut(msgspec.Struct):
 
 
 class VanityIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: str
+    code: Text
 
 
 class CodeOut(msgspec.Struct):

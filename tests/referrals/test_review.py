@@ -336,7 +336,7 @@ async def test_reassign_refused_once_converted_and_bad_admin_input(ctx, http, as
     )
     assert (r.status_code, r.json()["code"]) == (409, "referral_converted")
     for path, status, code in (
-        ("/v1/admin/referrals/a%00b/approve", 400, "invalid_member_id"),
+        ("/v1/admin/referrals/a%00b/approve", 400, "control_character"),
         ("/v1/admin/referrals/no%20such/reject", 400, "invalid_member_id"),
         (f"/v1/admin/referrals/{unique('nobody')}/approve", 404, "referral_not_found"),
         (f"/v1/admin/referrals/{unique('nobody')}/reject", 404, "referral_not_found"),
@@ -344,11 +344,11 @@ async def test_reassign_refused_once_converted_and_bad_admin_input(ctx, http, as
         r = await http.post(path, json={"reason": "x"}, headers=bearer(editor))
         assert (r.status_code, r.json()["code"]) == (status, code), (path, r.text)
     r = await http.get("/v1/admin/referrals/held?cursor=a%00b", headers=bearer(editor))
-    assert (r.status_code, r.json()["code"]) == (400, "invalid_cursor")
+    assert (r.status_code, r.json()["code"]) == (400, "control_character")
     r = await http.post(
         f"/v1/admin/referrals/{friend}/approve", json={"reason": "a\x00b"}, headers=bearer(editor)
     )
-    assert (r.status_code, r.json()["code"]) == (400, "invalid_reason")
+    assert (r.status_code, r.json()["code"]) == (400, "validation_error")
     r = await http.put(
         "/v1/referrals/me/code", json={"code": "a-b-c-d-e-f-g-h-i-j-k-m-n-p-q-r-s-t"}, headers=as_member(old)
     )
