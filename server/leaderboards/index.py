@@ -432,7 +432,7 @@ T = TypeVar("T")
 
 class IndexLockLost(RuntimeError):
     """A rebuild's lock vanished before it was done (it expired, or Redis lost it): another process
-    may be rebuilding the period, so this one neither swaps more keys nor marks it complete."""
+    may be rebuilding the period, so this one stops and leaves it unmarked (to be rebuilt again)."""
 
 
 # KEYS: lock, marker. ARGV: token, expire-at (0: never). Marks the period complete and releases
