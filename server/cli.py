@@ -7,13 +7,18 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import typer
 
-from server.config import Settings, get_settings
+from server.config import Settings, SettingsError, get_settings
 
-app = typer.Typer(help="Member-engagement game server.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Member-engagement game server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
 apikey_app = typer.Typer(help="API keys for the brand's systems.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points and growth ledger.", no_args_is_help=True)
 content_app = typer.Typer(help="The game's content (YAML under content/).", no_args_is_help=True)
@@ -28,29 +33,84 @@ app.add_typer(manager_app, name="manager")
 T = TypeVar("T")
 
 
-def _with_context(settings: Settings, fn: Callable[[Any], Awaitable[T]], *, redis: bool = False) -> T:
-    """Run `fn(ctx)` with SQL (and Redis if asked) outside the web server."""
+class CliError(Exception):
+    """A failure the command explains in one line (printed without a traceback)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(
+        False, "--debug", envvar="ENGAGE_DEBUG", help="On an error, show the whole traceback."
+    ),
+) -> None:
+    if debug:
+        os.environ["ENGAGE_DEBUG"] = "1"
+
+
+def _debugging() -> bool:
+    return os.environ.get("ENGAGE_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+def _redis_where(settings: Settings) -> str:
+    if not settings.redis_url:
+        return f"the embedded Redis in {settings.data_dir.resolve()}"
+    from redis.connection import parse_url
+
+    params = parse_url(settings.redis_url)
+    if "path" in params:
+        return f"Redis at unix://{params['path']}"
+    return f"Redis at {params.get('host', 'localhost')}:{params.get('port', 6379)}"
+
+
+def _with_context(
+    settings: Settings,
+    fn: Callable[[Any], Awaitable[T]],
+    *,
+    redis: bool | Literal["if-configured"] = False,
+) -> T:
+    """Run `fn(ctx)` with SQL (and Redis if asked) outside the web server.
+
+    The database must be reachable and migrated, and Redis reachable when asked for: otherwise a
+    CliError says which and what to do. "if-configured" uses ENGAGE_REDIS_URL when set, without
+    requiring it to answer (publishing tells the instances through it, and they poll anyway).
+    """
     from server.app import install
     from server.context import Context
-    from server.db import Database
     from server.logs import configure
+    from server.migrate import DatabaseNotReady, open_database, reason
     from server.outbox import Outbox
     from server.redis import RedisHandle
 
     configure("ERROR", settings.log_json)
     install()
+    use_redis = bool(settings.redis_url) if redis == "if-configured" else redis
 
     async def main() -> T:
-        handle = RedisHandle(settings)
-        if redis:
-            handle.start()
-        ctx = Context(settings=settings, db=Database(settings), redis=handle)
-        ctx.outbox = Outbox(ctx)
         try:
-            return await fn(ctx)
+            db = await open_database(settings)
+        except DatabaseNotReady as exc:
+            raise CliError(str(exc)) from exc
+        handle = RedisHandle(settings)
+        try:
+            if use_redis:
+                try:
+                    handle.start()
+                    if redis is True:
+                        await handle.r.ping()
+                except Exception as exc:
+                    raise CliError(f"Cannot reach {_redis_where(settings)}: {reason(exc)}") from exc
+            ctx = Context(settings=settings, db=db, redis=handle)
+            ctx.outbox = Outbox(ctx)
+            try:
+                return await fn(ctx)
+            finally:
+                await ctx.outbox.close()
         finally:
-            await ctx.outbox.close()
-            await ctx.db.dispose()
+            await db.dispose()
             await handle.close()
 
     return asyncio.run(main())
@@ -72,22 +132,26 @@ def serve(
     from server.app import install
     from server.content.loader import ContentInvalid
     from server.content.service import startup_content
-    from server.db import Database
+    from server.migrate import DatabaseNotReady, open_database
 
     install()
 
-    async def check_content() -> None:
-        db = Database(settings)
+    async def check_ready() -> None:
+        db = await open_database(settings)
         try:
+            await _require_content(settings, db)
             await startup_content(settings.content_dir, db)
         finally:
             await db.dispose()
 
     try:
-        asyncio.run(check_content())
+        asyncio.run(check_ready())
+    except DatabaseNotReady as exc:
+        raise CliError(f"refusing to start: {exc}") from None
     except ContentInvalid as exc:
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(1) from None
+    settings.ensure_secrets()  # before the workers start, so that they all read the same ones
     uvicorn.run(
         "server.app:app_factory",
         factory=True,
@@ -117,11 +181,11 @@ def pipeline() -> None:
 @app.command()
 def migrate(revision: str = typer.Argument("head")) -> None:
     """Bring the database schema up to date (its own step, never at start-up)."""
-    from server.migrate import upgrade
+    from server.migrate import shown_url, upgrade
 
     settings = get_settings()
     upgrade(settings, revision)
-    typer.echo(f"database at {revision}: {settings.resolved_database_url.split('@')[-1]}")
+    typer.echo(f"database at {revision}: {shown_url(settings)}")
 
 
 @app.command()
@@ -164,14 +228,16 @@ def apikey_list() -> None:
 
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: str) -> None:
-    """Revoke an API key by id (takes effect on every instance within seconds)."""
+    """Revoke an API key by id: refused at once on every instance sharing ENGAGE_REDIS_URL (within
+    10 s without it)."""
     from server.audit import cli_actor
     from server.auth import revoke_api_key
 
     async def revoke(ctx: Any) -> bool:
         return await revoke_api_key(ctx, key_id, actor=cli_actor())
 
-    if not _with_context(get_settings(), revoke):
+    # Through Redis when there is one: the instances then refuse the key at once.
+    if not _with_context(get_settings(), revoke, redis="if-configured"):
         typer.echo(f"no active API key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -302,7 +368,7 @@ def content_publish(
     settings = get_settings()
     root = path or settings.content_dir
     if not root.is_dir():
-        typer.echo(f"{root}: content directory not found", err=True)
+        typer.echo(f"{root}: content directory not found (set ENGAGE_CONTENT_DIR or give PATH)", err=True)
         raise typer.Exit(1)
     files = read_files(root)
 
@@ -312,7 +378,7 @@ def content_publish(
         )
 
     try:
-        version, new = _with_context(settings, run, redis=bool(settings.redis_url))
+        version, new = _with_context(settings, run, redis="if-configured")
     except ContentInvalid as exc:
         for issue in exc.issues:
             typer.echo(str(issue))
@@ -357,7 +423,7 @@ def content_rollback(
         )
 
     try:
-        result = _with_context(get_settings(), run, redis=bool(get_settings().redis_url))
+        result = _with_context(get_settings(), run, redis="if-configured")
     except ContentInvalid as exc:
         for issue in exc.issues:
             typer.echo(str(issue))
@@ -385,9 +451,21 @@ def content_schema(out: Path = typer.Argument(Path("content/schemas"))) -> None:
         typer.echo(str(p))
 
 
+async def _require_content(settings: Settings, db: Any) -> None:
+    """Refuse to go on with no content at all: nothing published and no content directory."""
+    from server.content.service import latest_version
+
+    if not settings.content_dir.is_dir() and await latest_version(db) is None:
+        raise CliError(
+            f"No content: nothing is published yet and {settings.content_dir.resolve()} does not exist:"
+            " set ENGAGE_CONTENT_DIR, or run `engage content publish PATH`."
+        )
+
+
 async def _serving_content(ctx: Any) -> None:
     from server.content.service import startup_content
 
+    await _require_content(ctx.settings, ctx.db)
     ctx.content = await startup_content(ctx.settings.content_dir, ctx.db)
 
 
@@ -461,11 +539,46 @@ def demo() -> None:
         typer.echo(line)
 
 
+def _explain(exc: BaseException) -> str | None:
+    """One line for the failures a person can fix (settings, database, Redis, content)."""
+    import sqlalchemy as sa
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from server.content.loader import ContentInvalid
+    from server.migrate import DatabaseNotReady, reason, shown_url
+
+    if isinstance(exc, CliError | SettingsError | DatabaseNotReady):
+        return str(exc)
+    if isinstance(exc, ContentInvalid):
+        return (
+            f"The content does not pass its checks ({len(exc.issues)} problem(s), the first: "
+            f"{exc.issues[0] if exc.issues else '?'}): run `engage content validate`."
+        )
+    settings = get_settings()
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return f"Cannot reach {_redis_where(settings)}: {reason(exc)}"
+    if isinstance(exc, sa.exc.DBAPIError):
+        return f"Cannot use the database at {shown_url(settings)}: {reason(exc)}"
+    if isinstance(exc, OSError):
+        return f"engage: {exc}"
+    return None
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if _debugging():
+            raise
+        line = _explain(exc)
+        if line is None:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            line = f"engage: {type(exc).__name__}: {first} (ENGAGE_DEBUG=1 shows the traceback)"
+        typer.echo(line, err=True)
+        sys.exit(exc.exit_code if isinstance(exc, CliError) else 1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,13 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class SettingsError(RuntimeError):
+    """A setting missing or unusable; the message says, in one line, what to set or run."""
+
+
+_SECRET_NAMES = {"jwt_secret": "JWT secret", "hash_secret": "hash secret"}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENGAGE_", extra="ignore")
 
@@ -121,7 +128,7 @@ class Settings(BaseSettings):
     def jwt_signing_key(self) -> str:
         if self.jwt_public_key:
             if not self.jwt_private_key:
-                raise RuntimeError("RS256 is configured: set ENGAGE_JWT_PRIVATE_KEY to sign tokens locally")
+                raise SettingsError("RS256 is configured: set ENGAGE_JWT_PRIVATE_KEY to sign tokens locally")
             return self._pem(self.jwt_private_key)
         return self.hs256_secret
 
@@ -131,25 +138,50 @@ class Settings(BaseSettings):
 
     @cached_property
     def hs256_secret(self) -> str:
-        """The configured secret, or one generated once into the data dir and kept there."""
+        """The configured secret, or the one `engage migrate` generated into the data dir."""
         if self.jwt_secret:
             return self.jwt_secret
         return self._kept_secret("jwt_secret")
 
     def _kept_secret(self, name: str) -> str:
-        """A secret generated once into the data dir and kept there."""
+        """A secret kept in the data dir. Only `ensure_secrets` creates one: a command that made its
+        own would sign with a key the running server has never seen."""
         path = self.data_dir / name
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(48)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race: use its secret
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as f:
-            f.write(value)
+            value = path.read_text().strip()
+        except FileNotFoundError:
+            value = ""
+        if not value:
+            raise SettingsError(
+                f"No {_SECRET_NAMES[name]} in {path.resolve()}: set ENGAGE_{name.upper()}, point"
+                " ENGAGE_DATA_DIR at the server's data dir, or run `engage migrate` to create one."
+            )
         return value
+
+    def ensure_secrets(self) -> list[Path]:
+        """Generate the secrets not configured into the data dir, once; the paths it created.
+
+        Run by `engage migrate` and `engage serve` only, so that every other command reads the
+        same secrets as the server it works with."""
+        wanted = []
+        if not self.jwt_secret and not self.jwt_public_key:
+            wanted.append("jwt_secret")
+        if not self.hash_secret:
+            wanted.append("hash_secret")
+        created = []
+        for name in wanted:
+            path = self.data_dir / name
+            if path.exists():
+                continue
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process won the race: its secret stands
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            created.append(path)
+        return created
 
 
 def get_settings(**overrides: object) -> Settings:

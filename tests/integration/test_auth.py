@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from server.auth import create_api_key, issue_member_token, revoke_api_key, verify_member_token
-from server.config import Settings
+from server.config import Settings, SettingsError
 from server.errors import ProblemError
 from tests.support import in_one_rate_limit_window
 
@@ -79,9 +80,14 @@ def test_rs256_public_key(tmp_path):
         assert exc.code == "invalid_token"
 
 
-def test_local_secret_is_generated_once(tmp_path):
+def test_local_secret_is_generated_once_and_only_on_purpose(tmp_path):
+    with pytest.raises(SettingsError, match="No JWT secret"):
+        Settings(data_dir=tmp_path).hs256_secret  # noqa: B018 - reading it must not create it
+    assert not (tmp_path / "jwt_secret").exists()
+    assert Settings(data_dir=tmp_path).ensure_secrets() == [tmp_path / "jwt_secret", tmp_path / "hash_secret"]
     first = Settings(data_dir=tmp_path).hs256_secret
     assert len(first) >= 48
+    assert Settings(data_dir=tmp_path).ensure_secrets() == []
     assert Settings(data_dir=tmp_path).hs256_secret == first
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
 
