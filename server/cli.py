@@ -125,6 +125,10 @@ def serve(
     """Serve the API and live messages (run `engage migrate` first)."""
     import uvicorn
 
+    if host:
+        os.environ["ENGAGE_HOST"] = host  # the workers read their settings from the environment
+    if port:
+        os.environ["ENGAGE_PORT"] = str(port)
     settings = get_settings()
     if workers > 1 and not settings.redis_url:
         typer.echo("several workers share one Redis: set ENGAGE_REDIS_URL", err=True)
@@ -155,8 +159,8 @@ def serve(
     uvicorn.run(
         "server.app:app_factory",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         workers=workers,
         access_log=False,
         log_config=None,

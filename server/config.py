@@ -7,6 +7,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,13 +89,30 @@ class Settings(BaseSettings):
     points_expiry_seconds: float = 3600.0
     tier_review_seconds: float = 3600.0
     # Where members and their friends reach this server from outside: links shared (referrals)
-    # and the ids of the verifiable badges it issues are built on it.
-    public_base_url: str = "http://127.0.0.1:8000"
+    # and the ids of the verifiable badges it issues are built on it. Empty means this server's
+    # own address, http://<host>:<port> (127.0.0.1 when it listens on every interface).
+    public_base_url: str = ""
     # Claimed referrals past their conversion window are closed this often.
     referral_expiry_seconds: float = 3600.0
     # The key of the hashes kept of addresses, devices and payment means (referral clicks and
     # fraud checks). Every instance needs the same one; empty means one generated into data_dir.
     hash_secret: str = ""
+
+    @model_validator(mode="after")
+    def _default_public_base_url(self) -> Settings:
+        if not self.public_base_url:
+            self.public_base_url = self.local_base_url
+        return self
+
+    @property
+    def local_base_url(self) -> str:
+        """The address this server listens on, as a browser on the same machine reaches it."""
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"  # listening everywhere: the loopback reaches it
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -47,7 +47,7 @@ async def load_demo(ctx: Context) -> list[str]:
         # Alice's referral code, so that her link opens the landing page at once.
         code = active_code(await ensure_code(ctx, session, DEMO_MEMBERS[0][0]))
     token = issue_member_token(ctx.settings, DEMO_MEMBERS[0][0])
-    base = f"http://{ctx.settings.host}:{ctx.settings.port}"
+    base = ctx.settings.local_base_url
     return [
         f"demo members: {', '.join(m[0] for m in DEMO_MEMBERS)}",
         f"try: curl -H 'Authorization: Bearer {token}' {base}/v1/me",
