@@ -35,7 +35,7 @@ migrate: $(STAMP)
 	$(BIN)/engage migrate
 
 demo: migrate
-	$(BIN)/engage content publish --note "make run"
+	$(BIN)/engage content publish --if-changed --note "make run"
 	$(BIN)/engage demo
 
 run: demo

@@ -356,17 +356,27 @@ def content_publish(
     path: Path = typer.Argument(None, help="content dir (default ENGAGE_CONTENT_DIR)"),
     note: str = typer.Option(None, help="why: shown in `engage content versions`"),
     by: str = typer.Option(None, help="who publishes (default the system user)"),
+    if_changed: bool = typer.Option(
+        False,
+        "--if-changed",
+        help="publish only if the files differ from the version last published from this directory",
+    ),
 ) -> None:
     """Validate the content and publish it as a new version; every instance switches within seconds.
 
     Invalid content is never published: every problem is printed and the exit code is 1.
+
+    With --if-changed (what `make run` does), the files are published only when they differ from
+    the version last published from this directory, so that running it again never undoes a
+    rollback or a publish made from elsewhere since.
     """
     import getpass
 
     from server.app import install
     from server.audit import cli_actor
-    from server.content.loader import ContentInvalid, read_files
-    from server.content.service import publish
+    from server.content.loader import ContentInvalid, digest, read_files
+    from server.content.service import latest_version, publish
+    from server.content.sources import last_published_from, record_source
 
     install()  # the kinds of content, and so which files to read
     settings = get_settings()
@@ -375,20 +385,34 @@ def content_publish(
         typer.echo(f"{root}: content directory not found (set ENGAGE_CONTENT_DIR or give PATH)", err=True)
         raise typer.Exit(1)
     files = read_files(root)
+    source = str(root.resolve())
 
-    async def run(ctx: Any) -> tuple[int, bool]:
-        return await publish(
+    async def run(ctx: Any) -> tuple[int, bool, int | None]:
+        if if_changed:
+            last = await last_published_from(ctx.db, source)
+            if last is not None and last[1] == digest(files):
+                return last[0], False, await latest_version(ctx.db)
+        version, new = await publish(
             ctx, files, by=by or getpass.getuser(), note=note, origin=str(root), actor=cli_actor()
         )
+        await record_source(ctx.db, version, source)
+        return version, new, version
 
     try:
-        version, new = _with_context(settings, run, redis="if-configured")
+        version, new, live = _with_context(settings, run, redis="if-configured")
     except ContentInvalid as exc:
         for issue in exc.issues:
             typer.echo(str(issue))
         typer.echo(f"{len(exc.issues)} problem(s) in {root}: nothing published", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"published version {version}" if new else f"unchanged: version {version} is the same")
+    if new:
+        typer.echo(f"published version {version}")
+    elif live != version:
+        typer.echo(f"content unchanged since version {version}: not published (version {live} is live)")
+    elif if_changed:
+        typer.echo(f"content unchanged since version {version}: not published")
+    else:
+        typer.echo(f"unchanged: version {version} is the same")
 
 
 @content_app.command("versions")

@@ -18,3 +18,6 @@ class ContentVersion(TableModel, table=True):
     published_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     published_by: str = Field(max_length=100)
     note: str | None = Field(default=None, max_length=500)
+    # The directory a publish from files read (its absolute path); empty for a rollback. What
+    # `engage content publish --if-changed` compares the files with.
+    source_dir: str | None = Field(default=None, max_length=1000)
