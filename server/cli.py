@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -116,6 +117,34 @@ def _with_context(
     return asyncio.run(main())
 
 
+def _engage_command() -> str:
+    """How the person who ran this command runs engage again (a path unless it is on PATH)."""
+    exe = Path(sys.argv[0])
+    if exe.name != "engage" or not exe.is_file():
+        return "engage"
+    on_path = shutil.which("engage")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "engage"
+    try:
+        return str(exe.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(exe.resolve())
+
+
+def _first_steps(settings: Settings) -> list[str]:
+    """What a new user does first, printed once by `engage serve` on the local defaults."""
+    engage = _engage_command()
+    base = settings.local_base_url
+    return [
+        f"engage is serving on {base} (SQLite and Redis under {settings.data_dir}/)",
+        f"  API docs       {base}/schema/swagger",
+        f"  member token   {engage} token demo-alice          (any member id)",
+        f"  brand API key  {engage} apikey create --name shop  (send it as X-Api-Key)",
+        f"  manager        {engage} manager create you@example.com --role owner"
+        "  (then POST /v1/admin/sessions)",
+    ]
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="default ENGAGE_HOST or 127.0.0.1"),
@@ -156,6 +185,8 @@ def serve(
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(1) from None
     settings.ensure_secrets()  # before the workers start, so that they all read the same ones
+    if not settings.database_url:
+        typer.echo("\n".join(_first_steps(settings)))
     uvicorn.run(
         "server.app:app_factory",
         factory=True,
