@@ -144,18 +144,35 @@ async def _tell(ctx: Context, payloads: list[dict[str, Any]], results: list[Any]
             if ok:
                 allowed.add(id(n))
     now = utcnow()
+    told = [n for n in chosen if n.board.notify.every_seconds == 0 or id(n) in allowed]
+    named = {m for n in told for m in [*n.data.get("friend_ids", ()), n.data.get("by_member_id")] if m}
+    handle_of = await members.handles(ctx, sorted(named)) if named else {}
     messages = [
         LiveMessage(
             n.member_id,
             "leaderboard.rank_changed",
-            {"board_id": n.board.id, "board_name": n.board.name, "period": n.period, **n.data},
+            {
+                "board_id": n.board.id,
+                "board_name": n.board.name,
+                "period": n.period,
+                **_public(n.data, handle_of),
+            },
             now,
         )
-        for n in chosen
-        if n.board.notify.every_seconds == 0 or id(n) in allowed
+        for n in told
     ]
     if messages:
         await ctx.hub.publish_many(messages)
+
+
+def _public(data: dict[str, Any], handle_of: dict[str, str]) -> dict[str, Any]:
+    """A note as its member may read it: the others it names by handle, never by member id."""
+    out = {k: v for k, v in data.items() if k not in ("by_member_id", "friend_ids")}
+    if "by_member_id" in data:
+        out["by_handle"] = handle_of.get(data["by_member_id"])
+    if "friend_ids" in data:
+        out["friend_handles"] = [handle_of[f] for f in data["friend_ids"] if f in handle_of]
+    return out
 
 
 async def _friend_notes(
@@ -432,7 +449,7 @@ T = TypeVar("T")
 
 class IndexLockLost(RuntimeError):
     """A rebuild's lock vanished before it was done (it expired, or Redis lost it): another process
-    may be rebuilding the period, so this one stops and leaves it unmarked (to be rebuilt again)."""
+    may be rebuilding the period, so this one neither swaps more keys nor marks it complete."""
 
 
 # KEYS: lock, marker. ARGV: token, expire-at (0: never). Marks the period complete and releases

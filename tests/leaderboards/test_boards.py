@@ -33,6 +33,7 @@ from tests.leaderboards.support import (
     score,
     standings,
     who,
+    who_handle,
 )
 from tests.support import unique
 from tests.tasks.quest_support import serving
@@ -448,12 +449,16 @@ async def test_rank_messages_when_a_threshold_or_a_friend_is_crossed(
         assert (
             said[a][0]["reason"] == "entered_top" and said[a][0]["threshold"] == 1 and said[a][0]["rank"] == 1
         )
-        assert said[a][1]["reason"] == "overtaken" and said[a][1]["by_member_id"] == b
+        assert said[a][1]["reason"] == "overtaken" and who_handle(said[a][1]["by_handle"]) == b
         assert said[a][1]["by_display_name"] == "Bea" and said[a][1]["rank"] == 2
         assert said[b][0]["reason"] == "entered_top" and said[b][0]["rank"] == 1
         assert said[c][0]["reason"] == "entered_top" and said[c][0]["threshold"] == 3
-        assert said[c][1]["reason"] == "passed_friend" and said[c][1]["friend_ids"] == [a]
-        assert said[a][-1]["reason"] == "overtaken_by_friend" and said[a][-1]["by_member_id"] == c
+        assert said[c][1]["reason"] == "passed_friend" and [
+            who_handle(h) for h in said[c][1]["friend_handles"]
+        ] == [a]
+        assert said[a][-1]["reason"] == "overtaken_by_friend" and who_handle(said[a][-1]["by_handle"]) == c
+        for messages in said.values():  # no member id of another, in any field
+            assert all("member_id" not in k and "friend_ids" not in k for m in messages for k in m["data"])
         assert all(m["data"]["board_id"] == bid for ms in said.values() for m in ms)
 
 
