@@ -90,6 +90,11 @@ def who(entry: dict[str, Any]) -> str:
     return MEMBER_OF_HANDLE.get(entry["handle"], f"handle:{entry['handle']}")
 
 
+def who_handle(handle: str) -> str:
+    """The member of a handle these helpers saw."""
+    return MEMBER_OF_HANDLE.get(handle, f"handle:{handle}")
+
+
 def order(page: dict[str, Any]) -> list[tuple[int, str, int]]:
     return [(e["rank"], who(e), e["score"]) for e in page["entries"]]
 
