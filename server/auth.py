@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import sqlalchemy as sa
+import structlog
 from litestar.connection import ASGIConnection
+from redis.exceptions import RedisError
 from sqlmodel import Column, Field, col
 
 from server import audit, ratelimit
@@ -25,6 +27,8 @@ from server.members.service import MEMBER_ID_RE, ensure_known
 
 if TYPE_CHECKING:
     from server.config import Settings
+
+log = structlog.get_logger(__name__)
 
 
 # ---------------------------------------------------------------- member tokens
@@ -140,7 +144,11 @@ async def list_api_keys(ctx: Context) -> list[ApiKey]:
 
 
 async def revoke_api_key(ctx: Context, key_id: str, *, actor: str = SYSTEM) -> bool:
-    """Revoke a key (audited as `api_key.revoke` by `actor`); False when no active key has that id."""
+    """Revoke a key (audited as `api_key.revoke` by `actor`); False when no active key has that id.
+
+    Every instance refuses it from its next request: the instances check a Redis counter of
+    revocations beside each request's rate-limit count. Without Redis here (or reachable there)
+    they refuse it once their cached verification expires, within `_KEY_CACHE_SECONDS`."""
     async with ctx.db.transaction() as session:
         key = ApiKey.__table__.c
         revoked = await execute_counting(
@@ -149,7 +157,17 @@ async def revoke_api_key(ctx: Context, key_id: str, *, actor: str = SYSTEM) -> b
         )
         if revoked:
             audit.record(session, actor=actor, action="api_key.revoke", target=f"api_key:{key_id}")
-        return bool(revoked)
+    if not revoked:
+        return False
+    cache = _key_cache(ctx)
+    for digest in [d for d, known in cache.items() if known.client.key_id == key_id]:
+        cache.pop(digest, None)
+    if ctx.redis.client is not None:
+        try:
+            await ctx.redis.client.incr(_revocations_key(ctx))
+        except (RedisError, OSError) as exc:
+            log.warning("api_key_revocation_not_announced", key_id=key_id, error=type(exc).__name__)
+    return True
 
 
 @dataclass(frozen=True)
@@ -163,28 +181,73 @@ class ApiClient:
         return f"api_key:{self.key_id}"
 
 
-# A verified key is remembered briefly so that the hot path does not read SQL on every request;
-# a revocation takes effect within this many seconds on every instance.
+# A verified key is remembered for this long so that the hot path does not read SQL on every
+# request. A revocation bumps a counter in Redis that each cached hit compares (read by the script
+# that counts the request anyway), so it takes effect at once; with Redis unreachable, within this.
 _KEY_CACHE_SECONDS = 10.0
 
 
+@dataclass(frozen=True)
+class _KnownKey:
+    until: float  # time.monotonic()
+    client: ApiClient
+    revocations: Any  # the Redis counter when the key was read from SQL (or ratelimit.UNREAD)
+
+
+def _key_cache(ctx: Context) -> dict[str, _KnownKey]:
+    return ctx.extras.setdefault("api_key_cache", {})
+
+
+def _revocations_key(ctx: Context) -> str:
+    return ctx.redis.key("auth", "api_key_revocations")
+
+
+async def _revocations(ctx: Context) -> Any:
+    """The revocation counter (None before the first revocation), or ratelimit.UNREAD."""
+    if ctx.redis.client is None:
+        return ratelimit.UNREAD
+    try:
+        return await ctx.redis.client.get(_revocations_key(ctx))
+    except (RedisError, OSError) as exc:
+        log.warning("api_key_revocations_unavailable", error=type(exc).__name__)
+        return ratelimit.UNREAD
+
+
 async def verify_api_key(ctx: Context, presented: str) -> ApiClient:
-    cache: dict[str, tuple[float, ApiClient]] = ctx.extras.setdefault("api_key_cache", {})
-    digest = hash_secret(presented)
-    hit = cache.get(digest)
-    if hit and hit[0] > time.monotonic():
-        return hit[1]
+    """The brand system of a valid, unrevoked key, read from SQL; 401 `invalid_api_key` otherwise."""
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "ek":
         raise ProblemError(401, "invalid_api_key", "The API key is not valid.")
+    # Read before SQL: a revocation between the two then shows as a newer counter on the next hit.
+    revocations = await _revocations(ctx)
+    digest = hash_secret(presented)
     async with ctx.db.session() as session:
         row = await session.get(ApiKey, parts[1])
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         raise ProblemError(401, "invalid_api_key", "The API key is not valid or was revoked.")
     client = ApiClient(row.id, row.name)
+    cache = _key_cache(ctx)
     if len(cache) > 10_000:
         cache.clear()
-    cache[digest] = (time.monotonic() + _KEY_CACHE_SECONDS, client)
+    cache[digest] = _KnownKey(time.monotonic() + _KEY_CACHE_SECONDS, client, revocations)
+    return client
+
+
+async def authenticate_api_key(ctx: Context, presented: str, per_minute: int) -> ApiClient:
+    """The brand system of `presented`, its request counted: 401 `invalid_api_key` for a key that
+    is not valid or was revoked, 429 `rate_limited` past `per_minute`."""
+    digest = hash_secret(presented)
+    known = _key_cache(ctx).get(digest)
+    if known is not None and known.until > time.monotonic():
+        # The request's count and the revocation counter come back from one script call.
+        pending = ratelimit.start(ctx, "api_key", known.client.key_id, per_minute, read=_revocations_key(ctx))
+        current = await (ratelimit.settle(ctx, pending) if pending else _revocations(ctx))
+        if current == known.revocations or isinstance(current, ratelimit.Unread):
+            return known.client
+        _key_cache(ctx).pop(digest, None)  # a key was revoked since: this one is read again
+        return await verify_api_key(ctx, presented)
+    client = await verify_api_key(ctx, presented)
+    await ratelimit.hit(ctx, "api_key", client.key_id, per_minute)
     return client
 
 
@@ -265,9 +328,8 @@ async def provide_api_client(ctx: Context, request: ASGIConnection[Any, Any, Any
     try:
         if not presented:
             raise ProblemError(401, "missing_api_key", "This needs an API key in the `X-Api-Key` header.")
-        client = await verify_api_key(ctx, presented)
-    except ProblemError:
-        await count_failure(ctx, request)
+        return await authenticate_api_key(ctx, presented, ctx.settings.rate_limit_api_key_per_minute)
+    except ProblemError as problem:
+        if problem.status == 401:
+            await count_failure(ctx, request)
         raise
-    await ratelimit.hit(ctx, "api_key", client.key_id, ctx.settings.rate_limit_api_key_per_minute)
-    return client

@@ -26,6 +26,21 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 _HIT_SHA = hashlib.sha1(_HIT.encode()).hexdigest()
+# The same, also answering another key's value (a counter the caller watches), so that a request
+# learns both in the one script call its count costs anyway.
+_HIT_READ = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('GET', KEYS[2])}
+"""
+_HIT_READ_SHA = hashlib.sha1(_HIT_READ.encode()).hexdigest()
+
+
+class Unread:
+    """What a count was to read is not known: Redis did not answer."""
+
+
+UNREAD = Unread()
 
 
 def _key(ctx: Context, scope: str, who: str) -> str:
@@ -55,43 +70,53 @@ class Pending:
 
     scope: str
     per_minute: int
-    key: str
+    keys: list[str]
     answer: asyncio.Future[Any]
 
 
-def start(ctx: Context, scope: str, who: str, per_minute: int) -> Pending | None:
+def start(ctx: Context, scope: str, who: str, per_minute: int, *, read: str | None = None) -> Pending | None:
     """Count a request without waiting: the count goes to Redis with whatever else this moment
     sends (a read's own script call, if it is made before the caller next waits on anything).
-    `settle` must follow; it raises the 429 if the count is past the limit."""
+    `settle` must follow; it raises the 429 if the count is past the limit, and answers the
+    value of the key `read` when one is given."""
     if per_minute <= 0:
         return None
-    key = _key(ctx, scope, who)
+    keys = [_key(ctx, scope, who), *([read] if read else [])]
     try:
-        answer = ctx.redis.auto.call_evalsha(_HIT_SHA, [key], [61])
+        answer = ctx.redis.auto.call_evalsha(_HIT_READ_SHA if read else _HIT_SHA, keys, [61])
     except (RedisError, OSError) as exc:
         log.warning("rate_limit_unavailable", error=type(exc).__name__)
         return None
-    return Pending(scope, per_minute, key, answer)
+    return Pending(scope, per_minute, keys, answer)
 
 
-async def settle(ctx: Context, pending: Pending | None) -> None:
-    """The count of a request started with `start`: 429 `rate_limited` past the limit."""
+async def settle(ctx: Context, pending: Pending | None) -> Any:
+    """The count of a request started with `start`: 429 `rate_limited` past the limit. Answers
+    the value of the key it was to `read` (None when absent), or UNREAD when Redis did not answer."""
     if pending is None:
-        return
+        return UNREAD
     try:
         try:
-            count = int(await pending.answer)
+            answer = await pending.answer
         except NoScriptError:
-            count = int(await ctx.redis.auto.evalsha(_HIT_SHA, _HIT, [pending.key], [61]))
+            script, sha = (_HIT_READ, _HIT_READ_SHA) if len(pending.keys) > 1 else (_HIT, _HIT_SHA)
+            answer = await ctx.redis.auto.evalsha(sha, script, pending.keys, [61])
     except (RedisError, OSError) as exc:
         log.warning("rate_limit_unavailable", error=type(exc).__name__)
-        return
-    if count > pending.per_minute:
-        RATE_LIMITED.labels(pending.scope).inc()
-        retry_after = 60 - int(time.time()) % 60
-        raise ProblemError(
-            429,
-            "rate_limited",
-            f"Too many requests: at most {pending.per_minute} a minute. Try again in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
-        )
+        return UNREAD
+    count, value = (answer[0], answer[1]) if isinstance(answer, list) else (answer, None)
+    if int(count) > pending.per_minute:
+        raise limited(pending.scope, f"Too many requests: at most {pending.per_minute} a minute.")
+    return value
+
+
+def limited(scope: str, detail: str) -> ProblemError:
+    """The 429 `rate_limited` problem for `scope`, telling when the window turns over."""
+    RATE_LIMITED.labels(scope).inc()
+    retry_after = 60 - int(time.time()) % 60
+    return ProblemError(
+        429,
+        "rate_limited",
+        f"{detail} Try again in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -10,10 +10,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from server.auth import create_api_key, issue_member_token, revoke_api_key, verify_member_token
+from server.auth import (
+    authenticate_api_key,
+    create_api_key,
+    issue_member_token,
+    revoke_api_key,
+    verify_member_token,
+)
 from server.config import Settings, SettingsError
+from server.context import Context
 from server.errors import ProblemError
-from tests.support import in_one_rate_limit_window
+from server.redis import RedisHandle
+from tests.support import free_port, in_one_rate_limit_window
 
 
 def _claims(sub: str, **extra) -> dict:
@@ -97,10 +105,13 @@ async def test_api_key_is_stored_hashed_and_revocable(http, ctx, member_id):
     assert key not in row.key_hash and len(row.key_hash) == 64
     r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": key})
     assert r.status_code == 201
-    assert await revoke_api_key(ctx, row.id)
-    ctx.extras.get("api_key_cache", {}).clear()  # this process forgets at once; others within seconds
+    # Revoked by another process (an operator's `engage apikey revoke`, another instance): the
+    # served instance, which has just verified and remembered the key, refuses it at once.
+    elsewhere = Context(ctx.settings, ctx.db, ctx.redis)
+    assert await revoke_api_key(elsewhere, row.id)
     r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": key})
     assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+    assert not await revoke_api_key(elsewhere, row.id)  # revoked already
     _, fresh = await create_api_key(ctx, "another")
     altered = fresh[:-2] + ("zz" if not fresh.endswith("zz") else "yy")
     r = await http.put(f"/v1/members/{member_id}", json={}, headers={"X-Api-Key": altered})
@@ -133,3 +144,22 @@ async def test_repeated_failures_from_one_address_are_cut_short(settings, member
         await s.stop()
     # One window: the first 5 failures are answered, every one past the limit is refused.
     assert codes == ["invalid_api_key"] * 5 + ["rate_limited"] * 3
+
+
+async def test_with_redis_unreachable_a_verified_key_is_remembered_as_before(ctx, settings):
+    """An instance that cannot reach Redis cannot hear of revocations: it keeps a key it verified
+    until its cache entry expires (seconds), and then reads SQL again, which has the revocation."""
+    dead = RedisHandle(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}))
+    dead.start()
+    offline = Context(ctx.settings, ctx.db, dead)
+    row, key = await create_api_key(ctx, "offline")
+    try:
+        assert (await authenticate_api_key(offline, key, 100)).key_id == row.id  # the count fails open
+        assert await revoke_api_key(ctx, row.id)  # announced through a Redis this instance cannot reach
+        assert (await authenticate_api_key(offline, key, 100)).key_id == row.id
+        offline.extras.clear()  # the cache entry expired
+        with pytest.raises(ProblemError) as refused:
+            await authenticate_api_key(offline, key, 100)
+        assert refused.value.code == "invalid_api_key"
+    finally:
+        await dead.close()
