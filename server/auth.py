@@ -259,10 +259,32 @@ async def _known_member(ctx: Context, member_id: str) -> None:
     await ensure_known(ctx, member_id)
 
 
-async def count_failure(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    """One more failed authentication from this address; 429 once there are too many."""
-    address = connection.client.host if connection.client else "unknown"
-    await ratelimit.hit(ctx, "auth_failures", address, ctx.settings.rate_limit_auth_failures_per_minute)
+# Failed authentications are counted per kind of credential, each kind with a budget of its own per
+# client address: a member app replaying stale tokens must not lock a manager out of the console.
+MEMBER_TOKEN = "member_token"
+API_KEY = "api_key"
+MANAGER_TOKEN = "manager_token"
+MANAGER_LOGIN = "manager_login"
+
+
+def failures_scope(kind: str) -> str:
+    """The rate-limit scope that counts failed authentications of one `kind`."""
+    return f"auth_failures:{kind}"
+
+
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The caller's address (the proxy's client when `ENGAGE_FORWARDED_ALLOW_IPS` trusts it)."""
+    return connection.client.host if connection.client else "unknown"
+
+
+async def count_failure(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any], kind: str) -> None:
+    """One more failed authentication of `kind` from this address; 429 once there are too many."""
+    await ratelimit.hit(
+        ctx,
+        failures_scope(kind),
+        client_address(connection),
+        ctx.settings.rate_limit_auth_failures_per_minute,
+    )
 
 
 async def member_from_token(ctx: Context, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -287,7 +309,7 @@ async def _identified(ctx: Context, connection: ASGIConnection[Any, Any, Any, An
             )
         return verify_member_token_cached(ctx, token)
     except ProblemError:
-        await count_failure(ctx, connection)
+        await count_failure(ctx, connection, MEMBER_TOKEN)
         raise
 
 
@@ -331,5 +353,5 @@ async def provide_api_client(ctx: Context, request: ASGIConnection[Any, Any, Any
         return await authenticate_api_key(ctx, presented, ctx.settings.rate_limit_api_key_per_minute)
     except ProblemError as problem:
         if problem.status == 401:
-            await count_failure(ctx, request)
+            await count_failure(ctx, request, API_KEY)
         raise

@@ -4,6 +4,7 @@ audited in the same transaction as the change itself."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 import secrets
@@ -22,7 +23,7 @@ from sqlmodel import col
 from server import ratelimit
 from server.admin.models import Manager, ManagerSession
 from server.audit import SYSTEM, record
-from server.auth import bearer_token, count_failure, hash_secret
+from server.auth import MANAGER_LOGIN, MANAGER_TOKEN, bearer_token, count_failure, failures_scope, hash_secret
 from server.context import Context  # at run time: Litestar reads the dependencies' annotations
 from server.db import execute_counting, utcnow
 from server.errors import ProblemError
@@ -143,6 +144,13 @@ async def disable_manager(ctx: Context, email: str, *, actor: str = SYSTEM) -> b
 
 
 _INVALID_CREDENTIALS = "The email or password is not right, or the account is disabled."
+_ADDRESS_FAILURES = failures_scope(MANAGER_LOGIN)
+_ACCOUNT_FAILURES = failures_scope("manager_account")
+
+
+def _account_key(email: str) -> str:
+    # Hashed: Redis holds counts, not the e-mail addresses that were tried.
+    return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
 async def login(
@@ -150,27 +158,26 @@ async def login(
 ) -> tuple[str, ManagerSession, Manager]:
     """A new session for a manager: the bearer token (shown once), its row and the manager.
 
-    401 `invalid_credentials`, alike for an unknown email, a wrong password and a disabled account;
-    failures are counted per email (and per client `address` when given), and past the limit every
-    attempt is refused (429 `rate_limited`), the right password too."""
+    401 `invalid_credentials`, alike for an unknown email, a wrong password and a disabled account.
+    Failed logins are counted per account (whatever the address: a guess spread over many
+    addresses is cut short too) and per client `address` when given, apart from other kinds of
+    failed authentication; past the limit of either every attempt is refused (429
+    `rate_limited`), the right password too, until the minute turns over."""
     email = _normalized_email(email)
     limit = ctx.settings.rate_limit_auth_failures_per_minute
-    watched = [email] + ([address] if address else [])
-    for who in watched:
+    watched = [(_ACCOUNT_FAILURES, _account_key(email))]
+    if address:
+        watched.append((_ADDRESS_FAILURES, address))
+    for scope, who in watched:
         # Read before the password is even checked, so that guessing on stops getting answers.
-        if await ratelimit.reached(ctx, "auth_failures", who, limit):
-            raise ProblemError(
-                429,
-                "rate_limited",
-                "Too many failed logins: try again in a minute.",
-                headers={"Retry-After": "60"},
-            )
+        if await ratelimit.reached(ctx, scope, who, limit):
+            raise ratelimit.limited(scope, "Too many failed logins.")
     async with ctx.db.session() as session:
         manager = await _manager_by_email(session, email)
     matches = await _password_matches(manager.password_hash if manager else None, password)
     if manager is None or not matches or manager.disabled_at is not None:
-        for who in watched:
-            await ratelimit.hit(ctx, "auth_failures", who, limit)
+        for scope, who in watched:
+            await ratelimit.hit(ctx, scope, who, limit)
         raise ProblemError(401, "invalid_credentials", _INVALID_CREDENTIALS)
     session_id = secrets.token_hex(8)
     token = f"em_{session_id}_{secrets.token_urlsafe(32)}"
@@ -277,7 +284,7 @@ async def provide_manager(ctx: Context, request: ASGIConnection[Any, Any, Any, A
             )
         return await verify_manager_token(ctx, token)
     except ProblemError:
-        await count_failure(ctx, request)
+        await count_failure(ctx, request, MANAGER_TOKEN)
         raise
 
 

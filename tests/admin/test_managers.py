@@ -181,7 +181,7 @@ async def test_failed_logins_past_the_limit_refuse_even_the_right_password(ctx):
     for _ in range(3):
         await refused(login(strict, email, "wrong password!"), 401, "invalid_credentials")
     err = await refused(login(strict, email, MANAGER_PASSWORD), 429, "rate_limited")
-    assert err.headers == {"Retry-After": "60"}
+    assert 1 <= int(err.headers["Retry-After"]) <= 60  # when the minute turns over
 
 
 def test_roles_are_ordered():
