@@ -38,8 +38,8 @@ async def test_award_right_after_socket_opens_is_delivered(
         lost = []
         for sock, f, marker in zip(socks, first, markers, strict=True):
             got = await sock.take_until(
-                lambda ms, k=marker["id"]: any(m["data"]["entry_id"] == k for m in ms)
+                lambda ms, k=marker["entry_id"]: any(m["data"]["entry_id"] == k for m in ms)
             )
-            if f["id"] not in [m["data"]["entry_id"] for m in got]:
+            if f["entry_id"] not in [m["data"]["entry_id"] for m in got]:
                 lost.append(f["member_id"])
     assert not lost, f"{len(lost)} of {len(members)} sockets missed the award made just after they opened"
