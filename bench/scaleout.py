@@ -300,7 +300,7 @@ async def live_across_instances(
                 conn.close()
             if status != 200:
                 raise RuntimeError(f"award on instance :{port} answered {status}: {body[:200]!r}")
-            expected.add(int(json.loads(body)["id"]))
+            expected.add(int(json.loads(body)["entry_id"]))
         deadline = time.monotonic() + 10
         while received != expected and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
