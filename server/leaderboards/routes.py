@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from server.auth import Reader
 from server.context import Context
@@ -16,7 +16,7 @@ from server.leaderboards.standings import MAX_AROUND, MAX_LIMIT
 
 _Period = Annotated[str | None, Parameter(max_length=64)]
 # `scope` is the name of the ASGI scope to Litestar: the query parameter is read under another name.
-_Scope = Annotated[str | None, Parameter(query="scope", max_length=100)]
+_Scope = Annotated[str | None, QueryParameter(name="scope", max_length=100)]
 
 
 def _period(page: standings.Page) -> PeriodOut:
