@@ -258,8 +258,11 @@ async def _friend_lists(ctx: Context, member_ids: set[str]) -> dict[str, list[st
 IN_FLIGHT = timedelta(seconds=30)
 
 
-async def live_periods(ctx: Context, board_ids: list[str] | None = None) -> list[tuple[Board, Span]]:
-    """Each board's periods that Redis serves: the current one and any finished but not archived."""
+async def live_periods(
+    ctx: Context, board_ids: list[str] | None = None, *, with_next: bool = False
+) -> list[tuple[Board, Span]]:
+    """Each board's periods that Redis serves: the current one and any finished but not archived
+    (`with_next`: and the one after the current, so that it is marked complete before it begins)."""
     now = utcnow()
     chosen = [b for b in boards(ctx).boards if board_ids is None or b.id in board_ids]
     out: list[tuple[Board, Span]] = []
@@ -276,6 +279,9 @@ async def live_periods(ctx: Context, board_ids: list[str] | None = None) -> list
         current = span_at(board, now)
         if current is not None:
             spans[current.key] = current
+            upcoming = span_at(board, current.end) if with_next and current.end is not None else None
+            if upcoming is not None and upcoming.key != current.key:
+                spans[upcoming.key] = upcoming
         for board_id, period in open_rows:
             if board_id == board.id and period not in spans:
                 span = span_of_key(board, period)

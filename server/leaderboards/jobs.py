@@ -154,7 +154,7 @@ async def guard_index_job(ctx: Context, _period: str) -> None:
 
 async def _restore(ctx: Context) -> None:
     try:
-        await restore_lost(ctx, await live_periods(ctx))
+        await restore_lost(ctx, await live_periods(ctx, with_next=True))
     except (RedisError, RedisClusterException, OSError, SQLAlchemyError, IndexLockLost) as exc:
         # Redis or SQL unavailable, or another instance took over: the next tick looks again.
         # Said once per spell, not every few seconds.

@@ -167,6 +167,20 @@ async def test_a_period_without_scores_is_only_marked(board_app: BoardApp) -> No
         assert await marked(ctx, bid)
 
 
+async def test_the_next_period_is_marked_before_it_begins(board_app: BoardApp) -> None:
+    """A new week's first scores must not look like a lost index: the guard marks it ahead."""
+    ctx, bid = board_app.ctx, unique("next")
+    with serving(ctx, boards_store(board_yaml(bid))):
+        board, current = boards(ctx).get(bid), span_of(ctx, bid)
+        assert current.end is not None
+        upcoming = span_at(board, current.end)
+        assert upcoming is not None and upcoming.key != current.key
+        periods = await live_periods(ctx, [bid], with_next=True)
+        assert [s.key for _, s in periods] == [current.key, upcoming.key]
+        assert await restore_lost(ctx, periods) == []
+        assert await ctx.redis.boards.exists(keys.built_key(keys.base(ctx, bid, upcoming.key)))
+
+
 async def test_a_restore_under_way_elsewhere_is_left_to_it(
     board_app: BoardApp, http_to: httpx.AsyncClient
 ) -> None:
