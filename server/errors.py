@@ -111,10 +111,23 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any
     return _response(ProblemError(status, code, detail, headers=exc.headers or None), request)
 
 
+# Sentences for the patterns of shared field types, keyed by the pattern: the decoder's own message
+# ("Expected `str` matching regex '…'") means nothing to a person. Filled by the modules that
+# declare those types (server.text).
+PATTERN_MESSAGES: dict[str, str] = {}
+
+
 def _clean_validation(e: Any) -> Any:
-    if isinstance(e, dict):
-        return {k: v for k, v in e.items() if k in ("key", "message", "source")}
-    return {"message": str(e)}
+    if not isinstance(e, dict):
+        return {"message": str(e)}
+    out = {k: v for k, v in e.items() if k in ("key", "message", "source")}
+    message = out.get("message")
+    if isinstance(message, str) and "matching regex" in message:
+        for pattern, sentence in PATTERN_MESSAGES.items():
+            if repr(pattern) in message or f"'{pattern}'" in message:
+                out["message"] = sentence
+                break
+    return out
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response[Any]:

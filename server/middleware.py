@@ -150,11 +150,13 @@ def _check_depth(body: bytes, value: Any) -> None:
 
 
 def _invalid_json(exc: Exception) -> ProblemError:
-    return ProblemError(400, "invalid_json", f"The body is not JSON in UTF-8: {exc}.")
+    return ProblemError(400, "invalid_json", f"The body is not JSON in UTF-8: {exc}.", title="Invalid JSON")
 
 
 def _json_too_deep() -> ProblemError:
-    return ProblemError(400, "json_too_deep", f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
+    return ProblemError(
+        400, "json_too_deep", f"The body nests deeper than {MAX_JSON_DEPTH} levels.", title="JSON too deep"
+    )
 
 
 async def read_body(request: litestar.Request[Any, Any, Any], limit: int, what: str) -> bytes:

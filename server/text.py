@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from server.errors import ProblemError
+from server.errors import PATTERN_MESSAGES, ProblemError
 
 # C0 and C1 control characters and DEL. PostgreSQL refuses NUL outright (SQLite stores it), and
 # none of them has a place in a name, a key, a code or a reason. Written with escapes, and as a
@@ -21,6 +21,8 @@ CONTROL_RE = re.compile(CONTROL_CLASS)
 
 Text = Annotated[str, msgspec.Meta(pattern=TEXT_PATTERN)]
 """A string field of a request body: any text without control characters."""
+
+PATTERN_MESSAGES[TEXT_PATTERN] = "Text must not hold control characters (U+0000 to U+001F, U+007F to U+009F)."
 
 
 def has_control(value: str) -> bool:

@@ -271,6 +271,9 @@ async def test_a_manager_login_with_nul_is_a_400_not_a_500(http, error_log):
     ):
         r = await http.post("/v1/admin/sessions", json=body)
         assert r.status_code == 400 and r.json()["code"] == "validation_error", r.text
+        # Said in words a person reads, not as the decoder's regular expression.
+        [error] = r.json()["errors"]
+        assert error["message"].startswith("Text must not hold control characters"), error
     assert error_log.lines == []
 
 
