@@ -50,8 +50,10 @@ async def load_demo(ctx: Context) -> list[str]:
     base = ctx.settings.local_base_url
     return [
         f"demo members: {', '.join(m[0] for m in DEMO_MEMBERS)}",
-        f"try: curl -H 'Authorization: Bearer {token}' {base}/v1/me",
-        f"     curl -H 'Authorization: Bearer {token}' {base}/v1/quests",
-        f"     curl -H 'Authorization: Bearer {token}' {base}/v1/referrals/me",
+        f"a member token for {DEMO_MEMBERS[0][0]}, then try:",
+        f"  TOKEN={token}",
+        f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/me',
+        f'  curl -H "Authorization: Bearer $TOKEN" -X POST {base}/v1/checkins',
+        f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/quests',
         f"Alice's referral link: {link_for(ctx, code.display) if code else '-'}",
     ]

@@ -34,6 +34,9 @@ def test_demo_links_follow_the_port(tmp_path):
     result = engage(tmp_path, "demo", env=env)
     assert result.returncode == 0, result.stderr
     assert "http://127.0.0.1:9124/v1/me" in result.stdout
+    # The token once, as a shell variable the commands after it use.
+    [token_line] = [line for line in result.stdout.splitlines() if line.strip().startswith("TOKEN=")]
+    assert token_line.strip().count(".") == 2 and result.stdout.count("Bearer $TOKEN") == 3
     assert "Alice's referral link: http://127.0.0.1:9124/r/" in result.stdout
 
 
