@@ -87,6 +87,10 @@ _HTTP_CODES = {
 }
 
 
+# What Litestar raises (a 500) when the connection closes before the whole body arrived.
+_DISCONNECTED = "client disconnected prematurely"
+
+
 def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
@@ -102,6 +106,13 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any
         limit = request.route_handler.resolve_request_max_body_size()
         if limit is not None:
             return _response(payload_too_large(limit), request)
+    if status >= 500 and exc.detail == _DISCONNECTED:
+        # The caller went away while sending its body: its mistake, not the server's, and there is
+        # no one left to read the answer. Counted as a 4xx, not logged as an error.
+        log.info("client_disconnected", path=request.url.path)
+        return _response(
+            ProblemError(400, "client_disconnected", "The body ended before its length."), request
+        )
     if status >= 500:
         log.error("http_error", status=status, path=request.url.path, detail=exc.detail)
         detail = "The server could not complete the request."

@@ -71,6 +71,9 @@ class ErrorLog:
     def error(self, event: str, **kw: Any) -> None:
         self.lines.append((event, kw))
 
+    def info(self, event: str, **kw: Any) -> None:
+        pass
+
 
 @pytest.fixture
 def error_log(monkeypatch: pytest.MonkeyPatch) -> ErrorLog:
@@ -417,3 +420,40 @@ async def test_a_manager_name_and_email_follow_the_same_rules(ctx):
         with pytest.raises(errors.ProblemError) as caught:
             await create_manager(ctx, email, MANAGER_PASSWORD, "viewer", name)
         assert caught.value.code == code
+
+
+async def test_a_caller_that_goes_away_mid_body_is_no_server_error(served, as_brand, error_log):  # type: ignore[no-untyped-def]
+    """Half a body, then the connection closes: answered (to no one) as the caller's mistake."""
+    member = unique("m")
+    headers = [(k.lower().encode(), v.encode()) for k, v in as_brand.items()]
+    headers += [(b"content-type", b"application/json"), (b"content-length", b"200")]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/v1/members/{member}/points",
+        "raw_path": f"/v1/members/{member}/points".encode(),
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "root_path": "",
+    }
+    incoming = [
+        {"type": "http.request", "body": b'{"amount": 5, "rea', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await served.app(scope, receive, send)
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    assert start["status"] == 400
+    assert error_log.lines == []
