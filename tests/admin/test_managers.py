@@ -140,6 +140,23 @@ async def test_disabling_a_manager_ends_their_sessions(http, ctx):
     assert record.actor == "manager:boss@example.com"
 
 
+async def test_a_logout_or_a_disabled_account_holds_at_once_on_every_instance(http, ctx):
+    """Another process (another instance, an operator's `engage manager disable`) ends a session
+    that the served instance has just verified: its next request is refused."""
+    elsewhere = Context(ctx.settings, ctx.db, ctx.redis)
+    email = new_email()
+    await create_manager(ctx, email, MANAGER_PASSWORD, "editor")
+    for end in ("logout", "disable"):
+        token, _, _ = await login(ctx, email, MANAGER_PASSWORD)
+        assert (await http.get("/v1/admin/me", headers=bearer(token))).status_code == 200
+        if end == "logout":
+            assert await logout(elsewhere, token)
+        else:
+            assert await disable_manager(elsewhere, email, actor="cli:ops")
+        r = await http.get("/v1/admin/me", headers=bearer(token))
+        assert r.status_code == 401 and r.json()["code"] == "invalid_manager_token", end
+
+
 async def test_missing_malformed_and_foreign_tokens(http, ctx, as_member, member_id):
     r = await http.get("/v1/admin/me")
     assert r.status_code == 401 and r.json()["code"] == "missing_manager_token"
