@@ -221,6 +221,18 @@ def _with_epoch_times(schema: Any) -> Any:
     return {k: _with_epoch_times(v) for k, v in schema.items()}
 
 
+def _no_control_characters(schema: dict[str, Any]) -> None:
+    """No control characters in a path, a query or a header (`control_character`): said on the
+    string itself, or on the string branch of an optional one (`oneOf: [string, null]`)."""
+    if "pattern" in schema:
+        return
+    if schema.get("type") == "string":
+        schema["pattern"] = TEXT_PATTERN
+    for branch in schema.get("oneOf", ()):
+        if branch.get("type") == "string" and "pattern" not in branch:
+            branch["pattern"] = TEXT_PATTERN
+
+
 def describe(app: Litestar, generated: dict[str, Any]) -> dict[str, Any]:
     """The generated document with the security, bodies and errors of every operation."""
     doc = copy.deepcopy(generated)
@@ -245,10 +257,7 @@ def describe(app: Litestar, generated: dict[str, Any]) -> dict[str, Any]:
             if extra.body_description:
                 op["requestBody"]["description"] = extra.body_description
         for param in op.get("parameters", []):
-            schema = param.get("schema", {})
-            if schema.get("type") == "string" and "pattern" not in schema:
-                # No control characters in a path, a query or a header (`control_character`).
-                schema["pattern"] = TEXT_PATTERN
+            _no_control_characters(param.get("schema", {}))
         responses = op.setdefault("responses", {})
         errors: dict[int, str] = {}
         if op.get("parameters") or body_type is not None:

@@ -119,6 +119,21 @@ async def test_path_and_query_constraints_are_stated(doc):
     assert (around["minimum"], around["maximum"]) == (0, 50)
 
 
+async def test_every_text_parameter_says_it_refuses_control_characters(doc):
+    """The server answers 400 `control_character` for any path or query holding one, so every
+    string parameter states a pattern, optional ones (`oneOf: [string, null]`) included."""
+    silent = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for p in op.get("parameters", []):
+                schema = p["schema"]
+                strings = [schema] if schema.get("type") == "string" else []
+                strings += [b for b in schema.get("oneOf", []) if b.get("type") == "string"]
+                if any("pattern" not in s and "pattern" not in schema for s in strings):
+                    silent.append(f"{method.upper()} {path} {p['name']}")
+    assert silent == []
+
+
 async def test_member_upsert_documents_created_and_updated(doc, http, as_brand, member_id):
     responses = _op(doc, "/v1/members/{member_id}", "put")["responses"]
     assert {"200", "201"} <= set(responses)
