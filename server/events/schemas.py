@@ -7,6 +7,10 @@ import msgspec
 
 from server.members.service import MEMBER_ID_RE
 
+# What an event id and an event type are: the service checks each event of a batch against these.
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.]{0,63}$"
+
 
 class RejectedEvent(msgspec.Struct):
     index: int
@@ -27,12 +31,12 @@ class EventsOut(msgspec.Struct):
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """One member event, stored once per `event_id`."""
 
-    event_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")]
+    event_id: Annotated[str, msgspec.Meta(pattern=EVENT_ID_PATTERN)]
     member_id: Annotated[str, msgspec.Meta(pattern=MEMBER_ID_RE.pattern)]
     type: Annotated[
         str,
         msgspec.Meta(
-            pattern=r"^[a-z][a-z0-9_.]{0,63}$",
+            pattern=EVENT_TYPE_PATTERN,
             description="An event type of the program's content (content/events.yaml).",
         ),
     ]

@@ -14,7 +14,7 @@ from server.errors import ProblemError
 from server.events.catalog import EventCatalog
 from server.events.dispatch import DomainEvent, check_properties, emit, is_internal, masked
 from server.events.models import MemberEvent
-from server.events.schemas import EventsOut, RejectedEvent
+from server.events.schemas import EVENT_ID_PATTERN, EVENT_TYPE_PATTERN, EventsOut, RejectedEvent
 from server.members.service import MEMBER_ID_RE, profiles
 from server.metrics import EVENTS
 
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.context import Context
 
-EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$")
-EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+EVENT_ID_RE = re.compile(EVENT_ID_PATTERN)
+EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 FUTURE_SKEW = timedelta(minutes=5)
 FIELDS = {"event_id", "member_id", "type", "occurred_at", "properties"}
 # An event's properties as compact JSON; the body of a batch allows each event this and room for

@@ -8,7 +8,7 @@ from litestar.params import Parameter
 
 from server.text import Text
 
-# What a member id is (`members.service.MEMBER_ID_RE` is this pattern).
+# What a member id is (`members.service.MEMBER_ID_RE` is compiled from it).
 MEMBER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$"
 # A member id in a path: stated for the description; the service checks it, with its own code
 # (`invalid_member_id`).

@@ -16,14 +16,14 @@ from server.db import GroupCommit, after_commit, insert_ignore, utcnow
 from server.errors import ProblemError, not_found
 from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend, new_handle
-from server.members.schemas import MemberIn, MemberOut
+from server.members.schemas import MEMBER_ID_PATTERN, MemberIn, MemberOut
 from server.realtime.hub import send_live
 from server.text import clean_name
 
 if TYPE_CHECKING:
     from server.context import Context
 
-MEMBER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,63}$")
+MEMBER_ID_RE = re.compile(MEMBER_ID_PATTERN)
 MAX_FRIENDS = 1000
 _ZONES: set[str] | None = None
 
