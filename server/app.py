@@ -51,6 +51,7 @@ from server.scheduler import Scheduler
 from server.tasks import events as tasks
 from server.tasks import jobs as tasks_jobs
 from server.tasks.quest_content import QUESTS_KIND
+from server.teams.content import TEAMS_KIND
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("leaderboards", leaderboards.REACTIONS, content=(LEADERBOARDS_KIND,), jobs=leaderboards_jobs.JOBS),
     Domain("badges", badges.REACTIONS, content=(BADGES_KIND, TIERS_KIND), jobs=badges_jobs.JOBS),
     Domain("referrals", referrals.REACTIONS, content=(REFERRALS_KIND,), jobs=referrals_jobs.JOBS),
+    Domain("teams", content=(TEAMS_KIND,)),
 )
 
 
@@ -140,6 +142,7 @@ def models() -> None:
         "server.content.models",
         "server.leaderboards.models",
         "server.badges.models",
+        "server.teams.models",
     ):
         importlib.import_module(name)
 

@@ -141,7 +141,11 @@ async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -
     """What the boards show and scope by, for each member (one not known yet too), from the
     members' profiles."""
     found = await members.profiles(ctx, session, member_ids)
-    return {m: Profile(p.display_name, p.tier, p.team_id, p.signed_up_at) for m, p in found.items()}
+    # Interim: the member's first team (the boards' helper makes this the board's team kind).
+    return {
+        m: Profile(p.display_name, p.tier, next(iter(p.teams.values()), None), p.signed_up_at)
+        for m, p in found.items()
+    }
 
 
 def is_rookie(board: Board, profile: Profile, at: datetime) -> bool:

@@ -112,7 +112,8 @@ async def resolve_scope(ctx: Context, board: Board, text: str | None, member_id:
         elif value not in members.tier_ladder(ctx):
             raise ProblemError(400, "invalid_scope", f"'{value[:40]}' is not a tier.")
     if kind == "team" and not value:
-        value = (await _member_profile(ctx, member_id)).team_id or ""
+        # Interim: the member's first team (the boards' helper makes this the board's team kind).
+        value = next(iter((await _member_profile(ctx, member_id)).teams.values()), "")
         if not value:
             raise ProblemError(404, "no_team", "You are not in a team: there is no team board to show.")
     return Scope(kind, value or None)

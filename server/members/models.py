@@ -31,8 +31,6 @@ class Member(TableModel, table=True):
     timezone: str = Field(default="UTC", max_length=64)
     # Set by the tier ladder, or by the brand's systems where they run their own.
     tier: str | None = Field(default=None, max_length=32)
-    # Interim until a teams domain exists: the brand's team id for the member, set through the profile.
-    team_id: str | None = Field(default=None, max_length=64)
     birthday: date | None = None
     signed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
@@ -50,3 +48,23 @@ class MemberFriend(TableModel, table=True):
     member_id: str = Field(primary_key=True, max_length=64)
     friend_id: str = Field(primary_key=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class MemberTeam(TableModel, table=True):
+    """A member's place in a team (`server.teams` keeps the teams themselves).
+
+    Kept with the member, like their tier and friends, so that every domain reads a member's
+    teams through the members service. A community team (every member) has no rows at all.
+    """
+
+    __tablename__ = "member_teams"
+    __table_args__ = (
+        sa.Index("ix_member_teams_team", "team_id", "joined_at"),
+        sa.Index("ix_member_teams_kind", "member_id", "kind"),
+    )
+
+    member_id: str = Field(primary_key=True, max_length=64)
+    team_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=64)
+    role: str = Field(default="member", max_length=16)  # captain | member
+    joined_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

@@ -18,6 +18,7 @@ from server.members.service import (
     to_out,
     upsert_member,
 )
+from server.teams import service as teams  # `team_id` places the member in a team of the brand's kind
 
 
 class MembersController(Controller):
@@ -37,7 +38,10 @@ class MembersController(Controller):
         """Create or update a member's profile (brand systems)."""
         async with ctx.db.transaction() as session:
             member, created = await upsert_member(ctx, session, member_id, data)
-        return Response(to_out(ctx, member), status_code=201 if created else 200)
+            if data.team_id is not None:
+                await teams.place_brand_team(ctx, session, member_id, data.team_id)
+            team_id = await teams.brand_team_of(ctx, session, member_id)
+        return Response(to_out(ctx, member, team_id), status_code=201 if created else 200)
 
     @get("/members/{member_id:str}", operation_id="getMember")
     async def get_one(self, ctx: Context, api_client: ApiClient, member_id: MemberIdPath) -> MemberOut:
@@ -45,9 +49,10 @@ class MembersController(Controller):
         check_member_id(member_id)
         async with ctx.db.session() as session:
             member = await get_member(session, member_id)
-        if member is None:
-            raise not_found("member", member_id)
-        return to_out(ctx, member)
+            if member is None:
+                raise not_found("member", member_id)
+            team_id = await teams.brand_team_of(ctx, session, member_id)
+        return to_out(ctx, member, team_id)
 
     @put("/members/{member_id:str}/friends", operation_id="setFriends", status_code=200)
     async def put_friends(

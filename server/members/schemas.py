@@ -39,7 +39,8 @@ class MemberIn(msgspec.Struct, forbid_unknown_fields=True):
     # With a UTC offset: stated here, checked by the service (`invalid_signed_up_at`).
     signed_up_at: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})] | None = None
     tier: Text | None = None
-    # Interim until a teams domain exists; "" clears it.
+    # The member's team of the content's `brand_kind` (teams.yaml): a new id creates that
+    # assigned team; "" takes the member out of it.
     team_id: Text | None = None
 
 
@@ -49,7 +50,7 @@ class MemberOut(msgspec.Struct):
     display_name: str | None
     timezone: str
     tier: str  # a member without one is on the ladder's first tier
-    team_id: str | None
+    team_id: str | None  # the member's team of the content's `brand_kind`
     birthday: date | None
     signed_up_at: datetime | None
     created_at: datetime

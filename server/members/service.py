@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from server.content.ladder import tier_names
 from server.db import GroupCommit, after_commit, insert_ignore, utcnow
 from server.errors import ProblemError, not_found
 from server.events.dispatch import DomainEvent, emit
-from server.members.models import Member, MemberFriend, new_handle
+from server.members.models import Member, MemberFriend, MemberTeam, new_handle
 from server.members.schemas import MEMBER_ID_PATTERN, MemberIn, MemberOut
 from server.realtime.hub import send_live
 from server.text import clean_name
@@ -36,18 +36,6 @@ def check_member_id(member_id: str) -> str:
             "A member id is 1 to 64 characters: letters, digits and . _ : @ - (not starting with a symbol).",
         )
     return member_id
-
-
-def check_team_id(team_id: str) -> str:
-    """A team id follows the rules of a member id (interim until a teams domain exists)."""
-    if not MEMBER_ID_RE.fullmatch(team_id):
-        raise ProblemError(
-            400,
-            "invalid_team_id",
-            "A team id is 1 to 64 characters: letters, digits and . _ : @ - (not starting with a symbol);"
-            ' "" clears it.',
-        )
-    return team_id
 
 
 def check_timezone(name: str) -> str:
@@ -73,14 +61,16 @@ def tier_ladder(ctx: Context) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """What other domains read of a member: how to name them, their zone, tier and team. A member
+    """What other domains read of a member: how to name them, their zone, tier and teams. A member
     without a tier is on the first of the ladder; one not known yet has a profile of defaults."""
 
     member_id: str
     display_name: str | None
     timezone: str
     tier: str
-    team_id: str | None
+    # The member's team of each kind they are placed in (for a kind that allows several teams,
+    # the one joined first). Community teams are nobody's placement: every member is in them.
+    teams: dict[str, str]
     signed_up_at: datetime | None
     created_at: datetime | None  # None: not a member yet
     handle: str | None = None  # what other members see instead of the id; None: not a member yet
@@ -97,8 +87,14 @@ class Profile:
 
 _M = Member.__table__.c
 _PROFILES = sa.select(
-    _M.id, _M.display_name, _M.timezone, _M.tier, _M.team_id, _M.signed_up_at, _M.created_at, _M.handle
+    _M.id, _M.display_name, _M.timezone, _M.tier, _M.signed_up_at, _M.created_at, _M.handle
 ).where(_M.id.in_(sa.bindparam("ids", expanding=True)))
+_T = MemberTeam.__table__.c
+_PLACEMENTS = (
+    sa.select(_T.member_id, _T.team_id, _T.kind, _T.role, _T.joined_at)
+    .where(_T.member_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_T.member_id, _T.joined_at, _T.team_id)
+)
 
 
 def _read(session: AsyncSession) -> dict[str, Profile]:
@@ -123,21 +119,25 @@ async def profiles(ctx: Context, session: AsyncSession, member_ids: list[str]) -
     if missing:
         first_tier = tier_ladder(ctx)[0]
         # A Core statement on the session's connection: the same transaction, without the ORM's work.
-        rows = await (await session.connection()).execute(_PROFILES, {"ids": missing})
+        connection = await session.connection()
+        rows = await connection.execute(_PROFILES, {"ids": missing})
+        teams: dict[str, dict[str, str]] = {}
+        for p in await connection.execute(_PLACEMENTS, {"ids": missing}):
+            teams.setdefault(p.member_id, {}).setdefault(p.kind, p.team_id)
         for r in rows:
             read[r.id] = Profile(
                 r.id,
                 r.display_name,
                 r.timezone,
                 r.tier or first_tier,
-                r.team_id,
+                teams.get(r.id, {}),
                 r.signed_up_at,
                 r.created_at,
                 r.handle,
             )
         for m in missing:
             if m not in read:
-                read[m] = Profile(m, None, "UTC", first_tier, None, None, None)
+                read[m] = Profile(m, None, "UTC", first_tier, {}, None, None)
     return {m: read[m] for m in member_ids}
 
 
@@ -190,14 +190,14 @@ def tier_of(ctx: Context, m: Member) -> str:
     return m.tier or tier_ladder(ctx)[0]
 
 
-def to_out(ctx: Context, m: Member) -> MemberOut:
+def to_out(ctx: Context, m: Member, team_id: str | None = None) -> MemberOut:
     return MemberOut(
         member_id=m.id,
         handle=m.handle,
         display_name=m.display_name,
         timezone=m.timezone,
         tier=tier_of(ctx, m),
-        team_id=m.team_id,
+        team_id=team_id,
         birthday=m.birthday,
         signed_up_at=m.signed_up_at,
         created_at=m.created_at,
@@ -300,7 +300,7 @@ async def upsert_member(
 ) -> tuple[Member, bool]:
     """Create or update a profile; fields not given keep their value. Returns (member, created).
 
-    An empty `team_id` clears the member's team. A change of time zone is announced as a
+    A change of time zone is announced as a
     `member.timezone_changed` event: domains that count local dates (check-ins) decide when the
     new zone takes over.
     """
@@ -320,12 +320,10 @@ async def upsert_member(
             raise ProblemError(
                 400, "invalid_tier", f"'{data.tier}' is not a tier; the ladder is {', '.join(ladder)}."
             )
-    if data.team_id:
-        check_team_id(data.team_id)
     created = await ensure_member(session, member_id)
     member = await session.get(Member, member_id, with_for_update=True, populate_existing=True)
     assert member is not None
-    shown = (member.display_name, member.tier, member.team_id, member.signed_up_at)
+    shown = (member.display_name, member.tier, member.signed_up_at)
     if display_name is not None:
         member.display_name = display_name
     if data.timezone is not None and data.timezone != member.timezone:
@@ -347,8 +345,6 @@ async def upsert_member(
         announce_tier(ctx, session, member_id, data.tier, member.tier, "brand")
     if data.tier is not None:
         member.tier = data.tier
-    if data.team_id is not None:
-        member.team_id = data.team_id or None
     if data.birthday is not None:
         member.birthday = data.birthday
     if data.signed_up_at is not None:
@@ -357,8 +353,8 @@ async def upsert_member(
     session.add(member)
     await session.flush()
     _forget(session)
-    if not created and shown != (member.display_name, member.tier, member.team_id, member.signed_up_at):
-        _profile_changed(ctx, session, member_id)
+    if not created and shown != (member.display_name, member.tier, member.signed_up_at):
+        profile_changed(ctx, session, member_id)
 
     async def remember() -> None:  # the brand's next award for this member needs no look-up
         remember_member(ctx, member_id)
@@ -367,7 +363,7 @@ async def upsert_member(
     return member, created
 
 
-def _profile_changed(ctx: Context, session: AsyncSession, member_id: str) -> None:
+def profile_changed(ctx: Context, session: AsyncSession, member_id: str) -> None:
     """Tell the domains that a member's name, tier, team or sign-up date changed (the boards move
     the member's live scores), after this transaction commits, or inline within a dispatch run."""
     now = utcnow()
@@ -441,7 +437,7 @@ async def change_tiers(
     )
     for member_id in members:
         announce_tier(ctx, session, member_id, moves[member_id], previous[member_id], why)
-        _profile_changed(ctx, session, member_id)
+        profile_changed(ctx, session, member_id)
     return previous
 
 
@@ -508,3 +504,108 @@ async def friends_of(session: AsyncSession, member_id: str) -> list[str]:
     table = MemberFriend.__table__
     found = await session.execute(sa.select(table.c.friend_id).where(table.c.member_id == member_id))
     return sorted(found.scalars())
+
+
+# --- teams: a member's placements (server.teams keeps the teams and their rules) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A member's place in a team."""
+
+    member_id: str
+    team_id: str
+    kind: str
+    role: str  # captain | member
+    joined_at: datetime
+
+
+def _placement(r: Any) -> Placement:
+    return Placement(r.member_id, r.team_id, r.kind, r.role, r.joined_at)
+
+
+async def placements(session: AsyncSession, member_ids: list[str]) -> dict[str, list[Placement]]:
+    """The teams of many members in one statement, each member's oldest first."""
+    found: dict[str, list[Placement]] = {m: [] for m in member_ids}
+    if member_ids:
+        rows = await (await session.connection()).execute(_PLACEMENTS, {"ids": sorted(set(member_ids))})
+        for r in rows:
+            found[r.member_id].append(_placement(r))
+    return found
+
+
+async def team_roster(session: AsyncSession, team_id: str, *, limit: int | None = None) -> list[Placement]:
+    """A team's members, longest in the team first."""
+    statement = (
+        sa.select(_T.member_id, _T.team_id, _T.kind, _T.role, _T.joined_at)
+        .where(_T.team_id == team_id)
+        .order_by(_T.joined_at, _T.member_id)
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [_placement(r) for r in await session.execute(statement)]
+
+
+async def rosters(session: AsyncSession, team_ids: list[str]) -> dict[str, list[Placement]]:
+    """The members of many teams in one statement, each team's longest in the team first."""
+    found: dict[str, list[Placement]] = {t: [] for t in team_ids}
+    if team_ids:
+        rows = await session.execute(
+            sa.select(_T.member_id, _T.team_id, _T.kind, _T.role, _T.joined_at)
+            .where(_T.team_id.in_(sorted(set(team_ids))))
+            .order_by(_T.team_id, _T.joined_at, _T.member_id)
+        )
+        for r in rows:
+            found[r.team_id].append(_placement(r))
+    return found
+
+
+async def roster_size(session: AsyncSession, team_id: str) -> int:
+    found = await session.execute(
+        sa.select(sa.func.count()).select_from(MemberTeam.__table__).where(_T.team_id == team_id)
+    )
+    return int(found.scalar_one())
+
+
+async def place(
+    ctx: Context, session: AsyncSession, member_id: str, team_id: str, kind: str, role: str, at: datetime
+) -> bool:
+    """Put a member in a team (the teams service checks its rules first). False when already there.
+
+    The boards that scope by team move the member's live scores (a profile change)."""
+    _forget(session)
+    inserted = await session.execute(
+        insert_ignore(session, MemberTeam.__table__).returning(_T.member_id),
+        [dict(member_id=member_id, team_id=team_id, kind=kind, role=role, joined_at=at)],
+    )
+    if inserted.first() is None:
+        return False
+    profile_changed(ctx, session, member_id)
+    return True
+
+
+async def unplace(ctx: Context, session: AsyncSession, member_id: str, team_id: str) -> Placement | None:
+    """Take a member out of a team; returns the placement they had, None if they were not in it."""
+    _forget(session)
+    table = MemberTeam.__table__
+    gone = await session.execute(
+        sa.delete(table)
+        .where(_T.member_id == member_id, _T.team_id == team_id)
+        .returning(_T.member_id, _T.team_id, _T.kind, _T.role, _T.joined_at)
+    )
+    row = gone.first()
+    if row is None:
+        return None
+    profile_changed(ctx, session, member_id)
+    return _placement(row)
+
+
+async def set_role(session: AsyncSession, member_id: str, team_id: str, role: str) -> bool:
+    """A member's role in a team (captain or member); False when they are not in it."""
+    done = await session.execute(
+        sa.update(MemberTeam.__table__)
+        .where(_T.member_id == member_id, _T.team_id == team_id)
+        .values(role=role)
+        .returning(_T.member_id)
+    )
+    return done.first() is not None

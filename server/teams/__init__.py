@@ -1,0 +1,1 @@
+"""Teams, team goals, friend help and friend quests: members playing together."""

@@ -1,0 +1,122 @@
+"""Team kinds, team goals, friend help and friend quests as content (content/teams.yaml).
+
+    brand_kind: store               # the kind `PUT /v1/members/{id}` `team_id` places members in
+    invites: {days: 7, uses: 20}    # an invite link's default life and uses
+    kinds:
+      - {id: store, name: Stores, policy: assigned, max_members: 500}
+      - {id: squad, name: Squads, policy: open, max_members: 30}
+      - {id: everyone, name: All members, policy: community}
+
+A kind's `policy`: `open` (anyone joins), `invite` (join by an invite link, or ask and the captain
+accepts), `assigned` (the brand's systems and managers place members: stores, regions) or
+`community` (one team of every member, kept without a row per member). A member is in one team
+of a kind at a time unless the kind says `several: true`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from server.content.goals import ID_RE, Strict
+from server.content.loader import ContentIssue, ContentKind, ContentStore
+from server.teams.assist_content import AssistRules, check_assists
+from server.teams.goal_content import TeamGoal, check_goals
+
+Policy = Literal["open", "invite", "assigned", "community"]
+# The kind `PUT /v1/members/{id}` team ids were placed in before teams had kinds.
+LEGACY_KIND = "team"
+
+
+class TeamKind(Strict):
+    id: str = Field(pattern=ID_RE)
+    name: str = Field(max_length=60)
+    description: str = Field(default="", max_length=300)
+    policy: Policy = "open"
+    max_members: int = Field(default=50, ge=1, le=100_000)
+    several: bool = Field(default=False, description="may a member be in several teams of this kind at once")
+    member_created: bool | None = Field(
+        default=None, description="may members create teams of this kind (default: open and invite kinds)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TeamKind:
+        if self.member_created is None:
+            self.member_created = self.policy in ("open", "invite")
+        elif self.member_created and self.policy in ("assigned", "community"):
+            raise ValueError(f"members cannot create teams of an {self.policy} kind")
+        if self.policy == "community" and self.several:
+            raise ValueError("a community kind has one team of every member: `several` does not apply")
+        return self
+
+    @property
+    def community(self) -> bool:
+        return self.policy == "community"
+
+
+class InviteDefaults(Strict):
+    days: int = Field(default=7, ge=1, le=90, description="how long an invite link works")
+    uses: int = Field(default=20, ge=1, le=10_000, description="how many joins an invite link admits")
+
+
+class TeamsContent(Strict):
+    brand_kind: str | None = Field(
+        default=None,
+        description="the kind `team_id` of PUT /v1/members/{id} means (default: the first assigned kind)",
+    )
+    invites: InviteDefaults = InviteDefaults()
+    kinds: list[TeamKind] = Field(default_factory=list, max_length=100)
+    goals: list[TeamGoal] = Field(default_factory=list, max_length=500)
+    assist: AssistRules = AssistRules()
+
+    @model_validator(mode="after")
+    def _unique(self) -> TeamsContent:
+        seen: set[str] = set()
+        for k in self.kinds:
+            if k.id in seen:
+                raise ValueError(f"team kind `{k.id}` is declared twice")
+            seen.add(k.id)
+        if self.brand_kind is not None:
+            kind = self.kind(self.brand_kind)
+            if kind is None:
+                raise ValueError(f"brand_kind `{self.brand_kind}` is not one of the kinds")
+            if kind.community:
+                raise ValueError("brand_kind cannot be a community kind: every member is in it already")
+        goal_ids: set[str] = set()
+        for g in self.goals:
+            if g.id in goal_ids:
+                raise ValueError(f"team goal `{g.id}` is declared twice")
+            goal_ids.add(g.id)
+            if g.kind not in seen:
+                raise ValueError(f"team goal `{g.id}` names `{g.kind}`, which is not one of the kinds")
+        return self
+
+    def kind(self, kind_id: str) -> TeamKind | None:
+        return next((k for k in self.kinds if k.id == kind_id), None)
+
+    @property
+    def brand_kind_id(self) -> str:
+        """The kind the brand's `team_id` places members in."""
+        if self.brand_kind is not None:
+            return self.brand_kind
+        return next((k.id for k in self.kinds if k.policy == "assigned"), LEGACY_KIND)
+
+
+def _check(store: ContentStore) -> list[ContentIssue]:
+    content: TeamsContent | None = store.get("teams")
+    if content is None:
+        return []
+    rel = "teams.yaml"
+    return [*check_goals(store, rel, content), *check_assists(store, rel, content)]
+
+
+TEAMS_KIND = ContentKind(name="teams", filename="teams.yaml", model=TeamsContent, optional=True, check=_check)
+_DEFAULTS = TeamsContent()
+
+
+def teams_content(ctx: object) -> TeamsContent:
+    """The teams' content serving now (no kinds, no goals without content/teams.yaml)."""
+    content = getattr(ctx, "content", None)
+    found: TeamsContent | None = content.get("teams") if content is not None else None
+    return found if found is not None else _DEFAULTS
