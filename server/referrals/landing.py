@@ -159,29 +159,54 @@ def render(ctx: Context, owner: CodeOwner) -> str:
     landing: Landing = program(ctx).landing
     referrer = owner.name or landing.anonymous_name
     fields = {"referrer": referrer, "code": owner.display}
-    title = landing.title.format(**fields)
-    description = landing.description.format(**fields)
-    url = link_for(ctx, owner.display)
+    return share_page(
+        ctx,
+        title=landing.title.format(**fields),
+        description=landing.description.format(**fields),
+        heading=landing.heading.format(**fields),
+        body=landing.body.format(**fields),
+        url=link_for(ctx, owner.display),
+        code=owner.display,
+        open_url=(landing.deep_link or landing.web_url or "").format(code=owner.display),
+    )
+
+
+def share_page(
+    ctx: Context,
+    *,
+    title: str,
+    description: str,
+    heading: str,
+    body: str,
+    url: str,
+    code: str | None = None,
+    open_url: str = "",
+    open_label: str | None = None,
+) -> str:
+    """A page that a link shared with friends opens (a referral, a team invite, a call for help):
+    the preview card chat apps and social networks draw, the invitation, the code to keep and the
+    way into the app, in the program's look (the landing section of content/referrals.yaml)."""
+    landing: Landing = program(ctx).landing
     head = _preview_tags(landing, title, description, url)
-    open_url = (landing.deep_link or landing.web_url or "").format(code=owner.display)
-    body = (
+    page = (
         (
             f'<img class="hero" src="{escape(landing.image)}" alt="{escape(landing.image_alt)}">'
             if landing.image
             else ""
         )
-        + f"<h1>{escape(landing.heading.format(**fields))}</h1>"
-        + f"<p>{escape(landing.body.format(**fields))}</p>"
-        + f'<div class="code" id="code">{escape(owner.display)}</div>'
+        + f"<h1>{escape(heading)}</h1>"
+        + f"<p>{escape(body)}</p>"
+        + (f'<div class="code" id="code">{escape(code)}</div>' if code else "")
         + (
-            f'<a class="open" id="open" href="{escape(open_url)}">{escape(landing.open_label)}</a>'
+            f'<a class="open" id="open" href="{escape(open_url)}">'
+            f"{escape(open_label or landing.open_label)}</a>"
             if open_url
             else ""
         )
         + _store_links(landing, "Get the app: ")
         + f"<small>{escape(landing.site_name)}</small>"
     )
-    return _doc(title, head, body)
+    return _doc(title, head, page)
 
 
 def _preview_tags(landing: Landing, title: str, description: str, url: str) -> str:
@@ -227,9 +252,14 @@ def _store_links(landing: Landing, lead: str = "") -> str:
 
 def _missing(ctx: Context, expired: bool) -> str:
     landing = program(ctx).landing
-    title = landing.expired_title if expired else landing.not_found_title
+    return missing_page(ctx, landing.expired_title if expired else landing.not_found_title)
+
+
+def missing_page(ctx: Context, title: str, text: str | None = None) -> str:
+    """The friendly page of a shared link that does not work (unknown, expired, used up)."""
+    landing = program(ctx).landing
     body = (
-        f"<h1>{escape(title)}</h1><p>{escape(landing.not_found_body)}</p>"
+        f"<h1>{escape(title)}</h1><p>{escape(text or landing.not_found_body)}</p>"
         + _store_links(landing)
         + f"<small>{escape(landing.site_name)}</small>"
     )
