@@ -51,6 +51,8 @@ from server.scheduler import Scheduler
 from server.tasks import events as tasks
 from server.tasks import jobs as tasks_jobs
 from server.tasks.quest_content import QUESTS_KIND
+from server.teams import events as teams
+from server.teams import jobs as teams_jobs
 from server.teams.content import TEAMS_KIND
 
 log = structlog.get_logger(__name__)
@@ -75,7 +77,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain("leaderboards", leaderboards.REACTIONS, content=(LEADERBOARDS_KIND,), jobs=leaderboards_jobs.JOBS),
     Domain("badges", badges.REACTIONS, content=(BADGES_KIND, TIERS_KIND), jobs=badges_jobs.JOBS),
     Domain("referrals", referrals.REACTIONS, content=(REFERRALS_KIND,), jobs=referrals_jobs.JOBS),
-    Domain("teams", content=(TEAMS_KIND,)),
+    Domain("teams", teams.REACTIONS, content=(TEAMS_KIND,), jobs=teams_jobs.JOBS),
 )
 
 
