@@ -93,6 +93,7 @@ def install() -> Pipeline:
 
 def route_handlers() -> list[Any]:
     from server.admin.routes import AdminSessionsController, ReferralReviewController
+    from server.admin.team_routes import AdminTeamsController
     from server.badges.routes import (
         BadgeGrantsController,
         BadgesController,
@@ -108,6 +109,7 @@ def route_handlers() -> list[Any]:
     from server.realtime.routes import live
     from server.referrals.routes import LandingController, ReferralsController
     from server.tasks.routes import QuestsController
+    from server.teams.routes import BrandTeamsController, TeamInviteController, TeamsController
 
     return [
         index,
@@ -128,6 +130,10 @@ def route_handlers() -> list[Any]:
         ReferralsController,
         LandingController,
         ReferralReviewController,
+        TeamsController,
+        BrandTeamsController,
+        TeamInviteController,
+        AdminTeamsController,
         live,
     ]
 
