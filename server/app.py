@@ -34,7 +34,6 @@ from server.events.pipeline import Domain, Pipeline, Reactions
 from server.leaderboards import events as leaderboards
 from server.leaderboards import jobs as leaderboards_jobs
 from server.leaderboards.content import LEADERBOARDS_KIND
-from server.leaderboards.service import use_team_directory
 from server.ledger import events as ledger
 from server.ledger import jobs as ledger_jobs
 from server.ledger.earning import EARNING_KIND
@@ -43,7 +42,7 @@ from server.members import events as members
 from server.middleware import BODY_MAX_BYTES, Request, check_request, exact_allow, observe
 from server.openapi import index, openapi_config
 from server.outbox import Outbox
-from server.realtime.hub import Hub, apply_live
+from server.realtime.hub import Hub, apply_live, apply_team_live, apply_team_membership
 from server.redis import RedisHandle
 from server.referrals import events as referrals
 from server.referrals import jobs as referrals_jobs
@@ -54,7 +53,6 @@ from server.tasks import jobs as tasks_jobs
 from server.tasks.quest_content import QUESTS_KIND
 from server.teams import events as teams
 from server.teams import jobs as teams_jobs
-from server.teams.boards import team_facts
 from server.teams.content import TEAMS_KIND
 
 log = structlog.get_logger(__name__)
@@ -65,7 +63,16 @@ log = structlog.get_logger(__name__)
 # domain's `events.py` says what it reacts to; `engage pipeline` prints the whole of it.
 DOMAINS: tuple[Domain, ...] = (
     Domain("outbox", jobs=(outbox.DRAIN,)),
-    Domain("realtime", Reactions(effects={"live": apply_live})),
+    Domain(
+        "realtime",
+        Reactions(
+            effects={
+                "live": apply_live,
+                "team_live": apply_team_live,
+                "team_membership": apply_team_membership,
+            }
+        ),
+    ),
     Domain(
         "events",
         Reactions(effects={"dispatch": apply_dispatch}),
@@ -86,14 +93,11 @@ DOMAINS: tuple[Domain, ...] = (
 def install() -> Pipeline:
     """The pipeline of `DOMAINS`, made the process's own (the content kinds it reads, the event
     types it knows). create_app does this; so do CLI commands that read content without an app."""
-    # Boards that rank teams name them through the teams domain, which sits above the boards.
-    use_team_directory(team_facts)
     return Pipeline(DOMAINS).install()
 
 
 def route_handlers() -> list[Any]:
     from server.admin.routes import AdminSessionsController, ReferralReviewController
-    from server.admin.team_routes import AdminTeamsController
     from server.badges.routes import (
         BadgeGrantsController,
         BadgesController,
@@ -109,7 +113,6 @@ def route_handlers() -> list[Any]:
     from server.realtime.routes import live
     from server.referrals.routes import LandingController, ReferralsController
     from server.tasks.routes import QuestsController
-    from server.teams.routes import BrandTeamsController, TeamInviteController, TeamsController
 
     return [
         index,
@@ -130,10 +133,6 @@ def route_handlers() -> list[Any]:
         ReferralsController,
         LandingController,
         ReferralReviewController,
-        TeamsController,
-        BrandTeamsController,
-        TeamInviteController,
-        AdminTeamsController,
         live,
     ]
 

@@ -17,7 +17,7 @@ from server.errors import ProblemError, not_found
 from server.events.dispatch import DomainEvent, emit
 from server.members.models import Member, MemberFriend, MemberTeam, new_handle
 from server.members.schemas import MEMBER_ID_PATTERN, MemberIn, MemberOut
-from server.realtime.hub import send_live
+from server.realtime.hub import send_live, team_membership_changed
 from server.text import clean_name
 
 if TYPE_CHECKING:
@@ -581,6 +581,7 @@ async def place(
     if inserted.first() is None:
         return False
     profile_changed(ctx, session, member_id)
+    team_membership_changed(ctx, session, member_id)  # the member's open sockets hear the team
     return True
 
 
@@ -597,6 +598,7 @@ async def unplace(ctx: Context, session: AsyncSession, member_id: str, team_id: 
     if row is None:
         return None
     profile_changed(ctx, session, member_id)
+    team_membership_changed(ctx, session, member_id)
     return _placement(row)
 
 

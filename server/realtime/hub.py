@@ -1,9 +1,33 @@
-"""Live messages: one Redis pub/sub channel per member, a bounded history per member for replay.
+"""Live messages: one Redis pub/sub channel per member, a bounded history per member for replay,
+and one channel per team.
 
 `publish()` appends the message to the member's history stream (the stream id is the message id)
 and publishes it on the member's channel, in one Lua script. Each instance subscribes to the
 channels of the members connected to it and fans messages out to their sockets. A socket that
 falls more than `realtime_send_queue` messages behind is closed rather than slowing the others.
+
+Team messages (`send_team_live`) are published ONCE, on the team's channel, whatever the size of
+the team (a community team is every member): each instance subscribes to the channel of every team
+whose members have a socket on it (one subscription per team and instance, however many of its
+sockets hear the team, dropped with the team's last socket there) and writes the message to those
+sockets. Which teams a socket hears is asked of the lookup the socket route gives (`TeamLookup`:
+a member's placements and the community teams; the hub knows no domain) when the socket opens, and
+again when `team_membership_changed` (which `server.members.service.place` and `unplace` call in
+the transaction that changes a placement) reaches every instance on the control channel after
+commit, and after a Redis outage.
+
+A team message's id is `<member part>/<team part>`, e.g. `1732400000000-3/1732400000456-0`:
+- the team part is the message's id in its team's short history stream (`TEAM_HISTORY` messages),
+  the same on every socket; a socket never receives one team message twice;
+- the member part is the id of the last member message written to that socket before it (or where
+  the socket's replay began), so that `?since=` given the id of a team message, as of any message,
+  replays exactly the member messages that came after it. The member stream's own ids, and the
+  per-member de-duplication of replayed history by them, are untouched by team messages.
+
+Team messages are not replayed on `?since=`: they tell a state (a team goal's progress, a
+milestone) which the app reads again with `GET /v1/teams/{id}/goals` when it reconnects. The
+short team history serves a socket that stayed open while this instance lost Redis: it is given the
+team messages published meanwhile, as its member messages are. `data` carries `team_id`.
 """
 
 from __future__ import annotations
@@ -11,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -62,6 +88,14 @@ return id
 """
 
 
+# Team messages kept per team, for sockets that stayed open while their instance lost Redis.
+TEAM_HISTORY = 50
+
+# Which teams the sockets of members hear: member id -> team ids (each member given is in the
+# answer). Given to the hub by the socket route, which may read the domains; the hub may not.
+TeamLookup = Callable[[list[str]], Awaitable[dict[str, set[str]]]]
+
+
 class Close(IntEnum):
     """The close codes the live socket sends, each with the reason text beside it. Documented in
     the README's live messages section and in the socket route's description; keep all three alike."""
@@ -88,13 +122,39 @@ class LiveMessage:
     origin: str = ""  # what produced it (an outbox row), so that a retry does not send it twice
 
 
+@dataclass(frozen=True)
+class TeamMessage:
+    team_id: str
+    type: str
+    data: dict[str, Any]
+    at: datetime
+    origin: str = ""
+
+
+def _tail(type_: str, at: datetime, data: dict[str, Any]) -> str:
+    """The envelope after its id: `"type":…,"at":…,"data":…}`."""
+    return json.dumps({"type": type_, "at": at.isoformat(), "data": data}, separators=(",", ":"))[1:]
+
+
 _closing: set[asyncio.Task[None]] = set()
 
 
 class Connection:
     """One member socket; messages queue here and a short-lived task writes them out."""
 
-    __slots__ = ("closed", "held", "hub", "last_id", "member_id", "queue", "sender", "socket")
+    __slots__ = (
+        "closed",
+        "held",
+        "hub",
+        "last_id",
+        "last_text",
+        "member_id",
+        "queue",
+        "sender",
+        "socket",
+        "team_last",
+        "teams",
+    )
 
     def __init__(self, hub: Hub, member_id: str, socket: WebSocket) -> None:
         self.hub = hub
@@ -103,9 +163,20 @@ class Connection:
         self.queue: deque[str] = deque()
         self.sender: asyncio.Task[None] | None = None
         self.closed = False
+        # The last member message written to the socket (or where its replay began).
         self.last_id: tuple[int, int] = (0, 0)
-        # While history is replayed, live messages wait here so that the order stays by id.
-        self.held: list[tuple[str, str]] | None = None
+        self.last_text = "0-0"
+        # The teams the socket hears, and the last message of each written to it.
+        self.teams: set[str] = set()
+        self.team_last: dict[str, tuple[int, int]] = {}
+        # While history is replayed, live messages wait here so that the order stays by id:
+        # (message id, message, None) for a member's, (team message id, envelope tail, team) for a team's.
+        self.held: list[tuple[str, str, str | None]] | None = None
+
+    def resume_from(self, message_id: str) -> None:
+        """Member messages up to `message_id` are the client's already (`?since=`, or the head)."""
+        self.last_id = stream_id(message_id)
+        self.last_text = message_id
 
     def hold(self) -> None:
         self.held = []
@@ -113,19 +184,42 @@ class Connection:
     def release(self, history: list[tuple[str, str]]) -> None:
         """Send the replayed history, then what arrived live meanwhile, each message once."""
         held, self.held = self.held or [], None
-        for message_id, message in [*history, *held]:
+        for message_id, message in history:
             self.offer(message, message_id)
+        for message_id, message, team_id in held:
+            if team_id is None:
+                self.offer(message, message_id)
+            else:
+                self.offer_team(team_id, message_id, message)
 
     def offer(self, message: str, message_id: str) -> None:
         if self.closed:
             return
         if self.held is not None:
-            self.held.append((message_id, message))
+            self.held.append((message_id, message, None))
             return
         sid = stream_id(message_id)
         if sid <= self.last_id:  # already sent during history replay
             return
         self.last_id = sid
+        self.last_text = message_id
+        self._enqueue(message)
+
+    def offer_team(self, team_id: str, message_id: str, tail: str) -> None:
+        """A team message: its id on this socket names the last member message before it."""
+        if self.closed:
+            return
+        if self.held is not None:
+            self.held.append((message_id, tail, team_id))
+            return
+        sid = stream_id(message_id)
+        last = self.team_last.get(team_id)
+        if last is not None and sid <= last:  # already sent (a resync after a Redis outage)
+            return
+        self.team_last[team_id] = sid
+        self._enqueue('{"id":"' + self.last_text + "/" + message_id + '",' + tail)
+
+    def _enqueue(self, message: str) -> None:
         if len(self.queue) >= self.hub.max_queue:
             WS_DROPPED.inc()
             log.info("ws_slow_client_dropped", member_id=self.member_id)
@@ -164,10 +258,20 @@ class Hub:
         self.history_len = ctx.settings.realtime_history
         self.history_ttl = ctx.settings.realtime_history_ttl_seconds
         self.local: dict[str, set[Connection]] = {}
+        # The sockets here that hear each team; a team's channel is subscribed while it has one.
+        self.team_local: dict[str, set[Connection]] = {}
+        self.teams_of: TeamLookup | None = None
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._script: Any = None
         self._sub_lock = asyncio.Lock()
+        # Members whose sockets' teams are to be read again, and who waits for that (one reader,
+        # so that the teams read last are the ones kept).
+        self._dirty: set[str] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+        self._lost_at = 0.0
 
     # The history key carries the member id in braces (one Redis Cluster slot for the script's key);
     # channels need no slot: PUBLISH reaches subscribers on every node of a cluster.
@@ -177,16 +281,30 @@ class Hub:
     def history_key(self, member_id: str) -> str:
         return self.redis.key("rt", "{" + member_id + "}", "history")
 
+    def team_channel(self, team_id: str) -> str:
+        return self.redis.key("rtt", team_id)
+
+    def team_history_key(self, team_id: str) -> str:
+        return self.redis.key("rtt", "{" + team_id + "}", "history")
+
+    @property
+    def control_channel(self) -> str:
+        """Every hub listens here: which members' teams changed."""
+        return self.redis.key("rt-hub")
+
     async def start(self) -> None:
         self._script = self.redis.r.register_script(_PUBLISH)
         self._pubsub = self.redis.r.pubsub(ignore_subscribe_messages=True)
-        self._task = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._listen())
+        self._refresher = loop.create_task(self._refresh_loop())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._refresher, self._task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
@@ -203,19 +321,52 @@ class Hub:
 
     async def publish_many(self, messages: list[LiveMessage], *, retry: bool = False) -> list[str]:
         """Publish messages in one round trip (the publish script, pipelined when there are several)."""
-        calls: list[tuple[str, list[str | int]]] = []
-        for m in messages:
-            tail = json.dumps(
-                {"type": m.type, "at": m.at.isoformat(), "data": m.data}, separators=(",", ":")
-            )[1:]
-            args: list[str | int] = [
-                self.channel(m.member_id),
-                tail,
-                self.history_len,
-                self.history_ttl,
-                m.origin,
+        return await self._run(
+            [
+                (
+                    self.history_key(m.member_id),
+                    [
+                        self.channel(m.member_id),
+                        _tail(m.type, m.at, m.data),
+                        self.history_len,
+                        self.history_ttl,
+                        m.origin,
+                        "1" if retry else "0",
+                    ],
+                )
+                for m in messages
             ]
-            calls.append((self.history_key(m.member_id), [*args, "1" if retry else "0"]))
+        )
+
+    async def publish_team(
+        self, team_id: str, type_: str, data: dict[str, Any], *, at: datetime | None = None
+    ) -> str:
+        """Send a live message to the sockets of every member of a team, on any instance: one
+        publish, whatever the team's size. Returns the team part of its id.
+
+        Domains do not call this directly: they queue messages with `send_team_live`."""
+        ids = await self.publish_team_many([TeamMessage(team_id, type_, data, at or utcnow())])
+        return ids[0]
+
+    async def publish_team_many(self, messages: list[TeamMessage], *, retry: bool = False) -> list[str]:
+        return await self._run(
+            [
+                (
+                    self.team_history_key(m.team_id),
+                    [
+                        self.team_channel(m.team_id),
+                        _tail(m.type, m.at, m.data),
+                        TEAM_HISTORY,
+                        self.history_ttl,
+                        m.origin,
+                        "1" if retry else "0",
+                    ],
+                )
+                for m in messages
+            ]
+        )
+
+    async def _run(self, calls: list[tuple[str, list[str | int]]]) -> list[str]:
         if len(calls) == 1:
             key, args = calls[0]
             return [str(await self._script(keys=[key], args=args))]
@@ -232,6 +383,11 @@ class Hub:
                 await self.redis.r.script_load(_PUBLISH)
         raise AssertionError("unreachable")
 
+    async def announce_teams_changed(self, member_ids: list[str]) -> None:
+        """Tell every instance to read again which teams these members' sockets hear."""
+        if member_ids:
+            await self.redis.r.publish(self.control_channel, json.dumps({"members": sorted(set(member_ids))}))
+
     async def head(self, member_id: str) -> str:
         """The id of the member's latest message, or 0-0."""
         last = await self.redis.r.xrevrange(self.history_key(member_id), count=1)
@@ -246,8 +402,17 @@ class Hub:
         )
         return [(mid, '{"id":"' + mid + '",' + fields["t"]) for mid, fields in entries]
 
-    async def connect(self, conn: Connection) -> None:
-        """Route the member's messages to `conn`, subscribing to the channel for its first socket here."""
+    async def team_history(self, team_id: str, since: str) -> list[tuple[str, str]]:
+        """A team's messages after `since`, oldest first: (team message id, envelope tail)."""
+        entries = cast(
+            "list[tuple[str, dict[str, str]]]",
+            await self.redis.r.xrange(self.team_history_key(team_id), min=f"({since}", max="+"),
+        )
+        return [(mid, fields["t"]) for mid, fields in entries]
+
+    async def connect(self, conn: Connection, teams_of: TeamLookup | None = None) -> None:
+        """Route the member's messages to `conn`, subscribing to the channel for its first socket here,
+        and its teams' messages (`teams_of` says which teams a member hears; the socket route gives it)."""
         async with self._sub_lock:
             conns = self.local.setdefault(conn.member_id, set())
             conns.add(conn)
@@ -258,23 +423,129 @@ class Hub:
                     del self.local[conn.member_id]
                     raise
         WS_CONNECTIONS.inc()
+        if teams_of is not None:
+            self.teams_of = teams_of
+        if self.teams_of is None:
+            return
+        try:
+            await self.refresh_teams([conn.member_id])
+        except BaseException:
+            await self.disconnect(conn)
+            raise
 
     async def disconnect(self, conn: Connection) -> None:
+        if conn.closed and conn not in self.local.get(conn.member_id, ()):
+            return  # already gone (a failed connect cleans up before its handler does)
         conn.closed = True
         WS_CONNECTIONS.dec()
         async with self._sub_lock:
+            channels = [self.team_channel(t) for t in self._drop_teams(conn, conn.teams)]
             conns = self.local.get(conn.member_id)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.local[conn.member_id]
+                    channels.append(self.channel(conn.member_id))
+            if channels:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(*channels)
+
+    # --- which teams each socket hears ---------------------------------------------------------
+
+    async def refresh_teams(self, member_ids: Iterable[str]) -> None:
+        """Read again which teams the sockets of these members hear, and wait until it is done
+        (by a read that began after this call)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._mark(member_ids)
+        await waiter
+
+    def _mark(self, member_ids: Iterable[str]) -> None:
+        self._dirty.update(member_ids)
+        self._wake.set()
+
+    async def _refresh_loop(self) -> None:
+        """One reader for every member: the reads are batched, and applied in the order made."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            waiters, self._waiters = self._waiters, []
+            failure: BaseException | None = None
+            try:
+                await self._apply_teams([m for m in dirty if m in self.local])
+            except asyncio.CancelledError:
+                for w in waiters:
+                    w.cancel()
+                raise
+            except (RedisError, OSError) as exc:
+                failure = exc
+                log.warning("realtime_team_subscribe_failed", error=type(exc).__name__)
+            for w in waiters:
+                if w.done():
+                    continue
+                if failure is None:
+                    w.set_result(None)
+                else:
+                    w.set_exception(failure)
+                    w.exception()  # retrieved here: a socket that gave up waiting does not log it
+
+    async def _apply_teams(self, member_ids: list[str]) -> None:
+        lookup = self.teams_of
+        if lookup is None:
+            return
+        for i in range(0, len(member_ids), 500):
+            chunk = member_ids[i : i + 500]
+            try:
+                found = await lookup(chunk)
+            except Exception as exc:  # SQL unavailable: the sockets keep the teams they hear
+                log.warning("realtime_team_lookup_failed", error=type(exc).__name__, members=len(chunk))
+                continue
+            async with self._sub_lock:
+                gone: list[str] = []
+                new: list[str] = []
+                for member_id in chunk:
+                    hears = found.get(member_id, set())
+                    for conn in self.local.get(member_id, ()):
+                        if conn.closed:
+                            continue
+                        gone.extend(self._drop_teams(conn, conn.teams - hears))
+                        for team_id in hears - conn.teams:
+                            conn.teams.add(team_id)
+                            conns = self.team_local.setdefault(team_id, set())
+                            conns.add(conn)
+                            if len(conns) == 1:
+                                new.append(team_id)
+                # A team dropped and taken up again in one batch keeps its channel.
+                gone = [t for t in gone if t not in self.team_local]
+                if gone:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.unsubscribe(*[self.team_channel(t) for t in gone])
+                if new:
+                    await self._pubsub.subscribe(*[self.team_channel(t) for t in new])
+
+    def _drop_teams(self, conn: Connection, team_ids: Iterable[str]) -> list[str]:
+        """Stop `conn` hearing these teams; the teams no socket here hears any more."""
+        emptied = []
+        for team_id in list(team_ids):
+            conn.teams.discard(team_id)
+            conn.team_last.pop(team_id, None)
+            conns = self.team_local.get(team_id)
             if conns is None:
-                return
+                continue
             conns.discard(conn)
             if not conns:
-                del self.local[conn.member_id]
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.unsubscribe(self.channel(conn.member_id))
+                del self.team_local[team_id]
+                emptied.append(team_id)
+        return emptied
+
+    # --- the listener ----------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        prefix_len = len(self.redis.key("rt", ""))
-        # A channel of our own so that the pub/sub connection exists before any member connects.
+        member_prefix = self.redis.key("rt", "")
+        team_prefix = self.redis.key("rtt", "")
+        control = self.control_channel
+        # The control channel, subscribed first: the pub/sub connection exists before any socket.
         lost = not await self._subscribe_self()
         while True:
             if lost:
@@ -289,28 +560,45 @@ class Hub:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("realtime_redis_unavailable", error=type(exc).__name__)
+                if not self._lost_at:
+                    self._lost_at = time.time()
                 lost = True
                 continue
             if not msg or msg.get("type") != "message":
                 continue
-            member_id = msg["channel"][prefix_len:]
-            conns = self.local.get(member_id)
-            if not conns:
-                continue
+            channel: str = msg["channel"]
             payload: str = msg["data"]
-            message_id = payload[7 : payload.index('"', 7)]
-            for conn in list(conns):
-                conn.offer(payload, message_id)
+            if channel.startswith(member_prefix):
+                conns = self.local.get(channel[len(member_prefix) :])
+                if not conns:
+                    continue
+                message_id = payload[7 : payload.index('"', 7)]
+                for conn in list(conns):
+                    conn.offer(payload, message_id)
+            elif channel.startswith(team_prefix):
+                conns = self.team_local.get(channel[len(team_prefix) :])
+                if not conns:
+                    continue
+                end = payload.index('"', 7)
+                message_id, tail = payload[7:end], payload[end + 2 :]
+                team_id = channel[len(team_prefix) :]
+                for conn in list(conns):
+                    conn.offer_team(team_id, message_id, tail)
+            elif channel == control:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    members = json.loads(payload)["members"]
+                    self._mark(m for m in members if isinstance(m, str) and m in self.local)
 
     async def _subscribe_self(self) -> bool:
         try:
-            await self._pubsub.subscribe(self.redis.key("rt-hub"))
+            await self._pubsub.subscribe(self.control_channel)
             return True
         except (RedisError, OSError):
             return False
 
     async def _resync(self) -> None:
-        """After losing Redis: send open sockets what was published while the channel was down."""
+        """After losing Redis: send open sockets what was published while the channels were down,
+        and read again which teams they hear (a change may have been announced meanwhile)."""
         for member_id, conns in list(self.local.items()):
             live = [c for c in conns if not c.closed]
             if not live:
@@ -324,7 +612,30 @@ class Hub:
                 missed = []
             for c in live:
                 c.release(missed)
-        log.info("realtime_resynced", members=len(self.local))
+        # A socket that had no message of a team yet is given what the team said from a little
+        # before the outage was noticed.
+        floor = (int((self._lost_at or time.time()) * 1000) - 10_000, 0)
+        self._lost_at = 0.0
+        teams = list(self.team_local)
+        try:
+            for i in range(0, len(teams), 500):  # those whose subscribe failed are not resubscribed
+                await self._pubsub.subscribe(*[self.team_channel(t) for t in teams[i : i + 500]])
+        except (RedisError, OSError):
+            pass
+        for team_id in teams:
+            live = [c for c in self.team_local.get(team_id, ()) if not c.closed]
+            if not live:
+                continue
+            since = min(c.team_last.get(team_id, floor) for c in live)
+            try:
+                missed = await self.team_history(team_id, f"{since[0]}-{since[1]}")
+            except (RedisError, OSError):
+                missed = []
+            for message_id, tail in missed:
+                for c in live:
+                    c.offer_team(team_id, message_id, tail)
+        self._mark(list(self.local))
+        log.info("realtime_resynced", members=len(self.local), teams=len(teams))
 
 
 async def apply_live(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
@@ -335,6 +646,20 @@ async def apply_live(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retr
         ],
         retry=retry,
     )
+
+
+async def apply_team_live(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+    await ctx.hub.publish_team_many(
+        [
+            TeamMessage(p["team_id"], p["type"], p["data"], datetime.fromisoformat(p["at"]), f"o{row_id}")
+            for row_id, p in items
+        ],
+        retry=retry,
+    )
+
+
+async def apply_team_membership(ctx: Runtime, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
+    await ctx.hub.announce_teams_changed([p["member_id"] for _, p in items])
 
 
 def send_live(
@@ -351,3 +676,31 @@ def send_live(
     """
     payload = {"member_id": member_id, "type": type_, "at": (at or utcnow()).isoformat(), "data": data}
     ctx.outbox.add(session, "live", payload)
+
+
+def send_team_live(
+    ctx: Runtime,
+    session: Any,
+    team_id: str,
+    type_: str,
+    data: dict[str, Any],
+    at: datetime | None = None,
+) -> None:
+    """Queue a live message to every member of a team in the caller's transaction.
+
+    After commit it is published once, on the team's channel; every instance writes it to the
+    sockets of the team's members connected to it. `data` gains `team_id`. Not replayed on `?since=`.
+    """
+    payload = {
+        "team_id": team_id,
+        "type": type_,
+        "at": (at or utcnow()).isoformat(),
+        "data": {"team_id": team_id, **data},
+    }
+    ctx.outbox.add(session, "team_live", payload)
+
+
+def team_membership_changed(ctx: Runtime, session: Any, member_id: str) -> None:
+    """Queue, in the transaction that puts a member in a team or takes them out, the word to every
+    instance that the member's sockets hear other teams now (applied after commit)."""
+    ctx.outbox.add(session, "team_membership", {"member_id": member_id})

@@ -1,3 +1,5 @@
+"""The live socket, and which teams' messages each member's sockets hear."""
+
 from __future__ import annotations
 
 import re
@@ -9,14 +11,34 @@ from redis.exceptions import RedisError
 from server.auth import member_from_token
 from server.context import Context
 from server.errors import ProblemError
-from server.realtime.hub import Close, Connection, stream_id
+from server.members import service as members
+from server.realtime.hub import Close, Connection, TeamLookup
+from server.teams.content import teams_content
 
-_SINCE_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+# A member message's id, or a team message's (`<member part>/<team part>`): replay follows the member part.
+_SINCE_RE = re.compile(r"^(\d{1,20}-\d{1,20})(?:/\d{1,20}-\d{1,20})?$")
+
+
+def team_lookup(ctx: Context) -> TeamLookup:
+    """Which teams members' sockets hear: the teams they are placed in, and every community team
+    (one per community kind of the content serving now, its id the kind's id: every member is in it)."""
+
+    async def teams_of(member_ids: list[str]) -> dict[str, set[str]]:
+        community = {k.id for k in teams_content(ctx).kinds if k.community}
+        async with ctx.db.session() as session:
+            found = await members.placements(session, member_ids)
+        return {m: community | {p.team_id for p in found.get(m, ())} for m in member_ids}
+
+    return teams_of
 
 
 @websocket("/v1/ws", opt={"exclude_from_auth": True})
 async def live(socket: WebSocket) -> None:
     """Live messages for the member: `{id, type, at, data}`; `?since=<id>` replays what was missed.
+
+    The member's teams speak here too (`team.*`); a team message's id is `<member part>/<team part>`
+    and may be given as `since` like any other. Team messages are not replayed: read the team's
+    state again on reconnecting.
 
     The member's channel is subscribed before the socket is accepted, and what was published
     between reading the history's head and subscribing is replayed, so a message caused right after
@@ -34,7 +56,8 @@ async def live(socket: WebSocket) -> None:
     since = socket.query_params.get("since")
     try:
         member_id = await member_from_token(ctx, socket)
-        if since is not None and not _SINCE_RE.match(since):
+        matched = _SINCE_RE.match(since) if since is not None else None
+        if since is not None and matched is None:
             raise ProblemError(400, "invalid_since", "since is a message id such as 1732400000000-0.")
     except ProblemError as exc:
         await socket.accept()
@@ -44,9 +67,9 @@ async def live(socket: WebSocket) -> None:
     conn = Connection(ctx.hub, member_id, socket)
     conn.hold()
     try:
-        replay_from = since or await ctx.hub.head(member_id)
-        conn.last_id = stream_id(replay_from)
-        await ctx.hub.connect(conn)
+        replay_from = matched.group(1) if matched else await ctx.hub.head(member_id)
+        conn.resume_from(replay_from)
+        await ctx.hub.connect(conn, team_lookup(ctx))
     except (RedisError, OSError):
         await socket.accept()
         await socket.close(code=Close.UNAVAILABLE, reason="live_unavailable")

@@ -30,7 +30,8 @@ from tests.support import ROOT, ServerProcess, unique
 WAIT = 20.0
 LONG_WAIT = 45.0
 
-_STREAM_ID = re.compile(r"^\d+-\d+$")
+# A member message's stream id; a team message's is `<member part>/<team part>`.
+_STREAM_ID = re.compile(r"^\d+-\d+(/\d+-\d+)?$")
 
 
 # ---------------------------------------------------------------- processes
@@ -270,11 +271,13 @@ async def live(
     ignore: tuple[str, ...] = (),
     ranks: bool = False,
     badges: bool = False,
+    teams: bool = False,
 ) -> AsyncIterator[Live]:
     """Open the member's live socket (token in the query string, or as `Authorization: Bearer`);
     messages whose type starts with one of `ignore` are skipped, and so are rank messages
-    (`leaderboard.`) unless `ranks` is set: the demo boards rank every member who earns; and
-    badge and tier messages unless `badges` is set: the demo badges count first purchases."""
+    (`leaderboard.`) unless `ranks` is set: the demo boards rank every member who earns; badge
+    and tier messages unless `badges` is set: the demo badges count first purchases; and team
+    messages (`team.`) unless `teams` is set: every member is in the demo's community team."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     try:
         ws = await connect(
@@ -289,7 +292,12 @@ async def live(
             f"websocket handshake refused: HTTP {exc.response.status_code} {exc.response.body!r}"
         ) from exc
     async with ws:
-        skipped = (*ignore, *(() if ranks else ("leaderboard.",)), *(() if badges else ("badge.", "tier.")))
+        skipped = (
+            *ignore,
+            *(() if ranks else ("leaderboard.",)),
+            *(() if badges else ("badge.", "tier.")),
+            *(() if teams else ("team.",)),
+        )
         yield Live(ws, skipped)
 
 
