@@ -34,6 +34,7 @@ from server.events.pipeline import Domain, Pipeline, Reactions
 from server.leaderboards import events as leaderboards
 from server.leaderboards import jobs as leaderboards_jobs
 from server.leaderboards.content import LEADERBOARDS_KIND
+from server.leaderboards.service import use_team_directory
 from server.ledger import events as ledger
 from server.ledger import jobs as ledger_jobs
 from server.ledger.earning import EARNING_KIND
@@ -53,6 +54,7 @@ from server.tasks import jobs as tasks_jobs
 from server.tasks.quest_content import QUESTS_KIND
 from server.teams import events as teams
 from server.teams import jobs as teams_jobs
+from server.teams.boards import team_facts
 from server.teams.content import TEAMS_KIND
 
 log = structlog.get_logger(__name__)
@@ -93,11 +95,14 @@ DOMAINS: tuple[Domain, ...] = (
 def install() -> Pipeline:
     """The pipeline of `DOMAINS`, made the process's own (the content kinds it reads, the event
     types it knows). create_app does this; so do CLI commands that read content without an app."""
+    # Boards that rank teams name them through the teams domain, which sits above the boards.
+    use_team_directory(team_facts)
     return Pipeline(DOMAINS).install()
 
 
 def route_handlers() -> list[Any]:
     from server.admin.routes import AdminSessionsController, ReferralReviewController
+    from server.admin.team_routes import AdminTeamsController
     from server.badges.routes import (
         BadgeGrantsController,
         BadgesController,
@@ -113,6 +118,7 @@ def route_handlers() -> list[Any]:
     from server.realtime.routes import live
     from server.referrals.routes import LandingController, ReferralsController
     from server.tasks.routes import QuestsController
+    from server.teams.routes import BrandTeamsController, TeamInviteController, TeamsController
 
     return [
         index,
@@ -133,6 +139,10 @@ def route_handlers() -> list[Any]:
         ReferralsController,
         LandingController,
         ReferralReviewController,
+        TeamsController,
+        BrandTeamsController,
+        TeamInviteController,
+        AdminTeamsController,
         live,
     ]
 

@@ -13,9 +13,19 @@
         operator: best                      # increment (default) | best | set
       - id: weekly-spend
         metric: {event: purchase, value: amount, where: "channel == 'online'"}
+      - id: squads-weekly
+        ranks: teams                        # rank teams: each one's members' contributions added up
+        team_kind: squad                    # the kind of team ranked (and the `team` scope's kind)
+        metric: points
 
 A metric over events counts each event as 1, or as its numeric property `value`; so any domain
 that emits an event (a referral converted, a team goal reached) can be ranked without code here.
+
+A board that ranks teams counts what a member does for the team of `team_kind` they are in at
+that moment: a member who moves later leaves what they brought with the team they brought it to.
+Members without a team of the kind add nothing to it. The `team` scope of a board that ranks
+members is likewise the member's team of `team_kind`. Without `team_kind`, both use the teams
+content's `brand_kind` (the kind the brand's `team_id` places members in).
 """
 
 from __future__ import annotations
@@ -34,6 +44,10 @@ from server.events.catalog import check_event_use
 
 PeriodKind = Literal["daily", "weekly", "monthly", "season", "all_time"]
 Scope = Literal["global", "tier", "team", "friends"]
+Ranks = Literal["members", "teams"]
+# The kind team ids set through a member's profile had before teams had kinds (server.teams'
+# LEGACY_KIND: the boards sit below the teams and cannot read it there).
+LEGACY_TEAM_KIND = "team"
 DEFAULT_LEVELS = ["Bronze", "Silver", "Gold", "Sapphire", "Ruby", "Emerald", "Diamond"]
 
 
@@ -153,6 +167,15 @@ class Board(Strict):
         default=date(2020, 1, 1), description="for period: all_time, where ties start counting"
     )
     scopes: list[Scope] = Field(default_factory=_global_only, min_length=1)
+    ranks: Ranks = Field(
+        default="members",
+        description="members, or teams: each team's score is what its members brought in the period",
+    )
+    team_kind: str | None = Field(
+        default=None,
+        pattern=ID_RE,
+        description="the kind of team ranked, or of the `team` scope (default: the teams' brand_kind)",
+    )
     rookie: Rookie | None = None
     league: League | None = None
     notify: Notify = Notify()
@@ -187,7 +210,25 @@ class Board(Strict):
         self.scopes = list(dict.fromkeys(self.scopes))
         if "global" not in self.scopes:
             self.scopes.insert(0, "global")
+        if self.ranks == "teams":
+            if self.scopes != ["global"]:
+                raise ValueError("a board that ranks teams has the global scope only (scopes: [global])")
+            if self.operator != "increment":
+                raise ValueError("a board that ranks teams adds its members' amounts (operator: increment)")
+            if self.rookie is not None or self.league is not None:
+                raise ValueError("rookie and league boards rank members, not teams")
+        elif self.team_kind is not None and "team" not in self.scopes:
+            raise ValueError("team_kind applies to a board that ranks teams or has the team scope")
         return self
+
+    @property
+    def ranks_teams(self) -> bool:
+        return self.ranks == "teams"
+
+    @property
+    def uses_teams(self) -> bool:
+        """Whether the board reads members' teams: it ranks teams, or scopes by team."""
+        return self.ranks_teams or "team" in self.scopes
 
     @property
     def event_metric(self) -> EventMetric | None:
@@ -227,8 +268,50 @@ class LeaderboardsFile(Strict):
         return [b for b in self.boards if b.metric == currency]
 
 
+def team_kind_of(board: Board, teams: Any) -> str:
+    """The kind of team a board ranks or scopes by: its own `team_kind`, else the teams content's
+    brand kind (`teams`: that content, or None without it), else the legacy kind."""
+    if board.team_kind is not None:
+        return board.team_kind
+    if teams is not None:
+        return str(teams.brand_kind_id)
+    return LEGACY_TEAM_KIND
+
+
+def _check_team_kind(store: ContentStore, board: Board, loc: tuple[str | int, ...]) -> list[ContentIssue]:
+    """A board's kind of team is declared, has teams to rank (not the one community team), and
+    names one team per member (not a kind of which a member may be in several)."""
+    teams = store.get("teams")  # read as data: the teams sit above the boards
+    kind_id = team_kind_of(board, teams)
+    kind = teams.kind(kind_id) if teams is not None else None
+    at = (*loc, "team_kind")
+    if kind is None:
+        if kind_id == LEGACY_TEAM_KIND:
+            return []  # the teams of members' profiles before kinds: known without content
+        return [store.issue("leaderboards.yaml", at, f"team kind `{kind_id}` is not declared in teams.yaml")]
+    if kind.community:
+        return [
+            store.issue(
+                "leaderboards.yaml",
+                at,
+                f"team kind `{kind_id}` is one community of every member: nothing to rank or scope by",
+            )
+        ]
+    if kind.several:
+        return [
+            store.issue(
+                "leaderboards.yaml",
+                at,
+                f"team kind `{kind_id}` lets a member be in several teams: a board needs one team per member"
+                + ("" if board.team_kind else " (name a team_kind)"),
+            )
+        ]
+    return []
+
+
 def _check(store: ContentStore) -> list[ContentIssue]:
-    """Ids used once; metrics on events the catalogue knows, with numeric values and sound filters."""
+    """Ids used once; metrics on events the catalogue knows, with numeric values and sound filters;
+    the kind of team of a board that reads teams, one it can use."""
     boards: LeaderboardsFile = store.get("leaderboards")
     issues: list[ContentIssue] = []
     seen: set[str] = set()
@@ -239,6 +322,8 @@ def _check(store: ContentStore) -> list[ContentIssue]:
                 store.issue("leaderboards.yaml", (*loc, "id"), f"board id `{board.id}` is already used")
             )
         seen.add(board.id)
+        if board.uses_teams:
+            issues += _check_team_kind(store, board, loc)
         metric = board.event_metric
         if metric is not None:
             issues += check_event_use(

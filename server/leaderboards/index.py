@@ -4,7 +4,9 @@ Each outbox row carries a member's absolute score and the row's version; Redis t
 it is newer than what it holds, so replays and rows applied out of order change nothing. After a
 write, the members whose rank crossed a threshold that matters (entering the top 10, being pushed
 out of it, passing a friend or being passed by one) get `leaderboard.rank_changed`, at most one
-per member and board every `notify.every_seconds`.
+per member and board every `notify.every_seconds`. On a board that ranks teams, a team's members
+are told alike when their team's rank crosses a threshold, at most once per team and board every
+`notify.every_seconds`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from server.leaderboards import keys
 from server.leaderboards.content import Board
 from server.leaderboards.models import BoardPeriod, BoardScore
 from server.leaderboards.periods import Span, span_at, span_of_key
-from server.leaderboards.service import Profile, boards, expire_at, index_payload
+from server.leaderboards.service import Profile, boards, expire_at, index_payload, team_facts, team_kind
 from server.leaderboards.standings import forget_pages
 from server.members import service as members
+from server.realtime import hub
 from server.realtime.hub import LiveMessage
 
 if TYPE_CHECKING:
@@ -77,6 +80,7 @@ def _rank(value: int) -> int | None:
 async def _tell(ctx: Context, payloads: list[dict[str, Any]], results: list[Any]) -> None:
     all_boards = boards(ctx)
     notes: list[_Note] = []
+    team_notes: list[_Note] = []
     movers: list[tuple[dict[str, Any], Board, int, int, float | None]] = []
     for p, r in zip(payloads, results, strict=True):
         if not r or int(r[0]) == -2:
@@ -87,64 +91,22 @@ async def _tell(ctx: Context, payloads: list[dict[str, Any]], results: list[Any]
         old, new = int(r[0]), int(r[1])
         old_comp = float(r[2]) if r[2] not in ("", None) else None
         pairs = r[3:]
-        if pairs:
-            notes.append(
-                _Note(
-                    p["m"],
-                    board,
-                    p["p"],
-                    {
-                        "reason": "entered_top",
-                        "threshold": int(pairs[0]),
-                        "rank": new + 1,
-                        "previous_rank": _rank(old),
-                    },
-                )
-            )
-            for t, pushed in zip(pairs[::2], pairs[1::2], strict=True):
-                if pushed and pushed != p["m"]:
-                    notes.append(
-                        _Note(
-                            pushed,
-                            board,
-                            p["p"],
-                            {
-                                "reason": "overtaken",
-                                "threshold": int(t),
-                                "rank": int(t) + 1,
-                                "previous_rank": int(t),
-                                "by_member_id": p["m"],
-                                "by_display_name": p["n"] or None,
-                            },
-                        )
-                    )
+        if board.ranks_teams:
+            team_notes += _threshold_notes(p, board, old, new, pairs, {"by_team_id": p["m"]})
+            continue
+        notes += _threshold_notes(
+            p, board, old, new, pairs, {"by_member_id": p["m"], "by_display_name": p["n"] or None}
+        )
         if (old == -1 or new < old) and board.notify.friends and "friends" in board.scopes:
             movers.append((p, board, old, new, old_comp))
     if movers:
         notes += await _friend_notes(ctx, movers)
+    if team_notes:
+        await _tell_teams(ctx, await _throttled(ctx, team_notes, keys.team_rate_key))
     if not notes:
         return
-    # One message per member and board in a run, and at most one every `every_seconds`.
-    firsts: dict[tuple[str, str], _Note] = {}
-    for n in notes:
-        firsts.setdefault((n.member_id, n.board.id), n)
-    chosen = list(firsts.values())
-    limited = [n for n in chosen if n.board.notify.every_seconds > 0]
-    allowed = set()
-    if limited:
-        pipe = ctx.redis.r.pipeline(transaction=False)
-        for n in limited:
-            pipe.set(
-                keys.rate_key(ctx, n.board.id, n.member_id),
-                "1",
-                nx=True,
-                px=n.board.notify.every_seconds * 1000,
-            )
-        for n, ok in zip(limited, await pipe.execute(), strict=True):
-            if ok:
-                allowed.add(id(n))
     now = utcnow()
-    told = [n for n in chosen if n.board.notify.every_seconds == 0 or id(n) in allowed]
+    told = await _throttled(ctx, notes, keys.rate_key)
     named = {m for n in told for m in [*n.data.get("friend_ids", ()), n.data.get("by_member_id")] if m}
     handle_of = await members.handles(ctx, sorted(named)) if named else {}
     messages = [
@@ -160,6 +122,116 @@ async def _tell(ctx: Context, payloads: list[dict[str, Any]], results: list[Any]
             now,
         )
         for n in told
+    ]
+    if messages:
+        await ctx.hub.publish_many(messages)
+
+
+async def _throttled(ctx: Context, notes: list[_Note], rate_key: Callable[..., str]) -> list[_Note]:
+    """One message per member (or team) and board in a run, and at most one every `every_seconds`."""
+    firsts: dict[tuple[str, str], _Note] = {}
+    for n in notes:
+        firsts.setdefault((n.member_id, n.board.id), n)
+    chosen = list(firsts.values())
+    limited = [n for n in chosen if n.board.notify.every_seconds > 0]
+    allowed = set()
+    if limited:
+        pipe = ctx.redis.r.pipeline(transaction=False)
+        for n in limited:
+            pipe.set(
+                rate_key(ctx, n.board.id, n.member_id),
+                "1",
+                nx=True,
+                px=n.board.notify.every_seconds * 1000,
+            )
+        for n, ok in zip(limited, await pipe.execute(), strict=True):
+            if ok:
+                allowed.add(id(n))
+    return [n for n in chosen if n.board.notify.every_seconds == 0 or id(n) in allowed]
+
+
+def _threshold_notes(
+    p: dict[str, Any], board: Board, old: int, new: int, pairs: list[Any], by: dict[str, Any]
+) -> list[_Note]:
+    """A rank crossed thresholds: whoever entered one is told, and so is each one it pushed out of
+    one (`by`: how those are told who passed them). On a board that ranks teams, these are teams
+    (`member_id` holds the team's id)."""
+    if not pairs:
+        return []
+    notes = [
+        _Note(
+            p["m"],
+            board,
+            p["p"],
+            {
+                "reason": "entered_top",
+                "threshold": int(pairs[0]),
+                "rank": new + 1,
+                "previous_rank": _rank(old),
+            },
+        )
+    ]
+    for t, pushed in zip(pairs[::2], pairs[1::2], strict=True):
+        if pushed and pushed != p["m"]:
+            notes.append(
+                _Note(
+                    pushed,
+                    board,
+                    p["p"],
+                    {
+                        "reason": "overtaken",
+                        "threshold": int(t),
+                        "rank": int(t) + 1,
+                        "previous_rank": int(t),
+                        **by,
+                    },
+                )
+            )
+    return notes
+
+
+# Without team channels, a team's message goes to each of its members: at most this many.
+TEAM_FANOUT = 500
+
+
+async def _tell_teams(ctx: Context, notes: list[_Note]) -> None:
+    """`leaderboard.rank_changed` to the members of each team told, with the teams' names."""
+    if not notes:
+        return
+    teams = {n.member_id for n in notes} | {n.data["by_team_id"] for n in notes if "by_team_id" in n.data}
+    facts = await team_facts(ctx, sorted(teams))
+    now = utcnow()
+
+    def name(team_id: str) -> str:
+        f = facts.get(team_id)
+        return f.name if f is not None else team_id
+
+    told = []
+    for n in notes:
+        data = {
+            "board_id": n.board.id,
+            "board_name": n.board.name,
+            "period": n.period,
+            "team_id": n.member_id,
+            "team_name": name(n.member_id),
+            **n.data,
+        }
+        if "by_team_id" in n.data:
+            data["by_team_name"] = name(n.data["by_team_id"])
+        told.append((n.member_id, data))
+    send_team = getattr(hub, "send_team_live", None)
+    if send_team is not None:
+        # One message on each team's channel, through the outbox like any live message.
+        async with ctx.db.transaction() as session:
+            for team_id, data in told:
+                send_team(ctx, session, team_id, "leaderboard.rank_changed", data, at=now)
+        return
+    async with ctx.db.session() as session:
+        rosters = {t: await members.team_roster(session, t, limit=TEAM_FANOUT) for t, _ in told}
+    messages = [
+        LiveMessage(p.member_id, "leaderboard.rank_changed", data, now)
+        for team_id, data in told
+        for p in rosters[team_id]
     ]
     if messages:
         await ctx.hub.publish_many(messages)
@@ -308,12 +380,16 @@ def _rows_query(board: Board, span: Span, since: Any = None) -> Any:
 
 
 def _payload(ctx: Context, board: Board, span: Span, row: Any, name: str | None, now: Any) -> dict[str, Any]:
-    profile = Profile(name, row.tier, row.team, row.signed_up_at)
+    teams = {team_kind(ctx, board): row.team} if row.team else {}
+    profile = Profile(name, row.tier, teams, row.signed_up_at)
     return index_payload(ctx, board, span, row, profile, now)
 
 
-async def _names(ctx: Context, rows: Any) -> dict[str, str | None]:
-    """The display names of the members of some score rows, from their profiles."""
+async def _names(ctx: Context, board: Board, rows: Any) -> dict[str, str | None]:
+    """The display names of the members of some score rows, from their profiles (none for teams:
+    a team's name is read beside the board)."""
+    if board.ranks_teams:
+        return dict.fromkeys((r.member_id for r in rows), None)
     async with ctx.db.session() as session:
         found = await members.profiles(ctx, session, [r.member_id for r in rows])
     return {m: p.display_name for m, p in found.items()}
@@ -411,7 +487,7 @@ async def _write_chunk(
     by_key: dict[str, dict[str, int]] = {}
     hashes: dict[str, str] = {}
     joined: dict[str, int] = {}
-    names = await _names(ctx, rows)
+    names = await _names(ctx, board, rows)
     for row in rows:
         p = _payload(ctx, board, span, row, names[row.member_id], now)
         by_key.setdefault("g", {})[row.member_id] = p["c"]
@@ -440,7 +516,7 @@ async def _catch_up(ctx: Context, board: Board, span: Span, since: Any) -> int:
     now = utcnow()
     async with ctx.db.session() as session:
         rows = (await session.execute(_rows_query(board, span, since))).all()
-    names = await _names(ctx, rows)
+    names = await _names(ctx, board, rows)
     payloads = [_payload(ctx, board, span, r, names[r.member_id], now) for r in rows]
     for i in range(0, len(payloads), 500):
         part = payloads[i : i + 500]

@@ -62,6 +62,11 @@ def rate_key(ctx: Context, board_id: str, member_id: str) -> str:
     return ctx.redis.key("lb", "said", board_id, member_id)
 
 
+def team_rate_key(ctx: Context, board_id: str, team_id: str) -> str:
+    """When a team was last told its rank on a board that ranks teams (beside members' own)."""
+    return ctx.redis.key("lb", "said-team", board_id, team_id)
+
+
 def slot_of(span: Span, reached_at: datetime) -> int:
     """The tie-break slot of an instant within its period (clamped to the period)."""
     offset = (reached_at - span.start).total_seconds() / span.length.total_seconds()

@@ -1,5 +1,10 @@
-"""The boards' truth in SQL: score rows per board, period and member; periods; archived standings;
-league levels and seat counters. Redis holds only an index of these, rebuilt from them at will."""
+"""The boards' truth in SQL: score rows per board, period and member (or team); periods; archived
+standings; what each member brought to their team; league levels and seat counters. Redis holds
+only an index of these, rebuilt from them at will.
+
+A board that ranks teams keeps its teams in the same score and standing rows as a board of
+members, the team's id where a member's would be (`member_id`): one index, archive and rebuild
+serve both. What each member brought to a team is in `leaderboard_team_shares`."""
 
 from __future__ import annotations
 
@@ -33,6 +38,21 @@ class BoardScore(TableModel, table=True):
     team: str | None = Field(default=None, max_length=64)
     cohort: str | None = Field(default=None, max_length=32)  # leagues: "<level>:<n>"
     signed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class TeamShare(TableModel, table=True):
+    """What a member brought to a team on a board that ranks teams, in one period: the team's
+    score row is the sum of these. Kept with the team the member was in when they brought it."""
+
+    __tablename__ = "leaderboard_team_shares"
+
+    board_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=64)
+    team_id: str = Field(primary_key=True, max_length=64)
+    member_id: str = Field(primary_key=True, max_length=64)
+    score: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    reached_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 

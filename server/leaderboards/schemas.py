@@ -35,6 +35,8 @@ class BoardOut(msgspec.Struct):
     previous_period: PeriodOut | None
     rookie_days: int | None = None
     league: LeagueOut | None = None
+    ranks: str = "members"  # members | teams
+    team_kind: str | None = None  # the kind of team ranked, or of the `team` scope
 
 
 class BoardsOut(msgspec.Struct):
@@ -54,22 +56,60 @@ class EntryOut(msgspec.Struct, omit_defaults=True):
     member_id: str | None = None
 
 
+class TeamEntryOut(msgspec.Struct):
+    """A row of a board that ranks teams. `size`: the team's members now (None for a team the
+    teams service does not know). The caller's own team is the `team_id` of `/me`."""
+
+    rank: int
+    team_id: str
+    name: str
+    score: int
+    size: int | None
+
+
 class StandingsOut(msgspec.Struct):
+    """A page of standings: members' rows in `entries`, or on a board that ranks teams
+    (`ranks: teams`), teams' rows in `teams` (and `entries` empty)."""
+
     board_id: str
     period: PeriodOut
     scope: str
     total: int
     entries: list[EntryOut]
     next_cursor: str | None
+    ranks: str = "members"  # members | teams
+    teams: list[TeamEntryOut] | None = None
 
 
 class MyStandingOut(msgspec.Struct):
+    """The caller's place: on a board that ranks teams, their team's (`team_id`, `rank`, `score`)
+    with the teams around it in `teams`."""
+
     board_id: str
     period: PeriodOut
     scope: str
     member_id: str
-    rank: int | None  # None: no score in this period and scope
+    rank: int | None  # None: no score in this period and scope (or no team of the board's kind)
     score: int | None
     total: int
     entries: list[EntryOut]
     handle: str | None  # the caller's own, as the others see it
+    ranks: str = "members"  # members | teams
+    team_id: str | None = None  # the caller's team of the board's kind, on a board that ranks teams
+    teams: list[TeamEntryOut] | None = None
+
+
+class TeamBreakdownOut(msgspec.Struct):
+    """What each member brought to a team on a board that ranks teams, in one period, most first.
+    Members who left the team since keep their row: what they brought stays with the team."""
+
+    board_id: str
+    period: PeriodOut
+    team_id: str
+    name: str
+    rank: int | None  # the team's rank in the period (None: it has no score)
+    score: int  # the team's score: the members' shares added up
+    size: int | None  # the team's members now
+    total: int  # members who brought something
+    members: list[EntryOut]
+    next_cursor: str | None

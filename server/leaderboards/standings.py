@@ -20,9 +20,9 @@ from server.db import utcnow
 from server.errors import ProblemError
 from server.leaderboards import keys
 from server.leaderboards.content import Board
-from server.leaderboards.models import BoardPeriod, Standing
+from server.leaderboards.models import BoardPeriod, Standing, TeamShare
 from server.leaderboards.periods import Span, resolve, span_at
-from server.leaderboards.service import boards
+from server.leaderboards.service import boards, team_facts, team_kind
 from server.members import service as members
 from server.members.service import friends_of
 
@@ -112,10 +112,12 @@ async def resolve_scope(ctx: Context, board: Board, text: str | None, member_id:
         elif value not in members.tier_ladder(ctx):
             raise ProblemError(400, "invalid_scope", f"'{value[:40]}' is not a tier.")
     if kind == "team" and not value:
-        # Interim: the member's first team (the boards' helper makes this the board's team kind).
-        value = next(iter((await _member_profile(ctx, member_id)).teams.values()), "")
+        team = team_kind(ctx, board)
+        value = (await _member_profile(ctx, member_id)).teams.get(team, "")
         if not value:
-            raise ProblemError(404, "no_team", "You are not in a team: there is no team board to show.")
+            raise ProblemError(
+                404, "no_team", f"You are not in a team of kind '{team}': there is no team board to show."
+            )
     return Scope(kind, value or None)
 
 
@@ -280,6 +282,8 @@ async def _archived(
     ctx: Context, board: Board, span: Span, scope: Scope, member_id: str, mode: str, offset: int, count: int
 ) -> tuple[int, list[Row]]:
     s = Standing.__table__.c
+    """A scope's archived standings: from `offset`, or around `member_id` (on a board that ranks
+    teams, the rows are teams and `member_id` the team's id)."""
     async with ctx.db.session() as session:
         cohort = None
         if scope.kind == "league":
@@ -309,6 +313,8 @@ async def _archived(
                 .order_by(sub.c.r)
             )
         ).all()
+        if board.ranks_teams:  # a team's name is read beside the board
+            return total, [Row(int(r.r), r.member_id, None, int(r.score)) for r in rows]
         names = await members.profiles(ctx, session, [r.member_id for r in rows])
         return total, [
             Row(int(r.r), r.member_id, names[r.member_id].display_name, int(r.score)) for r in rows
@@ -404,3 +410,174 @@ async def around(
     rows, found = await _with_handles(ctx, rows, member_id)
     me = next((r for r in rows if r.member_id == member_id), None)
     return Page(board, span, scope.name, archived, total, rows, None, me, found.get(member_id))
+
+
+# --- boards that rank teams -----------------------------------------------------------------------
+
+
+@dataclass
+class TeamRow:
+    rank: int
+    team_id: str
+    name: str
+    score: int
+    size: int | None  # None: a team the teams service does not know
+
+
+@dataclass
+class TeamPage:
+    board: Board
+    span: Span
+    scope: str
+    archived: bool
+    total: int
+    rows: list[TeamRow]
+    next_cursor: str | None = None
+    my_team: str | None = None
+    me: TeamRow | None = None
+
+
+def team_board_of(ctx: Context, board_id: str) -> Board:
+    board = board_of(ctx, board_id)
+    if not board.ranks_teams:
+        raise ProblemError(
+            404, "not_a_team_board", f"Board '{board.id}' ranks members, not teams: it has no team breakdown."
+        )
+    return board
+
+
+async def _named(ctx: Context, rows: list[Row]) -> list[TeamRow]:
+    """Teams' rows with their names and sizes (a team the teams service does not know: its id)."""
+    facts = await team_facts(ctx, [r.member_id for r in rows])
+    out = []
+    for r in rows:
+        f = facts.get(r.member_id)
+        out.append(TeamRow(r.rank, r.member_id, f.name if f else r.member_id, r.score, f.size if f else None))
+    return out
+
+
+async def team_top(
+    ctx: Context,
+    member_id: str,
+    board: Board,
+    period: str | None,
+    scope_text: str | None,
+    limit: int,
+    cursor: str | None,
+) -> TeamPage:
+    """The teams of a board that ranks teams, from the top (or from a cursor), `limit` rows."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ProblemError(400, "invalid_limit", f"limit is between 1 and {MAX_LIMIT}.")
+    offset = decode_cursor(cursor) if cursor else 0
+    span, archived = await _where(ctx, board, period)
+    scope = await resolve_scope(ctx, board, scope_text, member_id)
+    if archived:
+        total, rows = await _archived(ctx, board, span, scope, member_id, "top", offset, limit)
+    else:
+        total, rows = await _shared_top(ctx, board, span, scope, offset, limit, member_id)
+    nxt = encode_cursor(offset + limit) if offset + limit < total and rows else None
+    return TeamPage(board, span, scope.name, archived, total, await _named(ctx, rows), nxt)
+
+
+async def team_around(
+    ctx: Context, member_id: str, board: Board, period: str | None, scope_text: str | None, k: int
+) -> TeamPage:
+    """The member's team of the board's kind, its rank and score, and `k` teams either side."""
+    if not 0 <= k <= MAX_AROUND:
+        raise ProblemError(400, "invalid_around", f"around is between 0 and {MAX_AROUND}.")
+    span, archived = await _where(ctx, board, period)
+    scope = await resolve_scope(ctx, board, scope_text, member_id)
+    mine = (await _member_profile(ctx, member_id)).teams.get(team_kind(ctx, board))
+    # Without a team, the board's size alone (no team has an empty id).
+    anchor = mine or ""
+    if archived:
+        total, rows = await _archived(ctx, board, span, scope, anchor, "around", 0, k)
+    else:
+        total, rows = await _live(ctx, board, span, scope, "around", anchor, k, member_id)
+    named = await _named(ctx, rows)
+    me = next((r for r in named if r.team_id == mine), None)
+    return TeamPage(board, span, scope.name, archived, total, named, None, mine, me)
+
+
+@dataclass
+class Breakdown:
+    board: Board
+    span: Span
+    archived: bool
+    team_id: str
+    name: str
+    rank: int | None
+    score: int
+    size: int | None
+    total: int
+    rows: list[Row]
+    next_cursor: str | None
+
+
+async def team_breakdown(
+    ctx: Context,
+    member_id: str,
+    board_id: str,
+    team_id: str,
+    period: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Breakdown:
+    """What each member brought to a team in a period, the most first (on an ascending board, the
+    least), from SQL; with the team's rank. Members who left the team keep their row."""
+    board = team_board_of(ctx, board_id)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ProblemError(400, "invalid_limit", f"limit is between 1 and {MAX_LIMIT}.")
+    offset = decode_cursor(cursor) if cursor else 0
+    span, archived = await _where(ctx, board, period)
+    kind = team_kind(ctx, board)
+    facts = (await team_facts(ctx, [team_id])).get(team_id)
+    if facts is not None and facts.kind != kind:
+        raise ProblemError(
+            404,
+            "team_not_found",
+            f"Team '{team_id}' is a team of kind '{facts.kind}'; "
+            f"board '{board.id}' ranks teams of kind '{kind}'.",
+        )
+    t = TeamShare.__table__.c
+    of_team = sa.and_(t.board_id == board.id, t.period == span.key, t.team_id == team_id)
+    most = t.score.desc() if board.order == "desc" else t.score.asc()
+    async with ctx.db.session() as session:
+        summed = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.score), 0)).where(of_team)
+        total, score = (await session.execute(summed)).one()
+        if facts is None and not total:
+            raise ProblemError(404, "team_not_found", f"No team '{team_id[:64]}' on board '{board.id}'.")
+        found = (
+            await session.execute(
+                sa.select(t.member_id, t.score)
+                .where(of_team)
+                .order_by(most, t.reached_at, t.member_id)
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+        names = await members.profiles(ctx, session, [r.member_id for r in found])
+    rows = [
+        Row(offset + i + 1, r.member_id, names[r.member_id].display_name, int(r.score))
+        for i, r in enumerate(found)
+    ]
+    rows, _ = await _with_handles(ctx, rows)
+    if archived:
+        _, placed = await _archived(ctx, board, span, Scope("global"), team_id, "around", 0, 0)
+    else:
+        _, placed = await _live(ctx, board, span, Scope("global"), "around", team_id, 0, member_id)
+    rank = placed[0].rank if placed else None
+    nxt = encode_cursor(offset + limit) if offset + limit < total and rows else None
+    return Breakdown(
+        board,
+        span,
+        archived,
+        team_id,
+        facts.name if facts else team_id,
+        rank,
+        int(score),
+        facts.size if facts else None,
+        int(total),
+        rows,
+        nxt,
+    )

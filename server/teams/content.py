@@ -15,9 +15,10 @@ of a kind at a time unless the kind says `several: true`.
 
 from __future__ import annotations
 
-from typing import Literal
+import string
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from server.content.goals import ID_RE, Strict
 from server.content.loader import ContentIssue, ContentKind, ContentStore
@@ -55,9 +56,49 @@ class TeamKind(Strict):
         return self.policy == "community"
 
 
+def _template(*fields: str) -> Any:
+    """A text whose `{placeholders}` are only `fields`: checked when content loads, not when a
+    friend opens the page."""
+
+    def check(text: str) -> str:
+        try:
+            parts = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"{exc} (write {{{{ and }}}} for literal braces)") from None
+        for _, name, spec, conversion in parts:
+            if name is not None and (name not in fields or spec or conversion):
+                allowed = ", ".join(f"{{{f}}}" for f in fields)
+                raise ValueError(f"this text may use {allowed}; not {{{name}}}")
+        return text
+
+    return AfterValidator(check)
+
+
+# What an invite page says may name the team, its kind, its size, who invites and the code.
+InviteText = Annotated[str, Field(max_length=300), _template("team", "kind", "size", "inviter", "code")]
+InviteLink = Annotated[str, Field(max_length=500), _template("code", "team_id")]
+
+
 class InviteDefaults(Strict):
+    """Invite links (`/t/{code}`): how long they work, how many joins they admit, and the page
+    they open (in the look of the referral landing page: content/referrals.yaml `landing`)."""
+
     days: int = Field(default=7, ge=1, le=90, description="how long an invite link works")
     uses: int = Field(default=20, ge=1, le=10_000, description="how many joins an invite link admits")
+    deep_link: InviteLink | None = Field(
+        default=None,
+        description="the app's link that opens the team with the invite kept, "
+        "e.g. myapp://teams/{team_id}/join?invite={code}",
+    )
+    title: InviteText = "{inviter} invited you to {team}"
+    description: InviteText = "Join {team} ({kind}, {size} members) with the invite code {code}."
+    body: InviteText = (
+        "Open the app and join {team} with the code {code}; new here? Sign up first, the invite waits."
+    )
+    open_label: str = Field(default="Join the team", max_length=60)
+    not_found_title: str = Field(default="This team invite does not work", max_length=200)
+    expired_title: str = Field(default="This team invite has expired", max_length=200)
+    used_up_title: str = Field(default="This team invite has been used up", max_length=200)
 
 
 class TeamsContent(Strict):

@@ -33,7 +33,8 @@ class Team(TableModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     kind: str = Field(max_length=64)
     name: str = Field(max_length=60)
-    name_key: str = Field(max_length=60)  # the name casefolded, for uniqueness and search
+    # The name casefolded (up to three characters a letter: ß is ss), for uniqueness and search.
+    name_key: str = Field(max_length=180)
     description: str = Field(default="", max_length=300)
     created_by: str = Field(max_length=80)  # member:<id> | brand | manager:<id>
     captain_id: str | None = Field(default=None, max_length=64)

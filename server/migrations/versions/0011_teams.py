@@ -70,7 +70,7 @@ def upgrade() -> None:
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
-    sa.Column('name_key', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
+    sa.Column('name_key', sqlmodel.sql.sqltypes.AutoString(length=180), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
     sa.Column('captain_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -109,8 +109,19 @@ def _move_team_ids() -> None:
             'id', 'kind', 'name', 'name_key', 'description', 'created_by', 'captain_id', 'size',
             'created_at', 'updated_at'))
     )
+    # A team's name is its id; two ids that differ only in case ("Paris", "paris") would share a
+    # name, which a kind's names may not: the second is numbered.
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for t in sorted(sizes):
+        name, n = t[:60], 1
+        while name.casefold() in used:
+            n += 1
+            name = f'{t[:50]} ({n})'
+        names[t] = name
+        used.add(name.casefold())
     conn.execute(teams.insert(), [
-        dict(id=t, kind=_KIND, name=t[:60], name_key=' '.join(t.casefold().split())[:60] or t, description='',
+        dict(id=t, kind=_KIND, name=names[t], name_key=names[t].casefold(), description='',
              created_by='brand', captain_id=None, size=n, created_at=now, updated_at=now)
         for t, n in sorted(sizes.items())
     ])
