@@ -118,6 +118,7 @@ def route_handlers() -> list[Any]:
     from server.realtime.routes import live
     from server.referrals.routes import LandingController, ReferralsController
     from server.tasks.routes import QuestsController
+    from server.teams.assist_routes import AssistPageController, AssistsController, FriendQuestsController
     from server.teams.routes import BrandTeamsController, TeamInviteController, TeamsController
 
     return [
@@ -143,6 +144,9 @@ def route_handlers() -> list[Any]:
         BrandTeamsController,
         TeamInviteController,
         AdminTeamsController,
+        AssistsController,
+        AssistPageController,
+        FriendQuestsController,
         live,
     ]
 

@@ -179,6 +179,48 @@ EXTRAS: dict[str, Extra] = {
     "getMyLeaderboardStanding": Extra({503: "`leaderboards_unavailable`"}),
     "getCredentialPage": Extra(pages={404: "No such credential: a page that says so."}),
     "referralLandingPage": Extra(pages={404: "No such code: a page that says so.", 410: "An expired code."}),
+    "askForHelp": Extra(
+        {
+            400: "`invalid_assist_target`: name one of a quest, a team goal or a ticket",
+            404: "`assists_disabled`, `quest_not_found`, `step_not_found`, `team_goal_not_found`",
+            409: "`assist_already_open` (its `assist_id` given), `help_not_allowed`, `step_not_open`, "
+            "`not_in_a_team`",
+        }
+    ),
+    "listMyAssists": Extra({404: "`assists_disabled`"}),
+    "getAssist": Extra({404: "`assist_not_found`, `assists_disabled`"}),
+    "helpFriend": Extra(
+        {
+            403: "`cannot_help_yourself`",
+            404: "`assist_not_found`, `assists_disabled`",
+            409: "`already_helped`, `assist_completed`",
+            410: "`assist_expired`",
+            429: "`daily_help_limit`: the helper's helps for the day are used up (`resets_at` and "
+            "`Retry-After` say when they come back); or too many requests (`rate_limited`)",
+        }
+    ),
+    "assistSharePage": Extra(
+        pages={404: "No such request: a page that says so.", 410: "An expired request."}
+    ),
+    "inviteToFriendQuest": Extra(
+        {
+            400: "`cannot_pair_with_yourself`, `invalid_friend`",
+            403: "`not_a_friend`: invite members outside your friends by handle",
+            404: "`friend_quest_not_found`, `member_not_found`",
+            409: "`already_paired` (its `pair_id` given)",
+        }
+    ),
+    "acceptFriendQuest": Extra(
+        {
+            403: "`cannot_pair_with_yourself`, `not_invited`",
+            404: "`friend_quest_not_found`",
+            409: "`invitation_closed`, `already_paired`",
+            410: "`invitation_expired`",
+        }
+    ),
+    "declineFriendQuest": Extra(
+        {403: "`not_invited`", 404: "`friend_quest_not_found`", 409: "`invitation_closed`"}
+    ),
     "postEvents": Extra(
         body=EventsIn,
         body_parts=(EventIn,),

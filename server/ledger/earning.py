@@ -45,6 +45,7 @@ Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "satur
 Currency = Literal["points", "growth"]
 Dimension = Literal["spend", "frequency", "interaction", "social"]
 MAX_BOOST = 10.0
+BOOSTED = ("points", "growth")  # what a boost multiplies (tickets come from draws' own rules)
 
 
 class PurchaseRule(Strict):
@@ -239,7 +240,7 @@ async def grant_boost(
         raise ProblemError(400, "invalid_factor", f"A boost's factor is above 1 and at most {MAX_BOOST:g}.")
     if not timedelta(minutes=1) <= duration <= timedelta(days=366):
         raise ProblemError(400, "invalid_duration", "A boost lasts from a minute to a year.")
-    if not key.strip() or len(key) > 200 or any(c not in CURRENCIES for c in currencies) or not currencies:
+    if not key.strip() or len(key) > 200 or any(c not in BOOSTED for c in currencies) or not currencies:
         raise ProblemError(
             400, "invalid_boost", "A boost has a key of 1 to 200 characters and names points or growth."
         )

@@ -8,7 +8,8 @@ from sqlmodel import JSON, BigInteger, Column, Field
 
 from server.db import TableModel, UTCDateTime
 
-CURRENCIES = ("points", "growth")
+# Points to spend, growth that ranks a member in the tiers, tickets to enter draws.
+CURRENCIES = ("points", "growth", "tickets")
 
 
 class LedgerAccount(TableModel, table=True):
@@ -19,6 +20,9 @@ class LedgerAccount(TableModel, table=True):
     member_id: str = Field(primary_key=True, max_length=64)
     points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     growth: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    tickets: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
     seq: int = 0
     head_hash: str = Field(default="", max_length=64)
 

@@ -94,6 +94,7 @@ class _Account:
 
     points: int
     growth: int
+    tickets: int
     seq: int
     head_hash: str
 
@@ -186,7 +187,9 @@ def _lock_statement(dialect_name: str) -> Any:
     insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
     return insert.on_conflict_do_update(
         index_elements=[table.c.member_id], set_={"member_id": insert.excluded.member_id}
-    ).returning(table.c.member_id, table.c.points, table.c.growth, table.c.seq, table.c.head_hash)
+    ).returning(
+        table.c.member_id, table.c.points, table.c.growth, table.c.tickets, table.c.seq, table.c.head_hash
+    )
 
 
 async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[str, _Account]:
@@ -200,10 +203,10 @@ async def _lock_accounts(session: AsyncSession, member_ids: list[str]) -> dict[s
     if missing:
         stmt = _lock_statement(session.get_bind().dialect.name)
         rows = await (await session.connection()).execute(
-            stmt, [dict(member_id=m, points=0, growth=0, seq=0, head_hash="") for m in missing]
+            stmt, [dict(member_id=m, points=0, growth=0, tickets=0, seq=0, head_hash="") for m in missing]
         )
         for r in rows:
-            locked[r.member_id] = _Account(r.points, r.growth, r.seq, r.head_hash)
+            locked[r.member_id] = _Account(r.points, r.growth, r.tickets, r.seq, r.head_hash)
     return locked
 
 
@@ -318,6 +321,7 @@ async def _write_entries(
                 "m": m,
                 "p": accounts[m].points,
                 "g": accounts[m].growth,
+                "t": accounts[m].tickets,
                 "s": accounts[m].seq,
                 "h": accounts[m].head_hash,
             }
@@ -332,6 +336,7 @@ _SAVE_ACCOUNTS = (
     .values(
         points=sa.bindparam("p"),
         growth=sa.bindparam("g"),
+        tickets=sa.bindparam("t"),
         seq=sa.bindparam("s"),
         head_hash=sa.bindparam("h"),
     )
@@ -628,7 +633,7 @@ async def verify(ctx: Context) -> VerifyReport:
         if current is not None:
             close_member(current)
         for member_id, account in accounts.items():
-            if member_id not in seen and (account.points or account.growth or account.seq):
+            if member_id not in seen and (account.seq or any(getattr(account, c) for c in CURRENCIES)):
                 report.problems.append(f"member {member_id}: balances but no entries")
     return report
 

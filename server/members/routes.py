@@ -92,4 +92,5 @@ class MembersController(Controller):
             streak=streak,
             birthday=member.birthday,
             signed_up_at=member.signed_up_at,
+            tickets=money["tickets"],
         )

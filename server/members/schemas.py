@@ -68,6 +68,7 @@ class MeOut(msgspec.Struct):
     streak: int
     birthday: date | None
     signed_up_at: datetime | None
+    tickets: int = 0  # draw tickets (friends' help earns them)
 
 
 class FriendsIn(msgspec.Struct, forbid_unknown_fields=True):

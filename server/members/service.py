@@ -162,6 +162,12 @@ async def handles(ctx: Context, member_ids: list[str]) -> dict[str, str]:
     return {m: kept[m] for m in member_ids if m in kept}
 
 
+async def member_by_handle(session: AsyncSession, handle: str) -> str | None:
+    """The member whose public handle this is (for members naming each other), or None."""
+    found = await session.execute(sa.select(_M.id).where(_M.handle == handle))
+    return found.scalar()
+
+
 async def member_ids_after(session: AsyncSession, after: str, limit: int) -> list[str]:
     """The next `limit` member ids after `after`, in id order: for jobs that visit every member."""
     found = await session.execute(sa.select(_M.id).where(_M.id > after).order_by(_M.id).limit(limit))

@@ -16,7 +16,7 @@ from server.errors import ProblemError
 from server.members.service import Profile, check_member_id, ensure_member, profiles
 from server.realtime.hub import send_live
 from server.referrals import fraud
-from server.referrals.codes import skeleton
+from server.referrals.codes import active_code, ensure_code, skeleton
 from server.referrals.content import ReferralsContent, disabled, program
 from server.referrals.models import Referral, ReferralCode
 
@@ -80,6 +80,40 @@ async def claim(
         await _check_may_claim(session, content, friend, referrer_id, now)
         referral = await _attribute(ctx, session, content, friend, code, by=by, prints=prints, now=now)
         return Claimed(referral, referrer.display_name, code.display, True)
+
+
+async def claim_for(
+    ctx: Context,
+    session: AsyncSession,
+    friend_id: str,
+    referrer_id: str,
+    *,
+    by: str,
+    signals: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Referral | None:
+    """A claim another domain makes for a new member in its own transaction (a friend who joined
+    to help a member: the member's code, as if the friend had typed it), under the same rules as a
+    claim by code: the program running, within the claim window, once per member, never oneself
+    and never circular; the same fraud checks, which may hold it. None when the rules do not
+    allow it: nothing is refused, nothing changes. One level only, as every referral. The
+    caller holds both members' locks."""
+    content = program(ctx)
+    if not content.enabled or friend_id == referrer_id:
+        return None
+    now = now or utcnow()
+    if await session.get(Referral, friend_id) is not None:
+        return None
+    code = active_code(await ensure_code(ctx, session, referrer_id))
+    friend = (await profiles(ctx, session, [friend_id]))[friend_id]
+    if code is None or not friend.known:
+        return None
+    try:
+        await _check_may_claim(session, content, friend, referrer_id, now)
+    except ProblemError:
+        return None
+    prints = fraud.fingerprints_of(ctx, signals or {})
+    return await _attribute(ctx, session, content, friend, code, by=by, prints=prints, now=now)
 
 
 def _no_such_code() -> ProblemError:

@@ -129,11 +129,7 @@ async def assess(
     claim time; afterwards the bursts found then are `kept` and the shared fingerprints looked at
     again, with whatever has been seen since."""
     signals: list[dict[str, Any]] = [s for s in (kept or []) if s["signal"] in CLAIM_SIGNALS]
-    prints = await _prints(session, [friend_id, referrer_id])
-    signals += _shared(rules, prints[friend_id] & prints[referrer_id])
-    devices = [v for k, v in prints[friend_id] if k == "device"]
-    if devices and rules.device_reused:
-        signals += await _device_reused(session, rules, devices, [friend_id, referrer_id])
+    signals += await pair_signals(session, rules, friend_id, referrer_id)
     if claim is not None:
         signals += await _bursts(
             session, rules, referrer_id=referrer_id, now=now, ip=claim[0], device=claim[1]
@@ -141,10 +137,28 @@ async def assess(
     return Assessment(sum(int(s["score"]) for s in signals), signals)
 
 
-def _shared(rules: Fraud, shared: set[tuple[str, str]]) -> list[dict[str, Any]]:
-    """A signal for each kind of fingerprint the friend and the referrer share."""
+async def pair_signals(
+    session: AsyncSession,
+    rules: Fraud,
+    friend_id: str,
+    other_id: str,
+    sides: tuple[str, str] = ("friend", "referrer"),
+) -> list[dict[str, Any]]:
+    """The signals between two members, one acting for the other (a friend claiming a referrer's
+    code, a friend helping a member): the fingerprints they share, and the first one's device
+    seen for other members too. `sides` names them in the signals' details."""
+    prints = await _prints(session, [friend_id, other_id])
+    signals = _shared(rules, prints[friend_id] & prints[other_id], sides)
+    devices = [v for k, v in prints[friend_id] if k == "device"]
+    if devices and rules.device_reused:
+        signals += await _device_reused(session, rules, devices, [friend_id, other_id], sides[0])
+    return signals
+
+
+def _shared(rules: Fraud, shared: set[tuple[str, str]], sides: tuple[str, str]) -> list[dict[str, Any]]:
+    """A signal for each kind of fingerprint the two sides share."""
     return [
-        {"signal": f"shared_{kind}", "score": weight, "detail": f"friend and referrer share a {kind}"}
+        {"signal": f"shared_{kind}", "score": weight, "detail": f"{sides[0]} and {sides[1]} share a {kind}"}
         for kind, weight in (
             ("device", rules.shared_device),
             ("payment", rules.shared_payment),
@@ -155,9 +169,9 @@ def _shared(rules: Fraud, shared: set[tuple[str, str]]) -> list[dict[str, Any]]:
 
 
 async def _device_reused(
-    session: AsyncSession, rules: Fraud, devices: list[str], sides: list[str]
+    session: AsyncSession, rules: Fraud, devices: list[str], sides: list[str], whose: str
 ) -> list[dict[str, Any]]:
-    """The friend's devices seen for members other than the two `sides`: one signal, or none."""
+    """The first side's devices seen for members other than the two `sides`: one signal, or none."""
     t = MemberFingerprint.__table__
     others = (
         await session.execute(
@@ -174,7 +188,7 @@ async def _device_reused(
         {
             "signal": "device_reused",
             "score": rules.device_reused,
-            "detail": f"the friend's device is also used by {others} other member(s)",
+            "detail": f"the {whose}'s device is also used by {others} other member(s)",
         }
     ]
 
@@ -223,6 +237,12 @@ async def _burst(
             sa.select(sa.func.count()).where(claims, r.c.claimed_at >= now - timedelta(minutes=burst.minutes))
         )
     ).scalar_one() + 1
+    return burst_signal(burst, n, signal, what)
+
+
+def burst_signal(burst: Burst, n: int, signal: str, what: str) -> list[dict[str, Any]]:
+    """The `signal` when `n` things (the one being judged counted) came within the burst's
+    minutes and reach its count: one signal, or none."""
     if n < burst.count:
         return []
     return [{"signal": signal, "score": burst.score, "detail": f"{n} {what} within {burst.minutes} minutes"}]

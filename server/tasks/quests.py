@@ -105,65 +105,82 @@ def _apply(
     out: _Outcome,
 ) -> bool:
     """Apply one event to a member's run of a quest; True when the quest completed a round."""
-    st = run.state
-    done = _steps_done(quest, st)
+    done = _steps_done(quest, run.state)
     for index in unlocked(quest, done):
         step = quest.all_steps[index]
         if not step.goal.accepts(event.type, event.properties):
             continue
-        sst = st.setdefault(step.id, {})
-        advance(step.goal, sst, event.properties, day)
-        run.dirty = True
-        progress = step_progress(step.goal, sst)
-        target = step.goal.goal_target
-        member = event.member_id
-        round_ = run.completions + 1
-        base = {"quest_id": quest.id, "period": period, "round": round_}
-        if progress >= target:
-            sst["done"] = utcnow().isoformat()
-            done.add(step.id)
-            if quest.is_chain:
-                QUEST_COMPLETIONS.labels("step").inc()
-                _reward(
-                    out,
+        advance(step.goal, run.state.setdefault(step.id, {}), event.properties, day)
+        return _moved(ctx, quest, period, run, event, index, done, out)  # at most once per quest
+    return False
+
+
+def _moved(
+    ctx: Context,
+    quest: Quest,
+    period: str,
+    run: _Run,
+    event: DomainEvent,
+    index: int,
+    done: set[str],
+    out: _Outcome,
+) -> bool:
+    """What follows a step's progress (advanced by the caller): the step done and rewarded when
+    it reaches its target, the app's progress message, the quest completed with its last step.
+    True when the quest completed a round."""
+    st = run.state
+    step = quest.all_steps[index]
+    sst = st.setdefault(step.id, {})
+    run.dirty = True
+    progress = step_progress(step.goal, sst)
+    target = step.goal.goal_target
+    member = event.member_id
+    round_ = run.completions + 1
+    base = {"quest_id": quest.id, "period": period, "round": round_}
+    if progress >= target:
+        sst["done"] = utcnow().isoformat()
+        done.add(step.id)
+        if quest.is_chain:
+            QUEST_COMPLETIONS.labels("step").inc()
+            _reward(
+                out,
+                member,
+                step.reward,
+                f"quest:{quest.id}:{period}:{round_}:{step.id}",
+                "quest_step_completed",
+                {
+                    **base,
+                    "rule": f"quest:{quest.id}:{step.id}",
+                    "step_id": step.id,
+                    "event_id": event.event_id,
+                },
+            )
+            out.completed.append(
+                (
                     member,
-                    step.reward,
-                    f"quest:{quest.id}:{period}:{round_}:{step.id}",
-                    "quest_step_completed",
                     {
                         **base,
-                        "rule": f"quest:{quest.id}:{step.id}",
                         "step_id": step.id,
-                        "event_id": event.event_id,
+                        "title": step.title,
+                        "quest_title": quest.title,
+                        "reward": _reward_out(step.reward),
+                        "quest_completed": len(done) == len(quest.all_steps),
                     },
                 )
-                out.completed.append(
-                    (
-                        member,
-                        {
-                            **base,
-                            "step_id": step.id,
-                            "title": step.title,
-                            "quest_title": quest.title,
-                            "reward": _reward_out(step.reward),
-                            "quest_completed": len(done) == len(quest.all_steps),
-                        },
-                    )
-                )
-        out.progress[(member, quest.id)] = {
-            **base,
-            "step_id": step.id,
-            "title": step.title if quest.is_chain else quest.title,
-            "progress": number(progress),
-            "target": number(target),
-            "steps_done": len(done),
-            "steps": len(quest.all_steps),
-            "remaining_text": step_remaining_text(ctx, step, progress),
-        }
-        if len(done) == len(quest.all_steps):
-            _complete(quest, period, run, event, out)
-            return True
-        return False  # an event counts at most once per quest
+            )
+    out.progress[(member, quest.id)] = {
+        **base,
+        "step_id": step.id,
+        "title": step.title if quest.is_chain else quest.title,
+        "progress": number(progress),
+        "target": number(target),
+        "steps_done": len(done),
+        "steps": len(quest.all_steps),
+        "remaining_text": step_remaining_text(ctx, step, progress),
+    }
+    if len(done) == len(quest.all_steps):
+        _complete(quest, period, run, event, out)
+        return True
     return False
 
 
@@ -394,6 +411,14 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
             continue
         if _apply(ctx, quest, period, run, event, day, out):
             done.setdefault((event.member_id, quest.id), event.event_id)
+    await _write_outcome(ctx, session, runs, out)
+
+
+async def _write_outcome(
+    ctx: Context, session: AsyncSession, runs: dict[tuple[str, str, str], _Run], out: _Outcome
+) -> None:
+    """The runs moved, their rewards, the app's messages and the events for the other domains."""
+    written: set[tuple[str, str, str]] = session.info.setdefault("quest_runs_written", set())
     dirty = [(k, r) for k, r in runs.items() if r.dirty]
     if dirty:
         await _save_runs(session, dirty)
@@ -412,6 +437,46 @@ async def progress_quests(ctx: Context, session: AsyncSession, events: list[Doma
         send_live(ctx, session, member, "quest.completed", data)
     for domain_event in out.events:
         emit(ctx, session, domain_event)
+
+
+async def progress_helped_steps(ctx: Context, session: AsyncSession, events: list[DomainEvent]) -> None:
+    """Friends' help on a quest step: an `assist.helped` event about the asker that names a quest,
+    a step, the period it was asked in and an `amount` adds that amount to the step, as if the
+    member had done that much of it themselves (a count goal counts it as that many events). A
+    step done since, or a period over, takes nothing; each help is one event, handled once."""
+    catalog: QuestCatalog | None = ctx.content.get("quests")
+    if catalog is None:
+        return
+    plan: list[tuple[DomainEvent, Quest, str, int, float]] = []
+    found = await members.profiles(ctx, session, sorted({e.member_id for e in events}))
+    for event in events:
+        props = event.properties
+        quest = catalog.get(str(props.get("quest_id")))
+        amount = props.get("amount")
+        period = props.get("period")
+        if quest is None or not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
+            continue
+        index = next((i for i, s in enumerate(quest.all_steps) if s.id == props.get("step_id")), None)
+        if index is None or quest.all_steps[index].goal.kind not in ("count", "sum"):
+            continue
+        day = local_day(found[event.member_id].timezone, event.occurred_at)
+        if period != period_key(quest.period, day) or not quest.open_at(event.occurred_at):
+            continue
+        plan.append((event, quest, period, index, float(amount)))
+    if not plan:
+        return
+    runs = await _lock_runs(session, sorted({(e.member_id, q.id, p) for e, q, p, _, _ in plan}))
+    out = _Outcome()
+    for event, quest, period, index, amount in plan:
+        run = runs[(event.member_id, quest.id, period)]
+        done = _steps_done(quest, run.state)
+        if run.completions >= quest.times or index not in unlocked(quest, done):
+            continue
+        sst = run.state.setdefault(quest.all_steps[index].id, {})
+        total = sst.get("n", 0) + amount
+        sst["n"] = int(total) if float(total).is_integer() else total
+        _moved(ctx, quest, period, run, event, index, done, out)
+    await _write_outcome(ctx, session, runs, out)
 
 
 async def _give_badge(ctx: Context, session: AsyncSession, member_id: str, badge_id: str, key: str) -> None:

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from server.content.goals import ID_RE, Strict
 from server.content.loader import ContentIssue, ContentKind, ContentStore
-from server.teams.assist_content import AssistRules, check_assists
+from server.teams.assist_content import AssistRules, FriendQuest, check_assists
 from server.teams.goal_content import TeamGoal, check_goals
 
 Policy = Literal["open", "invite", "assigned", "community"]
@@ -110,6 +110,7 @@ class TeamsContent(Strict):
     kinds: list[TeamKind] = Field(default_factory=list, max_length=100)
     goals: list[TeamGoal] = Field(default_factory=list, max_length=500)
     assist: AssistRules = AssistRules()
+    friend_quests: list[FriendQuest] = Field(default_factory=list, max_length=200)
 
     @model_validator(mode="after")
     def _unique(self) -> TeamsContent:

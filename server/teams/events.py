@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from server.events.pipeline import Reactions
+from server.events.pipeline import OnEvents, Reactions
+from server.teams import assists, friend_quests
 
-REACTIONS = Reactions()
+REACTIONS = Reactions(
+    events=(
+        # Friend quests: both members' events to one total (the partner held with the member).
+        OnEvents(friend_quests.count_friend_quests, friend_quests.wants, friend_quests.partners),
+    ),
+    # Friend help: each counted help about the asker (quests and team goals count it), and about the helper.
+    emits=assists.EMITS,
+)

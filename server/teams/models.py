@@ -81,3 +81,95 @@ class TeamPost(TableModel, table=True):
     type: str = Field(max_length=40)
     member_id: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- friend help (0013) ------------------------------------------------------------------------
+
+
+class Assist(TableModel, table=True):
+    """A member's call for friends' help on a quest step, a team goal or a draw ticket. Its id is
+    unguessable: the share link names it. Open until `expires_at`, complete at `helps_needed`."""
+
+    __tablename__ = "assists"
+    __table_args__ = (
+        sa.Index("ix_assists_member", "member_id", "created_at"),
+        sa.Index("ix_assists_member_target", "member_id", "target_key", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=24)
+    member_id: str = Field(max_length=64)  # the asker
+    target: str = Field(max_length=16)  # quest | goal | ticket
+    # One open request per target: quest:<id>:<step>, goal:<id>, ticket.
+    target_key: str = Field(max_length=200)
+    quest_id: str | None = Field(default=None, max_length=64)
+    step_id: str | None = Field(default=None, max_length=64)
+    period: str | None = Field(default=None, max_length=32)  # the quest's or the goal's period asked in
+    goal_id: str | None = Field(default=None, max_length=64)
+    team_id: str | None = Field(default=None, max_length=64)
+    amount: float = 0.0  # what one help adds to the quest step
+    tickets: int = 0  # what the completed request pays
+    helps_needed: int
+    helps: int = 0  # helps counted (never above helps_needed)
+    held: int = 0  # helps held for review: not counted, not paid
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class AssistHelp(TableModel, table=True):
+    """One friend's help on one request: counted, or held (shared device, address or payment
+    means with the asker, or one of a burst of new accounts), then approved or rejected."""
+
+    __tablename__ = "assist_helps"
+    __table_args__ = (
+        sa.Index("ix_assist_helps_helper_day", "helper_id", "day"),
+        sa.Index("ix_assist_helps_asker", "asker_id", "at"),
+        sa.Index("ix_assist_helps_status", "status", "at"),
+    )
+
+    assist_id: str = Field(primary_key=True, max_length=24)
+    helper_id: str = Field(primary_key=True, max_length=64)
+    asker_id: str = Field(max_length=64)
+    day: str = Field(max_length=10)  # the helper's local day, for the daily cap
+    status: str = Field(max_length=16)  # counted | held | approved | rejected
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    new_member: bool = False  # the helper joined after the request was made
+    helper_joined_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    risk_score: int = 0
+    risk_signals: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reviewed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    reviewed_by: str | None = Field(default=None, max_length=120)
+
+
+class FriendQuestPair(TableModel, table=True):
+    """Two friends on one friend quest for one period: invited by the first, accepted by the
+    second; both members' events add to one total. The id is unguessable (an open invitation
+    is accepted by whoever has it)."""
+
+    __tablename__ = "friend_quest_pairs"
+    __table_args__ = (sa.Index("ix_friend_quest_pairs_invited", "invited_id", "status"),)
+
+    id: str = Field(primary_key=True, max_length=24)
+    quest_id: str = Field(max_length=64)
+    period: str = Field(max_length=32)
+    inviter_id: str = Field(max_length=64)
+    invited_id: str | None = Field(default=None, max_length=64)  # None: whoever has the id may accept
+    friend_id: str | None = Field(default=None, max_length=64)  # who accepted
+    status: str = Field(max_length=16)  # invited | active | completed | declined
+    inviter_progress: float = 0.0
+    friend_progress: float = 0.0
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    accepted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class FriendQuestSeat(TableModel, table=True):
+    """A member's one pairing per friend quest and period (as the inviter or the friend)."""
+
+    __tablename__ = "friend_quest_seats"
+    __table_args__ = (sa.Index("ix_friend_quest_seats_pair", "pair_id"),)
+
+    member_id: str = Field(primary_key=True, max_length=64)
+    quest_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    pair_id: str = Field(max_length=24)
