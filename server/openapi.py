@@ -221,6 +221,101 @@ EXTRAS: dict[str, Extra] = {
     "declineFriendQuest": Extra(
         {403: "`not_invited`", 404: "`friend_quest_not_found`", 409: "`invitation_closed`"}
     ),
+    # --- teams (teams API)
+    "listTeams": Extra({400: "`team_kind_not_listed`, `invalid_cursor`", 404: "`team_kind_not_found`"}),
+    "createTeam": Extra(
+        {
+            400: "`invalid_team_name`, `invalid_team_description`",
+            403: "`team_kind_closed`: members do not make teams of this kind",
+            404: "`team_kind_not_found`",
+            409: "`team_name_taken`, `already_in_a_team`",
+        }
+    ),
+    "getTeam": Extra({400: "`invalid_team_id`", 404: "`team_not_found`"}, security=(MEMBER, API_KEY)),
+    "putTeam": Extra(
+        {
+            400: "`invalid_team_id`, `invalid_team_name`, `invalid_team_description`",
+            404: "`team_kind_not_found`",
+            409: "`team_kind_not_assigned`, `team_kind_mismatch`, `team_name_taken`, `team_id_reserved`",
+        }
+    ),
+    "joinTeam": Extra(
+        {
+            400: "`invalid_team_id`, `invite_for_another_team`",
+            403: "`team_assigned`: the brand places members in this team",
+            404: "`team_not_found`, `invite_not_found`",
+            409: "`team_full`, `already_in_a_team`, `community_team`, `too_many_requests`",
+            410: "`invite_expired`, `invite_used_up`",
+        }
+    ),
+    "leaveTeam": Extra(
+        {
+            403: "`team_assigned`: the brand places members in this team",
+            404: "`team_not_found`",
+            409: "`not_in_team`, `community_team`",
+        }
+    ),
+    "createTeamInvite": Extra({403: "`not_captain`", 404: "`team_not_found`"}),
+    "listTeamRequests": Extra({403: "`not_captain`", 404: "`team_not_found`"}),
+    "acceptTeamRequest": Extra(
+        {
+            403: "`not_captain`",
+            404: "`team_not_found`, `request_not_found`",
+            409: "`team_full`, `already_in_a_team`",
+        }
+    ),
+    "declineTeamRequest": Extra({403: "`not_captain`", 404: "`team_not_found`, `request_not_found`"}),
+    "removeTeamMember": Extra(
+        {
+            403: "`not_captain`",
+            404: "`team_not_found`, `team_member_not_found`",
+            409: "`cannot_remove_self`: a captain leaves instead",
+        }
+    ),
+    "handOverCaptaincy": Extra(
+        {
+            403: "`not_captain`",
+            404: "`team_not_found`, `team_member_not_found`",
+            409: "`already_captain`",
+        }
+    ),
+    "getTeamInvite": Extra({404: "`invite_not_found`", 410: "`invite_expired`, `invite_used_up`"}),
+    "getTeamFeed": Extra(
+        {403: "`not_in_team`: only the team's members read its feed", 404: "`team_not_found`"},
+        security=(MEMBER, API_KEY),
+    ),
+    "placeMember": Extra(
+        {
+            404: "`member_not_found`, `team_kind_not_found`, `team_not_found`",
+            409: "`team_kind_mismatch`, `team_full`, `community_team`",
+        }
+    ),
+    "unplaceMember": Extra({404: "`member_not_found`, `team_kind_not_found`", 409: "`community_team`"}),
+    "adminPutTeam": Extra(
+        {
+            403: "`forbidden_role`: needs the editor role",
+            404: "`team_kind_not_found`",
+            409: "`team_kind_not_assigned`, `team_kind_mismatch`, `team_name_taken`, `team_id_reserved`",
+        }
+    ),
+    "adminPlaceMember": Extra(
+        {
+            403: "`forbidden_role`: needs the editor role",
+            404: "`member_not_found`, `team_kind_not_found`, `team_not_found`",
+            409: "`team_kind_mismatch`, `team_full`, `community_team`",
+        }
+    ),
+    "adminUnplaceMember": Extra(
+        {
+            403: "`forbidden_role`: needs the editor role",
+            404: "`member_not_found`, `team_kind_not_found`",
+            409: "`community_team`",
+        }
+    ),
+    "teamInvitePage": Extra(
+        pages={404: "No such invite: a page that says so.", 410: "An expired or used-up invite."}
+    ),
+    # --- end teams (teams API)
     "postEvents": Extra(
         body=EventsIn,
         body_parts=(EventIn,),
