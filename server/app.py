@@ -119,6 +119,7 @@ def route_handlers() -> list[Any]:
     from server.referrals.routes import LandingController, ReferralsController
     from server.tasks.routes import QuestsController
     from server.teams.assist_routes import AssistPageController, AssistsController, FriendQuestsController
+    from server.teams.goal_routes import TeamGoalsController
     from server.teams.routes import BrandTeamsController, TeamInviteController, TeamsController
 
     return [
@@ -144,6 +145,7 @@ def route_handlers() -> list[Any]:
         BrandTeamsController,
         TeamInviteController,
         AdminTeamsController,
+        TeamGoalsController,
         AssistsController,
         AssistPageController,
         FriendQuestsController,

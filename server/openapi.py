@@ -179,6 +179,12 @@ EXTRAS: dict[str, Extra] = {
     "getMyLeaderboardStanding": Extra({503: "`leaderboards_unavailable`"}),
     "getCredentialPage": Extra(pages={404: "No such credential: a page that says so."}),
     "referralLandingPage": Extra(pages={404: "No such code: a page that says so.", 410: "An expired code."}),
+    "getTeamGoals": Extra(
+        {
+            403: "`not_a_team_member`: only the team's members see its goals",
+            404: "`team_not_found`",
+        }
+    ),
     "askForHelp": Extra(
         {
             400: "`invalid_assist_target`: name one of a quest, a team goal or a ticket",

@@ -552,6 +552,18 @@ async def team_roster(session: AsyncSession, team_id: str, *, limit: int | None 
     return [_placement(r) for r in await session.execute(statement)]
 
 
+async def team_members_after(session: AsyncSession, team_id: str, after: str, limit: int) -> list[Placement]:
+    """The next `limit` members of a team after the member id `after`, in id order: for jobs that
+    visit a whole team in batches."""
+    found = await session.execute(
+        sa.select(_T.member_id, _T.team_id, _T.kind, _T.role, _T.joined_at)
+        .where(_T.team_id == team_id, _T.member_id > after)
+        .order_by(_T.member_id)
+        .limit(limit)
+    )
+    return [_placement(r) for r in found]
+
+
 async def rosters(session: AsyncSession, team_ids: list[str]) -> dict[str, list[Placement]]:
     """The members of many teams in one statement, each team's longest in the team first."""
     found: dict[str, list[Placement]] = {t: [] for t in team_ids}

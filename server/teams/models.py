@@ -83,6 +83,83 @@ class TeamPost(TableModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+# --- team goals (0012) -------------------------------------------------------------------------
+
+
+class TeamGoalTotal(TableModel, table=True):
+    """A team's progress on a goal in one period: its members' counted contributions added up,
+    atomically by every unit of work that counts one (`total = total + excluded.total`)."""
+
+    __tablename__ = "team_goal_totals"
+    __table_args__ = (
+        sa.Index("ix_team_goal_totals_rank", "goal_id", "period", "total"),
+        sa.Index("ix_team_goal_totals_ends", "summarized", "ends_at"),
+    )
+
+    goal_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(primary_key=True, max_length=64)
+    total: float = 0.0
+    contributors: int = 0  # members whose counted contribution is above zero
+    starts_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ends_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    summarized: bool = False  # the period's summary of top contributors is in the team's feed
+
+
+class TeamGoalContribution(TableModel, table=True):
+    """What one member counted towards a team's goal in one period (at most the goal's cap).
+    Kept when the member leaves: it stays in the team's total for that period."""
+
+    __tablename__ = "team_goal_contributions"
+    __table_args__ = (sa.Index("ix_team_goal_contributions_rank", "goal_id", "period", "team_id", "amount"),)
+
+    goal_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(primary_key=True, max_length=64)
+    member_id: str = Field(primary_key=True, max_length=64)
+    amount: float = 0.0
+    first_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class TeamGoalMilestone(TableModel, table=True):
+    """A milestone a team reached in a period: inserted once (whoever inserts it pays it), then
+    paid member by member after commit, in batches, from `cursor` on (`phase`: the contributors,
+    then, for a community goal, every other member)."""
+
+    __tablename__ = "team_goal_milestones"
+    __table_args__ = (sa.Index("ix_team_goal_milestones_paying", "status", "claimed_until"),)
+
+    goal_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(primary_key=True, max_length=64)
+    at: int = Field(primary_key=True)  # percent of the target
+    reached_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    total: float  # the team's total when it was reached
+    period_start: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    status: str = Field(default="paying", max_length=16)  # paying | paid
+    phase: str = Field(default="team", max_length=16)  # team | others
+    cursor: str = Field(default="", max_length=64)  # the last member id paid in this phase
+    paid: int = 0  # members paid (a reward or the non-contributors' one)
+    claimed_by: str | None = Field(default=None, max_length=40)
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    paid_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class TeamGoalLevel(TableModel, table=True):
+    """How many members of a team contributed exactly `amount` in a period: a member's rank in a
+    community team (a million contributors) is read from these few rows, not counted row by row."""
+
+    __tablename__ = "team_goal_levels"
+
+    goal_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(primary_key=True, max_length=64)
+    amount: float = Field(primary_key=True)
+    members: int = 0
+
+
 # --- friend help (0013) ------------------------------------------------------------------------
 
 
