@@ -30,7 +30,7 @@ from server import audit
 from server.db import insert_ignore, lock_members, utcnow
 from server.errors import ProblemError, not_found
 from server.members import service as members
-from server.realtime import hub
+from server.realtime.hub import send_team_live
 from server.teams import invites
 from server.teams.content import LEGACY_KIND, TeamKind, teams_content
 from server.teams.models import Team, TeamPost, TeamRequest
@@ -361,9 +361,7 @@ def send_to_team(
     ctx: Context, session: AsyncSession, team_id: str, type_: str, data: dict[str, Any], at: datetime
 ) -> None:
     """A live message to every member of a team, published once after commit (server.realtime)."""
-    send = getattr(hub, "send_team_live", None)
-    if send is not None:
-        send(ctx, session, team_id, type_, data, at=at)
+    send_team_live(ctx, session, team_id, type_, data, at=at)
 
 
 def _person_data(person: Person) -> dict[str, Any]:

@@ -237,10 +237,6 @@ async def test_the_profile_team_id_is_the_brand_kind_team(http, as_brand, as_mem
 
 
 async def test_joins_and_leaves_are_live_to_the_team(served, http, as_brand, as_member, token_for):
-    from server.realtime import hub
-
-    if not hasattr(hub, "send_team_live"):
-        pytest.skip("team live messages are not in server.realtime yet")
     from tests.e2e.helpers import live
 
     anna, bob = await member(http, as_brand, "Anna"), await member(http, as_brand, "Bob")
