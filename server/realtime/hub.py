@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -106,6 +107,9 @@ class Close(IntEnum):
     UNAUTHORIZED = 4401  # no, bad or expired token (reason: the problem code)
     RATE_LIMITED = 4429  # too many requests or failed attempts (reason `rate_limited`)
     RESTARTING = 1012  # sent by the HTTP server (uvicorn) as it stops: reconnect with ?since=
+
+
+_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
 def stream_id(value: str) -> tuple[int, int]:
@@ -267,7 +271,8 @@ class Hub:
         self._sub_lock = asyncio.Lock()
         # Members whose sockets' teams are to be read again, and who waits for that (one reader,
         # so that the teams read last are the ones kept).
-        self._dirty: set[str] = set()
+        # member id -> replay the teams they start hearing from this team message id (a join), or None
+        self._dirty: dict[str, str | None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
@@ -384,9 +389,15 @@ class Hub:
         raise AssertionError("unreachable")
 
     async def announce_teams_changed(self, member_ids: list[str]) -> None:
-        """Tell every instance to read again which teams these members' sockets hear."""
+        """Tell every instance to read again which teams these members' sockets hear. A socket
+        that starts hearing a team is given what the team said from this moment (Redis's clock, as
+        the team messages' ids): the message about the join itself, published just after."""
         if member_ids:
-            await self.redis.r.publish(self.control_channel, json.dumps({"members": sorted(set(member_ids))}))
+            sec, usec = await self.redis.r.time()
+            since = f"{sec * 1000 + usec // 1000 - 1}-0"
+            await self.redis.r.publish(
+                self.control_channel, json.dumps({"members": sorted(set(member_ids)), "since": since})
+            )
 
     async def head(self, member_id: str) -> str:
         """The id of the member's latest message, or 0-0."""
@@ -460,8 +471,10 @@ class Hub:
         self._mark(member_ids)
         await waiter
 
-    def _mark(self, member_ids: Iterable[str]) -> None:
-        self._dirty.update(member_ids)
+    def _mark(self, member_ids: Iterable[str], since: str | None = None) -> None:
+        for m in member_ids:
+            before = self._dirty.get(m, since)
+            self._dirty[m] = since if before is None or since is None else min(before, since, key=stream_id)
         self._wake.set()
 
     async def _refresh_loop(self) -> None:
@@ -469,11 +482,11 @@ class Hub:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            dirty, self._dirty = self._dirty, set()
+            dirty, self._dirty = self._dirty, {}
             waiters, self._waiters = self._waiters, []
             failure: BaseException | None = None
             try:
-                await self._apply_teams([m for m in dirty if m in self.local])
+                await self._apply_teams({m: since for m, since in dirty.items() if m in self.local})
             except asyncio.CancelledError:
                 for w in waiters:
                     w.cancel()
@@ -490,10 +503,11 @@ class Hub:
                     w.set_exception(failure)
                     w.exception()  # retrieved here: a socket that gave up waiting does not log it
 
-    async def _apply_teams(self, member_ids: list[str]) -> None:
+    async def _apply_teams(self, dirty: dict[str, str | None]) -> None:
         lookup = self.teams_of
         if lookup is None:
             return
+        member_ids = list(dirty)
         for i in range(0, len(member_ids), 500):
             chunk = member_ids[i : i + 500]
             try:
@@ -504,8 +518,12 @@ class Hub:
             async with self._sub_lock:
                 gone: list[str] = []
                 new: list[str] = []
+                # Sockets that start hearing a team on a join: (socket, team, replay from), held
+                # meanwhile so that the team's history goes before what arrives live.
+                catch_up: list[tuple[Connection, str, str]] = []
                 for member_id in chunk:
                     hears = found.get(member_id, set())
+                    since = dirty[member_id]
                     for conn in self.local.get(member_id, ()):
                         if conn.closed:
                             continue
@@ -516,13 +534,37 @@ class Hub:
                             conns.add(conn)
                             if len(conns) == 1:
                                 new.append(team_id)
+                            if since is not None:
+                                catch_up.append((conn, team_id, since))
                 # A team dropped and taken up again in one batch keeps its channel.
                 gone = [t for t in gone if t not in self.team_local]
                 if gone:
                     with contextlib.suppress(RedisError, OSError):
                         await self._pubsub.unsubscribe(*[self.team_channel(t) for t in gone])
-                if new:
-                    await self._pubsub.subscribe(*[self.team_channel(t) for t in new])
+                held = {conn for conn, _, _ in catch_up if conn.held is None}
+                for conn in held:
+                    conn.hold()
+                try:
+                    if new:
+                        await self._pubsub.subscribe(*[self.team_channel(t) for t in new])
+                    if catch_up:
+                        await self._catch_up(catch_up)
+                finally:
+                    for conn in held:
+                        conn.release([])
+
+    async def _catch_up(self, catch_up: list[tuple[Connection, str, str]]) -> None:
+        """Put each team's messages since a join before what the joiner's socket holds."""
+        pipe = self.redis.r.pipeline(transaction=False)
+        for _, team_id, since in catch_up:
+            pipe.xrange(self.team_history_key(team_id), min=since, max="+")
+        try:
+            answers = await pipe.execute()
+        except (RedisError, OSError):
+            return
+        for (conn, team_id, _), entries in zip(catch_up, answers, strict=True):
+            if conn.held is not None:
+                conn.held[0:0] = [(mid, fields["t"], team_id) for mid, fields in entries]
 
     def _drop_teams(self, conn: Connection, team_ids: Iterable[str]) -> list[str]:
         """Stop `conn` hearing these teams; the teams no socket here hears any more."""
@@ -587,7 +629,11 @@ class Hub:
             elif channel == control:
                 with contextlib.suppress(ValueError, TypeError, KeyError):
                     members = json.loads(payload)["members"]
-                    self._mark(m for m in members if isinstance(m, str) and m in self.local)
+                    since = json.loads(payload).get("since")
+                    self._mark(
+                        (m for m in members if isinstance(m, str) and m in self.local),
+                        since if isinstance(since, str) and _ID_RE.match(since) else None,
+                    )
 
     async def _subscribe_self(self) -> bool:
         try:

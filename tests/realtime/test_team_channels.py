@@ -130,13 +130,16 @@ async def test_joining_and_leaving_while_connected_starts_and_stops_the_team(ctx
     async with live(served.ws_url, token_for(member), teams=True) as sock:
         await say(ctx, team, 1)
         await quiet(sock)
+        # What the team says from the join on reaches the socket, even before its instance has
+        # subscribed the team's channel (the join itself is the first thing a team says of it).
         await place(ctx, member, team)
-        await _until_hears(ctx.hub, member, team)
         await say(ctx, team, 2)
-        assert (await sock.next())["data"]["n"] == 2
+        await say(ctx, team, 3)
+        assert [m["data"]["n"] for m in await sock.take(2)] == [2, 3]
+        await _until_hears(ctx.hub, member, team)
         await unplace(ctx, member, team)
         await _until_hears(ctx.hub, member, team, hears=False)
-        await say(ctx, team, 3)
+        await say(ctx, team, 4)
         await quiet(sock)
     assert team not in ctx.hub.team_local
 
