@@ -250,7 +250,7 @@ EXTRAS: dict[str, Extra] = {
             400: "`invalid_team_id`, `invite_for_another_team`",
             403: "`team_assigned`: the brand places members in this team",
             404: "`team_not_found`, `invite_not_found`",
-            409: "`team_full`, `already_in_a_team`, `community_team`, `too_many_requests`",
+            409: "`team_full`, `already_in_a_team`, `community_team`, `team_requests_full`",
             410: "`invite_expired`, `invite_used_up`",
         }
     ),

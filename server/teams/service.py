@@ -528,6 +528,13 @@ async def _ask(
         )
     if team.size >= kind.max_members:
         raise ProblemError(409, "team_full", f"Team '{team.name}' is full ({kind.max_members} members).")
+    asked = await session.execute(
+        sa.select(REQUESTS.c.member_id).where(
+            REQUESTS.c.team_id == team.id, REQUESTS.c.member_id == member_id
+        )
+    )
+    if asked.first() is not None:
+        return Joined(view_of(ctx, team), "requested", None)
     pending = (
         await session.execute(
             sa.select(sa.func.count()).select_from(REQUESTS).where(REQUESTS.c.team_id == team.id)
@@ -536,7 +543,7 @@ async def _ask(
     if pending >= MAX_REQUESTS:
         raise ProblemError(
             409,
-            "too_many_requests",
+            "team_requests_full",
             f"Team '{team.name}' has {MAX_REQUESTS} requests waiting; try again later.",
         )
     await session.execute(

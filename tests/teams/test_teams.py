@@ -7,6 +7,9 @@ import asyncio
 
 import pytest
 
+from server.db import utcnow
+from server.teams.models import TeamRequest
+from server.teams.service import MAX_REQUESTS
 from tests.support import unique
 from tests.teams.support import handle_of, join, make_team, member, members, problem, team
 
@@ -356,3 +359,17 @@ async def test_unknown_and_malformed_ids_are_clear_refusals(http, as_brand, as_m
         )
         problem(r, 400, "invalid_team_id")
     assert (await http.get("/v1/teams/x", headers={})).status_code == 401
+
+
+async def test_an_invite_only_team_holds_a_bounded_number_of_requests(ctx, http, as_brand, as_member):
+    club = await make_team(http, as_member(await member(http, as_brand)), "club")
+    early = as_member(await member(http, as_brand))
+    assert (await join(http, early, club["team_id"])).status_code == 202
+    async with ctx.db.transaction() as session:
+        for _ in range(MAX_REQUESTS - 1):
+            session.add(TeamRequest(team_id=club["team_id"], member_id=unique("asker"), created_at=utcnow()))
+    problem(
+        await join(http, as_member(await member(http, as_brand)), club["team_id"]), 409, "team_requests_full"
+    )
+    again = await join(http, early, club["team_id"])  # asking again is not a new request
+    assert again.status_code == 202 and again.json()["status"] == "requested"
