@@ -964,7 +964,8 @@ async def place_brand_team(ctx: Context, session: AsyncSession, member_id: str, 
     if current == (team_id or None):
         return
     if team_id and await get_team(session, team_id) is None:
-        await create_assigned(ctx, session, team_id, kind, name=team_id, created_by="brand")
+        _check_new_id(ctx, team_id)
+        await create_assigned(session, team_id, kind, name=team_id, created_by="brand")
     locked = await _lock_teams(session, [t for t in (team_id, current) if t])
     team = locked.get(team_id) if team_id else None
     if team is not None and team.kind != kind.id:
@@ -983,7 +984,6 @@ async def place_brand_team(ctx: Context, session: AsyncSession, member_id: str, 
 
 
 async def create_assigned(
-    ctx: Context,
     session: AsyncSession,
     team_id: str,
     kind: TeamKind,
@@ -996,7 +996,6 @@ async def create_assigned(
 
     Named after its id when no name is given; a name another team of the kind has (another id in
     other letter case) is numbered: the brand renames it with `PUT /v1/teams/{id}`."""
-    _check_new_id(ctx, team_id)
     base = name[:NAME_MAX]
     for n in range(1, 50):
         candidate = base if n == 1 else f"{base[: NAME_MAX - 6]} ({n})"
