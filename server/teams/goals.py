@@ -42,7 +42,7 @@ from server.errors import ProblemError, not_found
 from server.events.pipeline import DomainEvent
 from server.ledger import service as ledger
 from server.members import service as members
-from server.realtime import hub
+from server.realtime.hub import send_team_live
 from server.teams import service as teams
 from server.teams.content import TeamsContent, teams_content
 from server.teams.goal_content import Milestone, TeamGoal
@@ -535,21 +535,6 @@ def reward_out(reward: Reward | None) -> RewardOut | None:
     return RewardOut(points=reward.points, growth=reward.growth, badge=reward.badge)
 
 
-def send_team_live(
-    ctx: Context,
-    session: AsyncSession,
-    team_id: str,
-    type_: str,
-    data: dict[str, Any],
-    at: datetime | None = None,
-) -> None:
-    """A live message to every member of a team, one publish after commit (the realtime hub's
-    team channels)."""
-    send = getattr(hub, "send_team_live", None)
-    if send is not None:
-        send(ctx, session, team_id, type_, data, at=at)
-
-
 # --- live progress, coalesced ------------------------------------------------------------------
 
 # KEYS: gate, last total sent, pending. ARGV: seconds, total, payload, force.
@@ -715,9 +700,12 @@ def payout_key(goal_id: str, period: str, team_id: str, at: int, member_id: str)
 
 
 async def apply_payouts(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
-    """Outbox effect: pay the milestones just reached, a few batches now and the rest by the job."""
+    """Outbox effect: pay the milestones just reached, a few batches now and the rest by the job
+    (a community team's, all by the job: the request whose event reached it does not wait)."""
+    content = teams_content(ctx)
     for _, p in items:
-        await pay_milestone(ctx, (p["goal_id"], p["period"], p["team_id"], int(p["at"])), PAY_INLINE)
+        if not _is_community(content, p["team_id"]):
+            await pay_milestone(ctx, (p["goal_id"], p["period"], p["team_id"], int(p["at"])), PAY_INLINE)
 
 
 def _pk(key: tuple[str, str, str, int]) -> Any:

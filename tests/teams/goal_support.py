@@ -32,14 +32,18 @@ GOAL_KINDS: list[dict[str, Any]] = [
 ]
 
 
-def goals_store(goals: list[dict[str, Any]]) -> ContentStore:
-    """The repository's content with the test kinds and these goals as the teams' goals."""
+def goals_files(goals: list[dict[str, Any]]) -> dict[str, str]:
+    """The repository's content files with the test kinds and these goals as the teams' goals."""
     files = read_files(ROOT / "content")
     teams = yaml.safe_load(files["teams.yaml"])
     teams["kinds"] = [*teams.get("kinds", []), *GOAL_KINDS]
     teams["goals"] = goals
     files["teams.yaml"] = yaml.safe_dump(teams, sort_keys=False)
-    store, issues = validate_files(files, "test")
+    return files
+
+
+def goals_store(goals: list[dict[str, Any]]) -> ContentStore:
+    store, issues = validate_files(goals_files(goals), "test")
     assert not issues, "\n".join(map(str, issues))
     return store
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from server.content.loader import validate_files
 from server.ledger.service import verify
 from server.teams import goals as team_goals
 from server.teams.models import TeamGoalContribution, TeamGoalMilestone, TeamGoalTotal
@@ -15,6 +16,7 @@ from tests.support import unique
 from tests.teams.goal_support import (
     deliver,
     event,
+    goals_files,
     new_members,
     new_team,
     paid,
@@ -364,3 +366,34 @@ def test_content_refuses_goals_a_team_cannot_have(bad):
         base["period"] = "once"
     with pytest.raises(ValueError):
         TeamGoal.model_validate(base)
+
+
+def _issues(goal: dict) -> list[str]:
+    _, issues = validate_files(goals_files([goal]), "test")
+    return [i.message for i in issues]
+
+
+async def test_content_checks_the_events_and_badges_a_goal_names(ctx):
+    base = {
+        "id": "g",
+        "kind": "crew",
+        "name": "G",
+        "goal": {"event": "purchase", "count": 3},
+        "milestones": [{"at": 100, "reward": {"points": 1}}],
+    }
+
+    def goal(**kw: object) -> list[str]:
+        return _issues({**base, "goal": {"event": "purchase", **kw}})
+
+    def milestone(**kw: object) -> list[str]:
+        return _issues({**base, "milestones": [{"at": 100, **kw}]})
+
+    assert _issues(base) == []
+    assert any("unknown event type `purchased`" in m for m in goal(event="purchased", count=3))
+    assert any("needs a number" in m for m in goal(sum="channel", target=3))
+    assert any("has no property `colour`" in m for m in goal(count=3, where="colour == 'red'"))
+    assert milestone(reward={"badge": "founding-member"}) == []
+    earned = milestone(reward={"points": 1}, non_contributor={"badge": "shopper"})
+    assert any("earned by its criteria" in m for m in earned)
+    assert any("unknown badge `nope`" in m for m in milestone(reward={"badge": "nope"}))
+    assert any("not one of the kinds" in m for m in _issues({**base, "kind": "nokind"}))
