@@ -346,9 +346,14 @@ async def _write(
         )
     reached = await _reached(ctx, session, count, added, after, now)
     await _pay_latecomers(ctx, session, count, changes, added, after, reached, community)
-    for (g, p, t), total in sorted(after.items()):
-        goal = count.goals[g]
-        await _progress(ctx, session, goal, p, t, total, bool(reached.get((g, p, t))))
+    await _progress(
+        ctx,
+        session,
+        [
+            (count.goals[gk[0]], gk[1], gk[2], total, bool(reached.get(gk)))
+            for gk, total in sorted(after.items())
+        ],
+    )
     for key, amount in firsts:
         if key[2] in community:
             continue  # a million members' first steps would bury the feed: the summary names the top
@@ -596,29 +601,31 @@ def progress_data(ctx: Context, goal: TeamGoal, period: str, total: float) -> di
 
 
 async def _progress(
-    ctx: Context, session: AsyncSession, goal: TeamGoal, period: str, team_id: str, total: float, force: bool
+    ctx: Context, session: AsyncSession, moved: list[tuple[TeamGoal, str, str, float, bool]]
 ) -> None:
-    """`team.goal_progress` to the team: at once on a milestone, else at most one per goal and team
-    every few seconds, the newest value sent when the time is up (so the last always arrives).
-    The units of one team are serialized on its total's row, so their calls reach Redis in order."""
-    data = progress_data(ctx, goal, period, total)
-    keys = _progress_keys(ctx, goal.id, period, team_id)
-    try:
-        answer = await asyncio.wait_for(
-            ctx.redis.auto.evalsha(
-                _COALESCE_SHA,
-                _COALESCE,
-                keys,
-                [PROGRESS_EVERY, repr(float(total)), json.dumps(data), "1" if force else "0"],
-            ),
-            timeout=0.5,
+    """`team.goal_progress` to each team that moved: at once on a milestone, else at most one per
+    goal and team every few seconds, the newest value sent when the time is up (so the last
+    always arrives). One Redis round trip for all of them. The units of one team are serialized
+    on its total's row, so their calls reach Redis in the order of the totals."""
+    datas = [progress_data(ctx, goal, period, total) for goal, period, _, total, _ in moved]
+    calls = [
+        ctx.redis.auto.evalsha(
+            _COALESCE_SHA,
+            _COALESCE,
+            _progress_keys(ctx, goal.id, period, team_id),
+            [PROGRESS_EVERY, repr(float(total)), json.dumps(data), "1" if force else "0"],
         )
+        for (goal, period, team_id, total, force), data in zip(moved, datas, strict=True)
+    ]
+    try:
+        answers = await asyncio.wait_for(asyncio.gather(*calls), timeout=0.5)
     except (RedisError, OSError, TimeoutError):
-        answer = 1  # Redis unreachable: send it (the outbox delivers it when Redis is back)
-    if answer == 1:
-        send_team_live(ctx, session, team_id, "team.goal_progress", data)
-    elif answer == 2:
-        _flush_later(ctx, goal.id, period, team_id)
+        answers = [1] * len(moved)  # Redis unreachable: send (the outbox delivers when it is back)
+    for (goal, period, team_id, _, _), data, answer in zip(moved, datas, answers, strict=True):
+        if answer == 1:
+            send_team_live(ctx, session, team_id, "team.goal_progress", data)
+        elif answer == 2:
+            _flush_later(ctx, goal.id, period, team_id)
 
 
 def _flush_later(ctx: Context, goal_id: str, period: str, team_id: str) -> None:
@@ -741,82 +748,112 @@ async def pay_milestone(ctx: Context, key: tuple[str, str, str, int], batches: i
     return False
 
 
+class _Lost(Exception):
+    """Another payer took the milestone over: this batch's transaction is rolled back."""
+
+
 async def _pay_batch(ctx: Context, key: tuple[str, str, str, int], token: str) -> bool:
-    """One batch of members in one transaction: their postings and the cursor move together."""
+    """One batch of members in one transaction: their postings and the cursor move together.
+
+    The batch's members are held first, in the order every unit of work holds members (no
+    deadlock with their events), and what they contributed is read under that hold; the
+    milestone's row is written last, on condition that this payer still holds it."""
     goal_id, period, team_id, at = key
     m = MILESTONES.c
     now = utcnow()
-    async with ctx.db.transaction() as session:
-        row = (
-            await session.execute(
-                sa.update(MILESTONES)
-                .where(_pk(key), m.claimed_by == token, m.status == "paying")
-                .values(claimed_until=now + CLAIM)
-                .returning(m.phase, m.cursor, m.reached_at, m.period_start, m.paid)
-            )
-        ).first()
-        if row is None:
-            return True  # another payer took it over, or it is paid
-        content = teams_content(ctx)
-        goal = goal_of(ctx, goal_id)
-        milestone = next((x for x in goal.milestones if x.at == at), None) if goal else None
-        if goal is None or milestone is None:
-            log.warning("team_milestone_not_in_content", goal_id=goal_id, at=at)
-            await _set(session, key, status="dropped", paid_at=now)
-            return True
-        community = _is_community(content, goal.kind)
-        phase, cursor = row.phase, row.cursor
-        # (member, contribution, joined_at) for this batch
-        batch: list[tuple[str, float, datetime | None]]
-        if not community:
-            roster = await members.team_members_after(session, team_id, cursor, BATCH)
-            amounts = await _amounts_of(session, goal_id, period, team_id, [p.member_id for p in roster])
-            batch = [(p.member_id, amounts.get(p.member_id, 0.0), p.joined_at) for p in roster]
-            visited = [p.member_id for p in roster]
-        elif phase == "team":
-            c = CONTRIBUTIONS.c
-            found = await session.execute(
-                sa.select(c.member_id, c.amount)
-                .where(
-                    c.goal_id == goal_id,
-                    c.period == period,
-                    c.team_id == team_id,
-                    c.member_id > cursor,
-                    c.amount > 0,
+    try:
+        async with ctx.db.transaction() as session:
+            row = (
+                await session.execute(
+                    sa.select(m.phase, m.cursor, m.reached_at, m.period_start, m.paid).where(
+                        _pk(key), m.claimed_by == token, m.status == "paying"
+                    )
                 )
-                .order_by(c.member_id)
-                .limit(BATCH)
+            ).first()
+            if row is None:
+                return True  # another payer took it over, or it is paid
+            goal = goal_of(ctx, goal_id)
+            milestone = next((x for x in goal.milestones if x.at == at), None) if goal else None
+            if goal is None or milestone is None:
+                log.warning("team_milestone_not_in_content", goal_id=goal_id, at=at)
+                await _set(session, key, status="dropped", paid_at=now)
+                return True
+            community = _is_community(teams_content(ctx), goal.kind)
+            phase, cursor = row.phase, row.cursor
+            visited, batch = await _batch(ctx, session, key, community, phase, cursor)
+            postings: list[ledger.Posting] = []
+            badges: list[tuple[str, str, str]] = []
+            for member_id, amount, joined_at in batch:
+                decision = decide(goal, milestone, amount, joined_at, row.period_start, row.reached_at)
+                _queue_reward(postings, badges, (goal_id, period, team_id), at, member_id, decision)
+            await _post(ctx, session, postings, badges)
+            values: dict[str, Any] = {
+                "cursor": visited[-1] if visited else cursor,
+                "paid": row.paid + len({p.member_id for p in postings} | {b[0] for b in badges}),
+                "claimed_until": now + CLAIM,
+            }
+            finished = len(visited) < BATCH
+            if finished and community and phase == "team" and _pays_others(milestone):
+                values.update(phase="others", cursor="")
+                finished = False
+            elif finished:
+                values.update(status="paid", paid_at=now, claimed_by=None, claimed_until=None)
+            moved = await session.execute(
+                sa.update(MILESTONES)
+                .where(_pk(key), m.claimed_by == token, m.cursor == cursor, m.phase == phase)
+                .values(**values)
+                .returning(m.at)
             )
-            pairs = [(r.member_id, r.amount) for r in found]
-            profiles = await members.profiles(ctx, session, [p for p, _ in pairs])
-            batch = [(p, a, profiles[p].joined_at) for p, a in pairs]
-            visited = [p for p, _ in pairs]
-        else:
-            ids = await members.member_ids_after(session, cursor, BATCH)
-            amounts = await _amounts_of(session, goal_id, period, team_id, ids)
-            others = [i for i in ids if amounts.get(i, 0.0) <= 0]  # contributors were paid before
-            profiles = await members.profiles(ctx, session, others)
-            batch = [(i, 0.0, profiles[i].joined_at) for i in others]
-            visited = ids
-        postings: list[ledger.Posting] = []
-        badges: list[tuple[str, str, str]] = []
-        for member_id, amount, joined_at in batch:
-            decision = decide(goal, milestone, amount, joined_at, row.period_start, row.reached_at)
-            _queue_reward(postings, badges, (goal_id, period, team_id), at, member_id, decision)
-        paid_members = sorted({p.member_id for p in postings} | {b[0] for b in badges})
-        # Held in the order every unit of work holds members: no deadlock with their events.
-        await lock_members(session, paid_members)
-        await _post(ctx, session, postings, badges)
-        last = visited[-1] if visited else cursor
-        values: dict[str, Any] = {"cursor": last, "paid": row.paid + len(paid_members)}
-        finished = len(visited) < BATCH
-        if finished and community and phase == "team" and _pays_others(milestone):
-            values.update(phase="others", cursor="")
-            finished = False
-        elif finished:
-            values.update(status="paid", paid_at=now, claimed_by=None, claimed_until=None)
-        await _set(session, key, **values)
-        return finished
+            if moved.first() is None:
+                raise _Lost
+            return finished
+    except _Lost:
+        return True
+
+
+async def _batch(
+    ctx: Context,
+    session: AsyncSession,
+    key: tuple[str, str, str, int],
+    community: bool,
+    phase: str,
+    cursor: str,
+) -> tuple[list[str], list[tuple[str, float, datetime | None]]]:
+    """The members a batch visits after `cursor` (held until the transaction ends), and those it
+    decides for: (member, contribution, when they joined the team)."""
+    goal_id, period, team_id, _ = key
+    if not community:  # the team's members now
+        roster = await members.team_members_after(session, team_id, cursor, BATCH)
+        visited = [p.member_id for p in roster]
+        await lock_members(session, visited)
+        amounts = await _amounts_of(session, goal_id, period, team_id, visited)
+        return visited, [(p.member_id, amounts.get(p.member_id, 0.0), p.joined_at) for p in roster]
+    if phase == "team":  # a community team's contributors
+        c = CONTRIBUTIONS.c
+        found = await session.execute(
+            sa.select(c.member_id)
+            .where(
+                c.goal_id == goal_id,
+                c.period == period,
+                c.team_id == team_id,
+                c.member_id > cursor,
+                c.amount > 0,
+            )
+            .order_by(c.member_id)
+            .limit(BATCH)
+        )
+        visited = list(found.scalars())
+        await lock_members(session, visited)
+        amounts = await _amounts_of(session, goal_id, period, team_id, visited)
+        profiles = await members.profiles(ctx, session, visited)
+        return visited, [(i, amounts.get(i, 0.0), profiles[i].joined_at) for i in visited]
+    # then every other member (the contributors were decided for in the first phase)
+    visited = await members.member_ids_after(session, cursor, BATCH)
+    amounts = await _amounts_of(session, goal_id, period, team_id, visited)
+    others = [i for i in visited if amounts.get(i, 0.0) <= 0]
+    await lock_members(session, others)
+    profiles = await members.profiles(ctx, session, others)
+    return visited, [(i, 0.0, profiles[i].joined_at) for i in others]
 
 
 def _pays_others(milestone: Milestone) -> bool:

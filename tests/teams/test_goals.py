@@ -397,3 +397,44 @@ async def test_content_checks_the_events_and_badges_a_goal_names(ctx):
     assert any("earned by its criteria" in m for m in earned)
     assert any("unknown badge `nope`" in m for m in milestone(reward={"badge": "nope"}))
     assert any("not one of the kinds" in m for m in _issues({**base, "kind": "nokind"}))
+
+
+async def test_a_goal_over_members_counts_each_member_once(ctx, http, as_member):
+    goal_id = unique("members").lower()
+    goal = {
+        "id": goal_id,
+        "kind": "crew",
+        "name": "Three of us review",
+        "goal": {"event": "review_posted", "distinct": "member", "target": 3},
+        "milestones": [{"at": 100, "reward": {"points": 3}}],
+    }
+    now = _now()
+    crew = await new_members(ctx, 4, now - timedelta(days=30))
+    team_id = await new_team(ctx, "crew", crew, now - timedelta(days=10))
+    at = now - timedelta(seconds=1)
+    with serving_goals(ctx, [goal]):
+        await deliver(ctx, *(event(crew[0], "review_posted", at, rating=5) for _ in range(3)))
+        await deliver(ctx, event(crew[1], "review_posted", at, rating=4))
+        r = await http.get(f"/v1/teams/{team_id}/goals", headers=as_member(crew[0]))
+        (g,) = r.json()["goals"]
+        assert (g["measure"], g["progress"], g["remaining_text"]) == ("members", 2, "1 more member")
+        assert g["my_contribution"] == 1 and g["my_share"] == 0.5 and g["my_rank"] == 1
+        # A member cannot post their own progress: events come from the brand's systems only.
+        body = {
+            "events": [
+                {
+                    "event_id": unique("ev"),
+                    "member_id": crew[2],
+                    "type": "review_posted",
+                    "occurred_at": at.isoformat(),
+                    "properties": {"rating": 5},
+                }
+            ]
+        }
+        r = await http.post("/v1/events", json=body, headers=as_member(crew[2]))
+        assert r.status_code == 401
+        await deliver(ctx, event(crew[2], "review_posted", at, rating=3))
+        await settle(ctx)
+        assert await _total(ctx, goal_id, team_id) == (3.0, 3)
+        entries = await paid(ctx, crew, goal_id)
+        assert [points(entries[m]) for m in crew] == [3, 3, 3, 0]
