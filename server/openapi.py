@@ -177,6 +177,7 @@ EXTRAS: dict[str, Extra] = {
     "listLeaderboards": Extra({503: "`leaderboards_unavailable`"}),
     "getLeaderboard": Extra({503: "`leaderboards_unavailable`"}),
     "getMyLeaderboardStanding": Extra({503: "`leaderboards_unavailable`"}),
+    "getLeaderboardTeam": Extra({503: "`leaderboards_unavailable`"}),
     "getCredentialPage": Extra(pages={404: "No such credential: a page that says so."}),
     "referralLandingPage": Extra(pages={404: "No such code: a page that says so.", 410: "An expired code."}),
     "getTeamGoals": Extra(

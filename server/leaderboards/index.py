@@ -227,11 +227,11 @@ async def _tell_teams(ctx: Context, notes: list[_Note]) -> None:
                 send_team(ctx, session, team_id, "leaderboard.rank_changed", data, at=now)
         return
     async with ctx.db.session() as session:
-        rosters = {t: await members.team_roster(session, t, limit=TEAM_FANOUT) for t, _ in told}
+        rosters = await members.rosters(session, sorted({t for t, _ in told}))
     messages = [
         LiveMessage(p.member_id, "leaderboard.rank_changed", data, now)
         for team_id, data in told
-        for p in rosters[team_id]
+        for p in rosters[team_id][:TEAM_FANOUT]
     ]
     if messages:
         await ctx.hub.publish_many(messages)
