@@ -33,8 +33,7 @@ from server.leaderboards.periods import Span, span_at, span_of_key
 from server.leaderboards.service import Profile, boards, expire_at, index_payload, team_facts, team_kind
 from server.leaderboards.standings import forget_pages
 from server.members import service as members
-from server.realtime import hub
-from server.realtime.hub import LiveMessage
+from server.realtime.hub import LiveMessage, TeamMessage
 
 if TYPE_CHECKING:
     from server.context import Context
@@ -190,12 +189,9 @@ def _threshold_notes(
     return notes
 
 
-# Without team channels, a team's message goes to each of its members: at most this many.
-TEAM_FANOUT = 500
-
-
 async def _tell_teams(ctx: Context, notes: list[_Note]) -> None:
-    """`leaderboard.rank_changed` to the members of each team told, with the teams' names."""
+    """`leaderboard.rank_changed` to the members of each team told, with the teams' names: one
+    publish on the team's channel, whatever the team's size."""
     if not notes:
         return
     teams = {n.member_id for n in notes} | {n.data["by_team_id"] for n in notes if "by_team_id" in n.data}
@@ -206,7 +202,7 @@ async def _tell_teams(ctx: Context, notes: list[_Note]) -> None:
         f = facts.get(team_id)
         return f.name if f is not None else team_id
 
-    told = []
+    messages = []
     for n in notes:
         data = {
             "board_id": n.board.id,
@@ -218,23 +214,8 @@ async def _tell_teams(ctx: Context, notes: list[_Note]) -> None:
         }
         if "by_team_id" in n.data:
             data["by_team_name"] = name(n.data["by_team_id"])
-        told.append((n.member_id, data))
-    send_team = getattr(hub, "send_team_live", None)
-    if send_team is not None:
-        # One message on each team's channel, through the outbox like any live message.
-        async with ctx.db.transaction() as session:
-            for team_id, data in told:
-                send_team(ctx, session, team_id, "leaderboard.rank_changed", data, at=now)
-        return
-    async with ctx.db.session() as session:
-        rosters = await members.rosters(session, sorted({t for t, _ in told}))
-    messages = [
-        LiveMessage(p.member_id, "leaderboard.rank_changed", data, now)
-        for team_id, data in told
-        for p in rosters[team_id][:TEAM_FANOUT]
-    ]
-    if messages:
-        await ctx.hub.publish_many(messages)
+        messages.append(TeamMessage(n.member_id, "leaderboard.rank_changed", data, now))
+    await ctx.hub.publish_team_many(messages)
 
 
 def _public(data: dict[str, Any], handle_of: dict[str, str]) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from server.leaderboards.jobs import archive_due
 from server.leaderboards.models import BoardScore, TeamShare
 from server.leaderboards.periods import previous_span, span_at
 from server.leaderboards.service import Observation, boards, record
-from server.realtime import hub
 from server.teams import service as teams
 from tests.events.test_statement_counts import counting
 from tests.leaderboards.conftest import BoardApp
@@ -347,31 +346,20 @@ async def test_team_rank_messages_are_rate_limited(board_app: BoardApp, http_to:
         assert [m["reason"] for m in await team_rank_messages(ctx, a, red, marks[a])] == ["entered_top"]
 
 
-def _team_channels() -> bool:
-    """Whether live messages to a team go out once on its channel (else to each of its members)."""
-    return hasattr(hub, "send_team_live")
-
-
 async def _marks(ctx: Any, team_of: dict[str, str]) -> dict[str, str]:
-    if _team_channels():
-        return {m: await _team_head(ctx, t) for m, t in team_of.items()}
-    return {m: await ctx.hub.head(m) for m in team_of}
-
-
-async def _team_head(ctx: Any, team_id: str) -> str:
-    last = await ctx.redis.r.xrevrange(ctx.hub.team_history_key(team_id), count=1)
-    return str(last[0][0]) if last else "0-0"
+    """Where each member's team's history stands now."""
+    out = {}
+    for m, team_id in team_of.items():
+        last = await ctx.redis.r.xrevrange(ctx.hub.team_history_key(team_id), count=1)
+        out[m] = str(last[0][0]) if last else "0-0"
+    return out
 
 
 async def team_rank_messages(ctx: Any, member_id: str, team_id: str, since: str) -> list[dict[str, Any]]:
-    """The rank messages a member of a team was sent since `since`, oldest first: on the team's
-    channel (its short history), or on the member's own."""
-    if _team_channels():
-        entries = await ctx.redis.r.xrange(ctx.hub.team_history_key(team_id), min=f"({since}", max="+")
-        raw = ['{"id":"' + mid + '",' + fields["t"] for mid, fields in entries]
-    else:
-        raw = [r for _, r in await ctx.hub.history(member_id, since)]
-    out = [json.loads(r) for r in raw]
+    """The rank messages published on the member's team's channel since `since`, oldest first
+    (from the team's short history: each is one publish, heard by every member's socket)."""
+    entries = await ctx.redis.r.xrange(ctx.hub.team_history_key(team_id), min=f"({since}", max="+")
+    out = [json.loads('{"id":"' + mid + '",' + fields["t"]) for mid, fields in entries]
     return [m["data"] for m in out if m["type"] == "leaderboard.rank_changed"]
 
 
