@@ -98,6 +98,12 @@ class TeamGoal(Strict):
             raise ValueError("a team goal's `distinct` counts members who did it: write `distinct: member`")
         if kind == "distinct" and self.member_cap is not None:
             raise ValueError("with `distinct: member` each member counts once; drop `member_cap`")
+        most = 1.0 if kind == "distinct" else self.member_cap
+        if most is not None and self.min_contribution is not None and self.min_contribution > most:
+            raise ValueError(
+                f"min_contribution ({self.min_contribution:g}) is more than one member can count "
+                f"({most:g}): a late joiner could never earn a milestone"
+            )
         ats = [m.at for m in self.milestones]
         if any(b <= a for a, b in itertools.pairwise(ats)):
             raise ValueError("milestones go in ascending order of `at`, each once")

@@ -345,7 +345,7 @@ async def test_community_goal_of_ten_thousand_members(ctx, http, as_member):
     assert (await verify(ctx)).problems == []
 
 
-@pytest.mark.parametrize("bad", ["streak", "distinct", "order", "once"])
+@pytest.mark.parametrize("bad", ["streak", "distinct", "order", "once", "min_over_cap"])
 def test_content_refuses_goals_a_team_cannot_have(bad):
     from server.teams.goal_content import TeamGoal
 
@@ -360,6 +360,8 @@ def test_content_refuses_goals_a_team_cannot_have(bad):
         base["goal"] = {"event": "checkin.completed", "streak": 3}
     elif bad == "distinct":
         base["goal"] = {"event": "purchase", "distinct": "category", "target": 3}
+    elif bad == "min_over_cap":
+        base.update(member_cap=3, min_contribution=5)
     elif bad == "order":
         base["milestones"] = list(reversed(base["milestones"]))
     else:
