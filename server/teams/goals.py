@@ -59,6 +59,7 @@ from server.teams.models import (
     TeamGoalLevel,
     TeamGoalMilestone,
     TeamGoalTotal,
+    TeamPost,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TOTALS = TeamGoalTotal.__table__
+POSTS = TeamPost.__table__
 CONTRIBUTIONS = TeamGoalContribution.__table__
 LEVELS = TeamGoalLevel.__table__
 MILESTONES = TeamGoalMilestone.__table__
@@ -344,7 +346,8 @@ async def _write(
                 if n
             ],
         )
-    reached = await _reached(ctx, session, count, added, after, now)
+    feed: list[dict[str, Any]] = []
+    reached = await _reached(ctx, session, count, added, after, now, feed)
     await _pay_latecomers(ctx, session, count, changes, added, after, reached, community)
     await _progress(
         ctx,
@@ -358,14 +361,17 @@ async def _write(
         if key[2] in community:
             continue  # a million members' first steps would bury the feed: the summary names the top
         goal = count.goals[key[0]]
-        teams.post(
-            session,
-            key[2],
-            "goal_contribution",
-            key[3],
-            {"goal_id": goal.id, "goal_name": goal.name, "period": key[1], "amount": number(amount)},
-            now,
-        )
+        data = {"goal_id": goal.id, "goal_name": goal.name, "period": key[1], "amount": number(amount)}
+        feed.append(_post_row(key[2], "goal_contribution", key[3], data, now))
+    if feed:  # the unit's posts in one statement, however many teams they go to
+        await connection.execute(sa.insert(POSTS), feed)
+
+
+def _post_row(
+    team_id: str, type_: str, member_id: str | None, data: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    """A system post of a team's feed (`server.teams.service.post`), as a row of a multi-row insert."""
+    return {"team_id": team_id, "at": at, "type": type_, "member_id": member_id, "data": data}
 
 
 async def _reached(
@@ -375,6 +381,7 @@ async def _reached(
     added: dict[GoalKey, list[float]],
     after: dict[GoalKey, float],
     now: datetime,
+    feed: list[dict[str, Any]],
 ) -> dict[GoalKey, list[Milestone]]:
     """The milestones the totals crossed, each recorded once; the unit that records one pays it."""
     crossed: list[dict[str, Any]] = []
@@ -420,7 +427,7 @@ async def _reached(
             "target": number(goal.target),
             "reward": _reward_dict(milestone.reward),
         }
-        teams.post(session, r.team_id, "milestone_reached", None, data, now)
+        feed.append(_post_row(r.team_id, "milestone_reached", None, data, now))
         send_team_live(ctx, session, r.team_id, "team.milestone_reached", data, at=now)
         ctx.outbox.add(
             session,

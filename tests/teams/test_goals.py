@@ -440,3 +440,53 @@ async def test_a_goal_over_members_counts_each_member_once(ctx, http, as_member)
         assert await _total(ctx, goal_id, team_id) == (3.0, 3)
         entries = await paid(ctx, crew, goal_id)
         assert [points(entries[m]) for m in crew] == [3, 3, 3, 0]
+
+
+async def test_a_unit_of_work_costs_the_same_statements_for_one_goal_or_many(ctx):
+    """Ten members' orders in one unit: one team and one goal, or ten teams and five goals."""
+    from sqlalchemy import event as sa_event
+
+    now = _now()
+    at = now - timedelta(seconds=1)
+
+    def goals(n: int) -> list[dict]:
+        return [
+            {
+                "id": unique(f"cost{i}").lower(),
+                "kind": "crew",
+                "name": f"Cost {i}",
+                "goal": {"event": "purchase", "count": 1000},
+                "milestones": [{"at": 100, "reward": {"points": 1}}],
+            }
+            for i in range(n)
+        ]
+
+    async def statements(teams: int, n_goals: int) -> list[str]:
+        crew = await new_members(ctx, 10, now - timedelta(days=30))
+        for i in range(teams):
+            await new_team(
+                ctx, "crew", crew[i * 10 // teams : (i + 1) * 10 // teams], now - timedelta(days=1)
+            )
+        seen: list[str] = []
+
+        def note(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            if "team_goal" in statement or "member_teams" in statement or "team_posts" in statement:
+                seen.append(" ".join(statement.split()[:4]))
+
+        with serving_goals(ctx, goals(n_goals)):
+            sa_event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", note)
+            try:
+                await deliver(ctx, *(event(m, "purchase", at, amount=3) for m in crew))
+            finally:
+                sa_event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", note)
+        return seen
+
+    one = await statements(1, 1)
+    many = await statements(10, 5)
+    from collections import Counter
+
+    assert Counter(one) == Counter(many), (Counter(one), Counter(many))
+    # One statement per table of the team goals: read and write the contributions, add to the
+    # totals, post the first contributions.
+    mine = Counter(s for s in many if "team_goal" in s or "team_posts" in s)
+    assert sorted(mine.values()) == [1, 1, 1, 1], mine
