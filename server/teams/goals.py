@@ -16,6 +16,13 @@ per transaction through the ledger, each posting keyed
 `team:<goal>:<period>:<team>:<milestone>:<member>`, with the milestone row's cursor moved in the
 same transaction. A batch repeated after a crash, a second payer or a replayed event pays
 nothing twice; a payment cut short is taken up again by the `teams.goal_payouts` job.
+
+Who is paid: the members in the team when the milestone was reached who contribute in the
+period (one who joined after the period began: with at least `min_contribution`) get its
+`reward`, whether their contribution came before the milestone or after it (a member whose
+contribution comes later is paid in that unit of work: they are its own member); the others
+get `non_contributor`, if the milestone names one, under a key of its own. A member who leaves
+keeps what they were paid, and what they contributed stays in the team's total.
 """
 
 from __future__ import annotations
