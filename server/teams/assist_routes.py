@@ -73,18 +73,18 @@ class AssistsController(Controller):
         current_member: str,
         request: Request[Any, Any, Any],
         assist_id: _AssistId,
-        data: HelpIn | None = None,
+        data: HelpIn,
     ) -> HelpOut:
         """Help a friend, once per request and up to the daily number of helps (a friend who is
         not a member yet joins first: their first member token makes them one). A counted help
         pays the helper a small reward and moves the asker on; a help that shares a device, an
         address or a payment means with the asker, or comes from a burst of new accounts, is
-        `held` for review: neither counted nor paid."""
+        `held` for review: neither counted nor paid. The body is `{}`, or names the app's device."""
         return await assists.help_friend(
             ctx,
             assist_id,
             current_member,
-            signals={"device_id": data.device_id if data else None, "ip": _address(request)},
+            signals={"device_id": data.device_id, "ip": _address(request)},
         )
 
 

@@ -128,8 +128,8 @@ class FriendQuestIn(msgspec.Struct, forbid_unknown_fields=True):
     `handle` (any member), or neither (an open invitation: whoever has its id may accept)."""
 
     quest_id: _Id
-    friend_id: Annotated[Text | None, msgspec.Meta(min_length=1, max_length=64)] = None
-    handle: Annotated[Text | None, msgspec.Meta(min_length=1, max_length=64)] = None
+    friend_id: Annotated[Text, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    handle: Annotated[Text, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class FriendOut(msgspec.Struct):
@@ -160,11 +160,6 @@ class FriendQuestOut(msgspec.Struct):
     completed_at: datetime | None
 
 
-class FriendQuestsOut(msgspec.Struct):
-    pairs: list[FriendQuestOut]  # this period's pairings of the member, and invitations to them
-    quests: list[FriendQuestOfferOut]
-
-
 class FriendQuestOfferOut(msgspec.Struct):
     """A friend quest of the content, and whether the member is paired on it this period."""
 
@@ -176,3 +171,8 @@ class FriendQuestOfferOut(msgspec.Struct):
     ends_at: datetime | None
     reward: HelpRewardOut
     paired: bool
+
+
+class FriendQuestsOut(msgspec.Struct):
+    pairs: list[FriendQuestOut]  # this period's pairings of the member, and invitations to them
+    quests: list[FriendQuestOfferOut]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from server.content.loader import ContentStore, read_files, validate_files
 from server.ledger import service as ledger
 from tests.support import ROOT
+from tests.tasks.quest_support import without_quest_help
 
 QUESTS = """
 quests:
@@ -26,6 +27,7 @@ def files_with(
     files = {
         k: v for k, v in read_files(ROOT / "content").items() if not k.startswith(("quests/", "badges/"))
     }
+    without_quest_help(files)
     files["quests/test.yaml"] = quests
     if badges is not None:
         files["badges/test.yaml"] = badges

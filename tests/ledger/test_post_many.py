@@ -38,7 +38,7 @@ async def test_a_run_over_several_members_replays_and_chains(ctx):
     again = await post_run(ctx, run)
     assert [p.created for p in again] == [False] * 5
     assert [p.entry.id for p in again] == [p.entry.id for p in first]
-    assert await balances(ctx, a) == {"points": 17, "growth": 2}
+    assert await balances(ctx, a) == {"points": 17, "growth": 2, "tickets": 0}
     report = await ledger.verify(ctx)
     assert not [p for p in report.problems if a in str(p) or b in str(p)]
 
@@ -56,7 +56,7 @@ async def test_a_key_reused_for_another_amount_or_an_overdraft_refuses_the_run(c
             ctx, [Posting(m, "points", 3, "r", "test", "a"), Posting(m, "points", -20, "r", "test", "b")]
         )
     assert exc.value.code == "insufficient_balance"
-    assert await balances(ctx, m) == {"points": 10, "growth": 0}
+    assert await balances(ctx, m) == {"points": 10, "growth": 0, "tickets": 0}
 
 
 async def test_concurrent_runs_on_the_same_members(ctx):

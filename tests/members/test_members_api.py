@@ -61,6 +61,7 @@ async def test_unknown_member_with_a_valid_token_becomes_a_bare_member(http, as_
         "streak": 0,
         "birthday": None,
         "signed_up_at": None,
+        "tickets": 0,
     }
     assert (await http.get(f"/v1/members/{member_id}", headers=as_brand)).status_code == 200
 

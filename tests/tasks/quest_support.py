@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import yaml
+
 from server.content.loader import ContentStore, read_files, validate_files
 from server.context import Context
 from server.events import dispatch
@@ -16,13 +18,22 @@ from tests.support import ROOT, unique
 
 def quest_files(quests_yaml: str, **others: str) -> dict[str, str]:
     """The repository's content with the quests replaced by one file (and other files replaced);
-    the demo badges, which name the demo quests, are left out."""
+    the demo badges, and the friend help on demo quests, which name the demo quests, are left out."""
     files = {
         k: v for k, v in read_files(ROOT / "content").items() if not k.startswith(("quests/", "badges/"))
     }
+    without_quest_help(files)
     files["quests/test.yaml"] = quests_yaml
     files.update(others)
     return files
+
+
+def without_quest_help(files: dict[str, str]) -> None:
+    """Take friend help on quests out of teams.yaml: it names the demo quests (content/teams.yaml)."""
+    teams = yaml.safe_load(files.get("teams.yaml", "")) or {}
+    if teams.get("assist", {}).get("quests"):
+        teams["assist"]["quests"] = []
+        files["teams.yaml"] = yaml.safe_dump(teams, sort_keys=False)
 
 
 def store_of(quests_yaml: str, **others: str) -> ContentStore:
