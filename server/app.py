@@ -101,6 +101,7 @@ def install() -> Pipeline:
 
 
 def route_handlers() -> list[Any]:
+    from server.admin.assist_routes import HeldHelpsController
     from server.admin.routes import AdminSessionsController, ReferralReviewController
     from server.admin.team_routes import AdminTeamsController
     from server.badges.routes import (
@@ -149,6 +150,7 @@ def route_handlers() -> list[Any]:
         AssistsController,
         AssistPageController,
         FriendQuestsController,
+        HeldHelpsController,
         live,
     ]
 

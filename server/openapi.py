@@ -228,6 +228,20 @@ EXTRAS: dict[str, Extra] = {
     "declineFriendQuest": Extra(
         {403: "`not_invited`", 404: "`friend_quest_not_found`", 409: "`invitation_closed`"}
     ),
+    "approveHelp": Extra(
+        {
+            403: "`forbidden_role`: needs the editor role",
+            404: "`assist_not_found`, `help_not_found`",
+            409: "`help_not_held`",
+        }
+    ),
+    "rejectHelp": Extra(
+        {
+            403: "`forbidden_role`: needs the editor role",
+            404: "`assist_not_found`, `help_not_found`",
+            409: "`help_not_held`",
+        }
+    ),
     # --- teams (teams API)
     "listTeams": Extra({400: "`team_kind_not_listed`, `invalid_cursor`", 404: "`team_kind_not_found`"}),
     "createTeam": Extra(

@@ -717,6 +717,12 @@ async def held_helps(ctx: Context, *, limit: int = 50) -> list[dict[str, Any]]:
     ]
 
 
+def check_reason(reason: str) -> None:
+    """A manager's decision states its reason (kept in the audit log)."""
+    if not reason.strip() or len(reason) > 500 or any(ord(c) < 32 and c not in "\n\t" for c in reason):
+        raise ProblemError(400, "invalid_reason", "A review states its reason, 1 to 500 characters.")
+
+
 async def review_help(
     ctx: Context, session: AsyncSession, assist_id: str, helper_id: str, *, approve: bool, actor: str
 ) -> AssistHelp:
@@ -725,6 +731,8 @@ async def review_help(
     request ended meanwhile). Rejected: never counted, never paid."""
     rules = teams_content(ctx).assist
     now = utcnow()
+    check_assist_id(assist_id)
+    members.check_member_id(helper_id)
     a = await _locked(session, assist_id, helper_id)
     h = await session.get(AssistHelp, (assist_id, helper_id), with_for_update=True, populate_existing=True)
     if h is None:

@@ -20,10 +20,9 @@ from server.context import Context
 from server.db import utcnow
 from server.ledger.models import LedgerEntry
 from server.referrals.models import Referral
-from server.teams import assists
 from server.teams.models import Assist, AssistHelp
 from tests.e2e.helpers import live
-from tests.support import ROOT, unique
+from tests.support import ROOT, manager_token, unique
 from tests.teams.support import handle_of, make_team, member, problem
 
 HELP_GOAL = {
@@ -303,30 +302,57 @@ async def test_twenty_parallel_helpers_complete_a_request_exactly(ctx, http, as_
     assert me["tickets"] == 2
 
 
-async def test_a_help_from_the_askers_device_is_held_then_approved(ctx, http, as_brand, as_member):
-    anna, sock = await member(http, as_brand), await member(http, as_brand)
+async def test_helps_from_the_askers_device_are_held_then_reviewed(ctx, http, as_brand, as_member):
+    anna, sock, puppet = [await member(http, as_brand) for _ in range(3)]
     a = await ask(http, as_member(anna), ticket=True, device_id="device-anna-1")
-    r = await help_on(http, as_member(sock), a["assist_id"], device_id="device-anna-1")
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert (body["status"], body["helps"], body["helps_left"], body["reward"]) == (
-        "held",
-        0,
-        5,
-        {"points": 0, "growth": 0},
-    )
+    aid = a["assist_id"]
+    for helper in (sock, puppet):
+        r = await help_on(http, as_member(helper), aid, device_id="device-anna-1")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["status"], body["helps"], body["helps_left"], body["reward"]) == (
+            "held",
+            0,
+            5,
+            {"points": 0, "growth": 0},
+        )
     assert await entries(ctx, sock) == []
-    view = (await http.get(f"/v1/assists/{a['assist_id']}", headers=as_member(anna))).json()
-    assert (view["helps"], view["pending_helps"], view["helpers"]) == (0, 1, [])
-    held = [h for h in await assists.held_helps(ctx, limit=500) if h["assist_id"] == a["assist_id"]]
-    assert held and {s["signal"] for s in held[0]["signals"]} >= {"shared_device"}
-    # A manager approves: it counts now, and the helper is paid.
-    async with ctx.db.transaction() as session:
-        h = await assists.review_help(ctx, session, a["assist_id"], sock, approve=True, actor="manager:test")
-    assert h.status == "counted"
-    view = (await http.get(f"/v1/assists/{a['assist_id']}", headers=as_member(anna))).json()
+    view = (await http.get(f"/v1/assists/{aid}", headers=as_member(anna))).json()
+    assert (view["helps"], view["pending_helps"], view["helpers"]) == (0, 2, [])
+
+    viewer, editor = await manager_token(ctx, role="viewer"), await manager_token(ctx, role="editor")
+    queue = await http.get("/v1/admin/assists/held?limit=200", headers=bearer(editor))
+    assert queue.status_code == 200, queue.text
+    held = [h for h in queue.json()["helps"] if h["assist_id"] == aid]
+    assert sorted(h["helper_id"] for h in held) == sorted([sock, puppet])
+    assert {s["signal"] for s in held[0]["signals"]} >= {"shared_device"}
+    review = f"/v1/admin/assists/{aid}/helps/{sock}"
+    problem(
+        await http.post(review + "/approve", json={"reason": "ok"}, headers=bearer(viewer)),
+        403,
+        "forbidden_role",
+    )
+    # Approved: it counts now, and the helper is paid; rejected: never.
+    r = await http.post(review + "/approve", json={"reason": "a family's tablet"}, headers=bearer(editor))
+    assert r.status_code == 200 and r.json()["status"] == "counted", r.text
+    problem(
+        await http.post(review + "/reject", json={"reason": "again"}, headers=bearer(editor)),
+        409,
+        "help_not_held",
+    )
+    r = await http.post(
+        f"/v1/admin/assists/{aid}/helps/{puppet}/reject",
+        json={"reason": "a second account"},
+        headers=bearer(editor),
+    )
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+    view = (await http.get(f"/v1/assists/{aid}", headers=as_member(anna))).json()
     assert (view["helps"], view["pending_helps"]) == (1, 0)
-    assert len(await entries(ctx, sock)) == 2
+    assert len(await entries(ctx, sock)) == 2 and await entries(ctx, puppet) == []
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_a_burst_of_new_accounts_helping_one_member_is_held(ctx, http, as_brand, as_member):
