@@ -67,7 +67,7 @@ class AssistsController(Controller):
         return await assists.get_assist(ctx, assist_id, current_member)
 
     @post("/{assist_id:str}/help", operation_id="helpFriend", status_code=200)
-    async def help(
+    async def help_friend(
         self,
         ctx: Context,
         current_member: str,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -27,42 +27,22 @@ class AssistIn(msgspec.Struct, forbid_unknown_fields=True):
     device_id: Annotated[_Signal | None, msgspec.Meta(description="the app's device id (kept hashed)")] = None
 
 
-# Exactly one target: stated here, checked by the service (`invalid_assist_target`).
+def _named(field: str) -> dict[str, Any]:
+    return {"required": [field], "properties": {field: {"type": "string"}}}
+
+
+_TICKET = {"required": ["ticket"], "properties": {"ticket": {"const": True}}}
+
+# Exactly one target (`step_id` only with `quest_id`): stated here, checked by the service
+# (`invalid_assist_target`).
 AssistBody = Annotated[
     AssistIn,
     msgspec.Meta(
         extra_json_schema={
             "oneOf": [
-                {
-                    "required": ["quest_id"],
-                    "not": {
-                        "anyOf": [
-                            {"required": ["goal_id"]},
-                            {"required": ["ticket"], "properties": {"ticket": {"const": True}}},
-                        ]
-                    },
-                },
-                {
-                    "required": ["goal_id"],
-                    "not": {
-                        "anyOf": [
-                            {"required": ["quest_id"]},
-                            {"required": ["step_id"]},
-                            {"required": ["ticket"], "properties": {"ticket": {"const": True}}},
-                        ]
-                    },
-                },
-                {
-                    "required": ["ticket"],
-                    "properties": {"ticket": {"const": True}},
-                    "not": {
-                        "anyOf": [
-                            {"required": ["quest_id"]},
-                            {"required": ["step_id"]},
-                            {"required": ["goal_id"]},
-                        ]
-                    },
-                },
+                {**_named("quest_id"), "not": {"anyOf": [_named("goal_id"), _TICKET]}},
+                {**_named("goal_id"), "not": {"anyOf": [_named("quest_id"), _named("step_id"), _TICKET]}},
+                {**_TICKET, "not": {"anyOf": [_named("quest_id"), _named("step_id"), _named("goal_id")]}},
             ]
         }
     ),

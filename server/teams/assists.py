@@ -182,7 +182,6 @@ async def _goal_target(
         raise ProblemError(
             409, "not_in_a_team", f"'{goal.name}' is a goal of a team you are not in; join one first."
         )
-    period = str(getattr(goal, "period", "weekly"))
     return _Target(
         target="goal",
         key=f"goal:{goal_id}",
@@ -190,7 +189,7 @@ async def _goal_target(
         helps_needed=allowed.helps_needed or rules.helps_needed,
         goal_id=goal_id,
         team_id=team_id,
-        period=period_key(period, local_day(str(getattr(goal, "zone", "UTC")), now)),
+        period=period_key(goal.period, local_day(goal.zone, now)),
     )
 
 
