@@ -379,7 +379,12 @@ async def partners(ctx: Context, session: AsyncSession, events: list[DomainEvent
             PAIRS.c.id.in_(_seated(keys)), PAIRS.c.status == "active"
         )
     )
-    return {m for row in found for m in row if m is not None}
+    others = {m for row in found for m in row if m is not None}
+    if not others:
+        # No pairing to move: the handler need not look again. One accepted since would not
+        # count these events anyway (they happened before its acceptance).
+        session.info.setdefault("friend_quests_idle", set()).update(keys)
+    return others
 
 
 _SAVE = (
@@ -402,6 +407,8 @@ async def count_friend_quests(ctx: Context, session: AsyncSession, events: list[
     if not counted:
         return
     keys = {(c.event.member_id, c.quest.id, c.period) for c in counted}
+    if keys <= session.info.get("friend_quests_idle", set()):
+        return
     found = await session.execute(
         sa.select(FriendQuestPair)
         .where(PAIRS.c.id.in_(_seated(keys)), PAIRS.c.status == "active")
