@@ -470,6 +470,8 @@ async def test_a_unit_of_work_costs_the_same_statements_for_one_goal_or_many(ctx
         seen: list[str] = []
 
         def note(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            if "team_goal_milestones.status" in statement or "team_goal_totals.summarized" in statement:
+                return  # the served app's payout and summary jobs, on their own connections
             if "team_goal" in statement or "member_teams" in statement or "team_posts" in statement:
                 seen.append(" ".join(statement.split()[:4]))
 
