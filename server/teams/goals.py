@@ -825,6 +825,48 @@ async def _pay_batch(ctx: Context, key: tuple[str, str, str, int], token: str) -
         return True
 
 
+async def pay_leaver(ctx: Context, session: AsyncSession, placement: members.Placement) -> None:
+    """Pay a member who is leaving a team, in the leave's transaction and before they go, what
+    the team's milestones still being paid owe them. The payer visits the members in the team
+    when it comes to them: one who was in it when a milestone was reached and leaves before the
+    payer comes keeps what they earned. The leave holds the member, as a payer's batch does: of
+    the two, the one that comes second finds the milestone's key used and pays nothing."""
+    m = MILESTONES.c
+    rows = (
+        await session.execute(
+            sa.select(m.goal_id, m.period, m.at, m.reached_at, m.period_start).where(
+                m.status == "paying", m.team_id == placement.team_id
+            )
+        )
+    ).all()
+    if not rows:
+        return
+    c = CONTRIBUTIONS.c
+    found = await session.execute(
+        sa.select(c.goal_id, c.period, c.amount).where(
+            c.team_id == placement.team_id,
+            c.member_id == placement.member_id,
+            sa.tuple_(c.goal_id, c.period).in_(sorted({(r.goal_id, r.period) for r in rows})),
+        )
+    )
+    amounts = {(r.goal_id, r.period): r.amount for r in found}
+    postings: list[ledger.Posting] = []
+    badges: list[tuple[str, str, str]] = []
+    for r in rows:
+        goal = goal_of(ctx, r.goal_id)
+        milestone = next((x for x in goal.milestones if x.at == r.at), None) if goal else None
+        if goal is None or milestone is None:
+            continue  # out of the content: its payer drops it
+        amount = amounts.get((r.goal_id, r.period), 0.0)
+        decision = decide(goal, milestone, amount, placement.joined_at, r.period_start, r.reached_at)
+        gk = (r.goal_id, r.period, placement.team_id)
+        _queue_reward(postings, badges, gk, r.at, placement.member_id, decision)
+    await _post(ctx, session, postings, badges)
+
+
+teams.LEAVING.append(pay_leaver)
+
+
 async def _batch(
     ctx: Context,
     session: AsyncSession,

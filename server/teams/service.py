@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,9 @@ DESCRIPTION_MAX = 300
 ROSTER_SHOWN = 200  # members shown with a team; its `size` says how many there are in all
 MAX_REQUESTS = 100  # pending join requests a team holds at once
 _COMMUNITY_SIZE_SECONDS = 10.0
+# What a member who leaves a team is owed, settled in the leave's transaction before they go:
+# team goals (server.teams.goals, which builds on this module) add theirs when imported.
+LEAVING: list[Callable[[Context, AsyncSession, members.Placement], Awaitable[None]]] = []
 
 
 def check_team_id(team_id: str) -> str:
@@ -442,7 +446,15 @@ async def remove_member(
 ) -> bool:
     """Take a member out of a team whose row the caller holds locked; False when not in it.
 
-    A captain who leaves hands the captaincy to the member longest in the team."""
+    A captain who leaves hands the captaincy to the member longest in the team. What the team's
+    milestones still being paid owe the member is paid before they go (they keep what they earned)."""
+    placed = next(
+        (p for p in (await members.placements(session, [member_id]))[member_id] if p.team_id == team.id), None
+    )
+    if placed is None:
+        return False
+    for settle in LEAVING:
+        await settle(ctx, session, placed)
     gone = await members.unplace(ctx, session, member_id, team.id)
     if gone is None:
         return False

@@ -1,0 +1,53 @@
+"""Team goals under the review's cases: what a leaver earned, long ids, the end-of-period post."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from server.ledger.service import verify
+from server.teams import goals as team_goals
+from server.teams import service as teams
+from tests.support import unique
+from tests.teams.goal_support import (
+    deliver,
+    event,
+    new_members,
+    new_team,
+    paid,
+    points,
+    serving_goals,
+    settle,
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+async def test_a_member_who_leaves_before_the_payer_comes_keeps_the_milestone(ctx, monkeypatch):
+    """The milestone is reached while A and B are in the crew; its payment is left to the job (as
+    for a team larger than what the effect pays at once), and B leaves before the job comes: B
+    was in the team and contributed when it was reached, and is paid it once all the same."""
+    goal_id = unique("leaver").lower()
+    goal = {
+        "id": goal_id,
+        "kind": "crew",
+        "name": "Two orders",
+        "goal": {"event": "purchase", "count": 2},
+        "milestones": [{"at": 100, "reward": {"points": 20}, "non_contributor": {"points": 3}}],
+    }
+    now = _now()
+    a, b, c = await new_members(ctx, 3, now - timedelta(days=30))
+    team_id = await new_team(ctx, "crew", [a, b, c], now - timedelta(days=10))
+    monkeypatch.setattr(team_goals, "PAY_INLINE", 0)
+    with serving_goals(ctx, [goal]):
+        at = now - timedelta(seconds=1)
+        await deliver(ctx, event(a, "purchase", at), event(b, "purchase", at))
+        assert points((await paid(ctx, [b], goal_id))[b]) == 0  # not paid yet: the job pays
+        await teams.leave(ctx, b, team_id)
+        await teams.leave(ctx, c, team_id)  # C did nothing: the non-contributors' reward, kept too
+        await settle(ctx)
+        entries = await paid(ctx, [a, b, c], goal_id)
+        assert {m: points(x) for m, x in entries.items()} == {a: 20, b: 20, c: 3}
+        assert all(len(x) == 1 for x in entries.values()), entries
+        assert (await verify(ctx)).problems == []
