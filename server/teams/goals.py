@@ -716,8 +716,16 @@ def decide(
     return Decision("nothing", None, reason)
 
 
+KEY_MAX = 200 - len(":others")  # the ledger's and the badges' keys are at most 200 characters
+
+
 def payout_key(goal_id: str, period: str, team_id: str, at: int, member_id: str) -> str:
-    return f"team:{goal_id}:{period}:{team_id}:{at}:{member_id}"
+    key = f"team:{goal_id}:{period}:{team_id}:{at}:{member_id}"
+    if len(key) <= KEY_MAX:
+        return key
+    # Ids near their 64 characters: the team and the member by a digest of the whole key (the
+    # key of a shorter one stays as it always was).
+    return f"team:{goal_id}:{period}:{hashlib.sha256(key.encode()).hexdigest()[:48]}:{at}"
 
 
 async def apply_payouts(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:

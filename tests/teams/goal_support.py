@@ -80,9 +80,11 @@ async def new_members(ctx: Context, n: int, created_at: datetime, prefix: str = 
     return ids
 
 
-async def new_team(ctx: Context, kind: str, member_ids: list[str], joined_at: datetime) -> str:
+async def new_team(
+    ctx: Context, kind: str, member_ids: list[str], joined_at: datetime, team_id: str | None = None
+) -> str:
     """A team of `kind` with these members, each placed at `joined_at`."""
-    team_id = unique("team")
+    team_id = team_id or unique("team")
     async with ctx.db.transaction() as session:
         session.add(
             Team(

@@ -51,3 +51,33 @@ async def test_a_member_who_leaves_before_the_payer_comes_keeps_the_milestone(ct
         assert {m: points(x) for m, x in entries.items()} == {a: 20, b: 20, c: 3}
         assert all(len(x) == 1 for x in entries.values()), entries
         assert (await verify(ctx)).problems == []
+
+
+async def test_ids_of_the_longest_lengths_are_paid_under_a_key_the_ledger_takes(ctx):
+    """A goal, a brand's team and members whose ids are 64 characters long: the milestone's
+    payment keys stay within the ledger's 200 characters, and each member is paid once, the
+    contributors and the non-contributor alike."""
+    goal_id = (unique("g").lower() + "-" + "x" * 64)[:64]
+    goal = {
+        "id": goal_id,
+        "kind": "crew",
+        "name": "Two orders",
+        "goal": {"event": "purchase", "count": 2},
+        "period": "monthly",
+        "milestones": [{"at": 100, "reward": {"points": 20}, "non_contributor": {"points": 3}}],
+    }
+    now = _now()
+    a, b, c = await new_members(ctx, 3, now - timedelta(days=30), prefix="m" * 45)
+    assert len(a) == 64
+    team_id = (unique("T") + "." + "t" * 64)[:64]
+    await new_team(ctx, "crew", [a, b, c], now - timedelta(days=40), team_id=team_id)
+    with serving_goals(ctx, [goal]):
+        at = now - timedelta(seconds=1)
+        await deliver(ctx, event(a, "purchase", at), event(b, "purchase", at))
+        await settle(ctx, within=20)
+        await deliver(ctx, event(c, "purchase", at))  # C contributes later: the reward as well
+        await settle(ctx, within=20)
+        entries = await paid(ctx, [a, b, c], goal_id)
+        assert {m: points(x) for m, x in entries.items()} == {a: 20, b: 20, c: 23}
+        assert all(len(key) <= 200 for x in entries.values() for key, _, _ in x)
+        assert (await verify(ctx)).problems == []
