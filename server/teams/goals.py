@@ -1006,6 +1006,8 @@ async def summarize_ended(ctx: Context, now: datetime | None = None, limit: int 
             if claimed.first() is None or goal is None:
                 continue
             top = await _top(session, r.goal_id, r.period, r.team_id, 3)
+            # The feed is read by the team's members: they see each other by handle, never by id.
+            who = await members.profiles(ctx, session, [mid for mid, _ in top])
             teams.post(
                 session,
                 r.team_id,
@@ -1019,7 +1021,14 @@ async def summarize_ended(ctx: Context, now: datetime | None = None, limit: int 
                     "target": number(goal.target),
                     "percent": percent(goal, r.total),
                     "contributors": r.contributors,
-                    "top": [{"member_id": mid, "amount": number(a)} for mid, a in top],
+                    "top": [
+                        {
+                            "handle": who[mid].handle,
+                            "display_name": who[mid].display_name,
+                            "amount": number(a),
+                        }
+                        for mid, a in top
+                    ],
                 },
                 now,
             )

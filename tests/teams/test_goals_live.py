@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.members import service as members
 from server.teams import goals as team_goals
 from server.teams.models import TeamPost
 from tests.support import unique
@@ -94,8 +95,11 @@ async def test_the_end_of_a_period_posts_its_top_contributors(ctx):
         await asyncio.sleep(0)
     (summary,) = [data for kind, _, data in await _posts(ctx, team_id) if kind == "goal_summary"]
     assert summary["period"] == "2026-11-20" and summary["total"] == 100 and summary["percent"] == 10
-    assert [(t["member_id"], t["amount"]) for t in summary["top"]] == [
-        (crew[3], 40),
-        (crew[2], 30),
-        (crew[1], 20),
+    # Read by the team's members: handles, never member ids.
+    handles = await members.handles(ctx, crew)
+    assert summary["top"] == [
+        {"handle": handles[crew[3]], "display_name": None, "amount": 40},
+        {"handle": handles[crew[2]], "display_name": None, "amount": 30},
+        {"handle": handles[crew[1]], "display_name": None, "amount": 20},
     ]
+    assert not any(m in json.dumps(summary) for m in crew)
