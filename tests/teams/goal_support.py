@@ -90,8 +90,8 @@ async def new_team(
             Team(
                 id=team_id,
                 kind=kind,
-                name=team_id,
-                name_key=team_id,
+                name=team_id[:60],
+                name_key=team_id[:60],
                 created_by="brand",
                 size=len(member_ids),
                 created_at=joined_at,

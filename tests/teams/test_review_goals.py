@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from server.ledger.service import verify
@@ -80,4 +81,30 @@ async def test_ids_of_the_longest_lengths_are_paid_under_a_key_the_ledger_takes(
         entries = await paid(ctx, [a, b, c], goal_id)
         assert {m: points(x) for m, x in entries.items()} == {a: 20, b: 20, c: 23}
         assert all(len(key) <= 200 for x in entries.values() for key, _, _ in x)
+        assert (await verify(ctx)).problems == []
+
+
+async def test_leaves_racing_the_payer_pay_each_member_once(ctx, monkeypatch):
+    """Twenty members leave while the job pays the milestone they reached: each is paid once,
+    whichever of the two came first, and neither waits on the other for ever."""
+    goal_id = unique("race").lower()
+    goal = {
+        "id": goal_id,
+        "kind": "crew",
+        "name": "Forty orders",
+        "goal": {"event": "purchase", "count": 40},
+        "milestones": [{"at": 100, "reward": {"points": 9}}],
+    }
+    now = _now()
+    crew = await new_members(ctx, 40, now - timedelta(days=30))
+    team_id = await new_team(ctx, "crew", crew, now - timedelta(days=10))
+    monkeypatch.setattr(team_goals, "PAY_INLINE", 0)
+    monkeypatch.setattr(team_goals, "BATCH", 5)
+    with serving_goals(ctx, [goal]):
+        at = now - timedelta(seconds=1)
+        await deliver(ctx, *(event(m, "purchase", at) for m in crew))
+        await asyncio.gather(team_goals.pay_due(ctx), *(teams.leave(ctx, m, team_id) for m in crew[::2]))
+        await settle(ctx)
+        entries = await paid(ctx, crew, goal_id)
+        assert {m: points(x) for m, x in entries.items()} == dict.fromkeys(crew, 9)
         assert (await verify(ctx)).problems == []
