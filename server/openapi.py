@@ -138,6 +138,12 @@ class Extra:
 
 
 EXTRAS: dict[str, Extra] = {
+    "upsertMember": Extra(
+        {
+            409: "`team_id` names a team of another kind (`team_kind_mismatch`), a full team"
+            " (`team_full`) or a reserved id (`team_id_reserved`)"
+        }
+    ),
     "adjustPoints": Extra({409: "`idempotency_key_reused`, `insufficient_balance`"}),
     "reverseEntry": Extra(
         {409: "`cannot_reverse_reversal`, `insufficient_balance`, `idempotency_key_reused`"}
@@ -408,8 +414,10 @@ def describe(app: Litestar, generated: dict[str, Any]) -> dict[str, Any]:
             op["security"] = [{scheme: []} for scheme in schemes]
         body_type = extra.body or (params["data"].raw if "data" in params else None)
         if body_type is not None:
+            # `data: X | None = None`: the body may be left out (a JSON null is the same).
+            optional = extra.body is None and params["data"].default is None
             op["requestBody"] = {
-                "required": True,
+                "required": not optional,
                 "content": {"application/json": {"schema": _body_schema(doc, body_type, extra.body_parts)}},
             }
             if extra.body_description:

@@ -15,6 +15,7 @@ from server.context import Context
 from server.members.schemas import MemberIdPath
 from server.teams import service as teams
 from server.teams.schemas import (
+    TEAM_ID_PATTERN,
     AssignedTeamIn,
     KindPath,
     PlacementIn,
@@ -66,7 +67,8 @@ class AdminTeamsController(Controller):
         member_id: MemberIdPath,
         kind: KindPath,
         team_id: Annotated[
-            str | None, Parameter(max_length=64, description="only this team of the kind")
+            str | None,
+            Parameter(pattern=TEAM_ID_PATTERN, max_length=64, description="only this team of the kind"),
         ] = None,
     ) -> UnplacedOut:
         """Take a member out of their team(s) of a kind (editor role), audited as `team.unplace`."""

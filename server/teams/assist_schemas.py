@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from server.members.schemas import MEMBER_ID_PATTERN
 from server.text import Text
 
 # Content ids: their pattern leaves no room for control characters.
@@ -108,14 +109,14 @@ class FriendQuestIn(msgspec.Struct, forbid_unknown_fields=True):
     `handle` (any member), or neither (an open invitation: whoever has its id may accept)."""
 
     quest_id: _Id
-    friend_id: Annotated[Text, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    friend_id: Annotated[str, msgspec.Meta(pattern=MEMBER_ID_PATTERN, max_length=64)] | None = None
     handle: Annotated[Text, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 class FriendOut(msgspec.Struct):
     handle: str | None
     display_name: str | None
-    contribution: int | float
+    contribution: float
     is_me: bool
 
 
@@ -129,8 +130,8 @@ class FriendQuestOut(msgspec.Struct):
     status: Literal["invited", "active", "completed", "declined"]
     period: str
     ends_at: datetime | None
-    progress: int | float
-    target: int | float
+    progress: float
+    target: float
     remaining_text: str
     members: list[FriendOut]  # the inviter first; the friend once they accepted
     reward: HelpRewardOut
@@ -146,7 +147,7 @@ class FriendQuestOfferOut(msgspec.Struct):
     quest_id: str
     name: str
     description: str
-    target: int | float
+    target: float
     period: str
     ends_at: datetime | None
     reward: HelpRewardOut

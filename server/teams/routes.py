@@ -15,6 +15,7 @@ from server.context import Context
 from server.members.schemas import MemberIdPath
 from server.teams import invites, service
 from server.teams.schemas import (
+    TEAM_ID_PATTERN,
     AssignedTeamIn,
     CaptainIn,
     FeedOut,
@@ -279,7 +280,8 @@ class BrandTeamsController(Controller):
         member_id: MemberIdPath,
         kind: KindPath,
         team_id: Annotated[
-            str | None, Parameter(max_length=64, description="only this team of the kind")
+            str | None,
+            Parameter(pattern=TEAM_ID_PATTERN, max_length=64, description="only this team of the kind"),
         ] = None,
     ) -> UnplacedOut:
         """Take a member out of their team(s) of a kind; `left` lists them (empty: nothing to do)."""

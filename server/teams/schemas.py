@@ -70,7 +70,8 @@ class CaptainIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PlacementIn(msgspec.Struct, forbid_unknown_fields=True):
-    team_id: Annotated[Text, msgspec.Meta(max_length=64)]
+    # To take a member out of a team, DELETE the placement (an empty id is not one).
+    team_id: Annotated[str, msgspec.Meta(pattern=TEAM_ID_PATTERN, max_length=64)]
 
 
 class TeamOut(msgspec.Struct):

@@ -149,7 +149,10 @@ async def test_the_brand_places_moves_and_takes_out_members(http, as_brand, as_m
         400,
         "invalid_member_id",
     )
-    problem(await http.put(url, json={"team_id": "bad id"}, headers=as_brand), 400, "invalid_team_id")
+    for bad in ("bad id", ""):  # the description states the pattern: an empty id is not one
+        refused = await http.put(url, json={"team_id": bad}, headers=as_brand)
+        problem(refused, 400, "validation_error")
+        assert refused.json()["errors"][0]["key"] == "team_id"
     out = await http.delete(url, headers=as_brand)
     assert out.status_code == 200 and out.json()["left"] == [west]
     assert (await http.delete(url, headers=as_brand)).json()["left"] == []
