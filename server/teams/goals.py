@@ -86,6 +86,7 @@ CLAIM = timedelta(seconds=60)  # how long a payer holds a milestone between two 
 PROGRESS_EVERY = 3  # seconds: at most one team.goal_progress per goal and team in this time
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 TOP = 10  # the contributors a community team's page lists (beside the member)
+ROSTER_LISTED = 100  # a team bigger than this lists its top contributors and the member, not everyone
 
 
 # --- periods ------------------------------------------------------------------------------------
@@ -1079,6 +1080,17 @@ async def member_contributions(
     return [(r.member_id, r.amount) for r in await session.execute(q)]
 
 
+async def _team_rank(session: AsyncSession, gk: GoalKey, amount: float) -> int:
+    """1 + how many of a team's members contributed more (a team of thousands, not a community)."""
+    c = CONTRIBUTIONS.c
+    above = await session.execute(
+        sa.select(sa.func.count()).where(
+            c.goal_id == gk[0], c.period == gk[1], c.team_id == gk[2], c.amount > amount
+        )
+    )
+    return 1 + int(above.scalar_one())
+
+
 async def _community_rank(session: AsyncSession, gk: GoalKey, amount: float) -> int:
     """1 + how many members contributed more (from the levels: a few rows, however many members)."""
     lv = LEVELS.c
@@ -1175,6 +1187,15 @@ async def _goal_out(
         if mine > 0 and member_id not in {x for x, _ in top}:
             listed.append((member_id, mine))
         in_team = {x for x, _ in listed}
+    elif await members.roster_size(session, team_id) > ROSTER_LISTED:
+        # A big team (a store of thousands): its top contributors and the member, as a community.
+        top = await member_contributions(session, goal.id, span.key, team_id, limit=TOP)
+        my_rank = await _team_rank(session, gk, mine) if mine > 0 else None
+        listed = list(top)
+        if member_id not in {x for x, _ in top}:
+            listed.append((member_id, mine))
+        placed = (await members.placements(session, [x for x, _ in listed])).items()
+        in_team = {x for x, found in placed if any(p.team_id == team_id for p in found)}
     else:
         listed = await member_contributions(session, goal.id, span.key, team_id)
         roster = await members.team_roster(session, team_id)
@@ -1182,9 +1203,13 @@ async def _goal_out(
         listed += [(p.member_id, 0.0) for p in roster if p.member_id not in {x for x, _ in listed}]
         my_rank = 1 + sum(1 for _, a in listed if a > mine) if mine > 0 else None
     handles = await members.handles(ctx, [x for x, _ in listed])
+    # 1 + how many contributed more, for each amount listed (ties share a rank).
+    ranks: dict[float, int] = {}
+    for i, (_, amount) in enumerate(sorted(listed, key=lambda xa: -xa[1])):
+        ranks.setdefault(amount, i + 1)
     for x, amount in listed:
-        rank = 1 + sum(1 for _, a in listed if a > amount) if amount > 0 else None
-        if community and x == member_id:
+        rank = ranks[amount] if amount > 0 else None
+        if x == member_id:
             rank = my_rank
         board.append(
             ContributionOut(

@@ -492,3 +492,41 @@ async def test_a_unit_of_work_costs_the_same_statements_for_one_goal_or_many(ctx
     # totals, post the first contributions.
     mine = Counter(s for s in many if "team_goal" in s or "team_posts" in s)
     assert sorted(mine.values()) == [1, 1, 1, 1], mine
+
+
+async def test_a_big_team_lists_its_top_contributors_and_the_member(ctx, http, as_member):
+    """A team of 150 (a store) shows its top ten and the member asking, with their true rank,
+    not every member of it."""
+    goal_id = unique("big").lower()
+    goal = {
+        "id": goal_id,
+        "kind": "crew",
+        "name": "Many orders",
+        "goal": {"event": "purchase", "count": 10_000},
+        "period": "weekly",
+        "milestones": [{"at": 100, "reward": {"points": 1}}],
+    }
+    now = _now()
+    with serving_goals(ctx, [goal]):
+        span = team_goals.span_at(ctx.content.get("teams").goals[0], now)
+        crew = await new_members(ctx, 150, now - timedelta(days=60))
+        team_id = await new_team(ctx, "crew", crew, span.starts_at - timedelta(days=1))
+        at = now - timedelta(seconds=1)
+        # Members 0..19 order 20..1 times; member 149 orders 5 times (tied with others).
+        await deliver(
+            ctx, *(event(m, "purchase", at, amount=1) for i, m in enumerate(crew[:20]) for _ in range(20 - i))
+        )
+        await deliver(ctx, *(event(crew[149], "purchase", at, amount=1) for _ in range(5)))
+        await settle(ctx)
+        r = await http.get(f"/v1/teams/{team_id}/goals", headers=as_member(crew[149]))
+        assert r.status_code == 200, r.text
+        (g,) = r.json()["goals"]
+        assert g["my_contribution"] == 5 and g["my_rank"] == 16  # 15 members did more
+        listed = g["members"]
+        assert len(listed) == 11 and [m["amount"] for m in listed[:10]] == list(range(20, 10, -1))
+        assert [m["rank"] for m in listed[:3]] == [1, 2, 3]
+        me = [m for m in listed if m["me"]]
+        assert me == [{**me[0], "amount": 5, "rank": 16, "in_team": True}]
+        r = await http.get(f"/v1/teams/{team_id}/goals", headers=as_member(crew[100]))
+        (g,) = r.json()["goals"]
+        assert g["my_contribution"] == 0 and g["my_rank"] is None and len(g["members"]) == 11
