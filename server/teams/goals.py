@@ -397,7 +397,12 @@ async def _reached(
         goal = count.goals[gk[0]]
         previous = total - added[gk][0]
         for ms in goal.milestones:
-            if previous < goal.threshold(ms) <= total:
+            # Sums of decimal amounts carry float error (0.7 + 0.1 < 0.8): within a billionth of
+            # the threshold counts as reached. Erring towards trying is safe: a milestone already
+            # recorded is not recorded again (insert-ignore), so a near miss is never lost.
+            threshold = goal.threshold(ms)
+            slack = 1e-9 * max(1.0, abs(threshold))
+            if previous < threshold + slack and threshold <= total + slack:
                 crossed.append(
                     {
                         "goal_id": gk[0],

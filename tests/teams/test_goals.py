@@ -530,3 +530,28 @@ async def test_a_big_team_lists_its_top_contributors_and_the_member(ctx, http, a
         r = await http.get(f"/v1/teams/{team_id}/goals", headers=as_member(crew[100]))
         (g,) = r.json()["goals"]
         assert g["my_contribution"] == 0 and g["my_rank"] is None and len(g["members"]) == 11
+
+
+async def test_a_sum_of_decimals_reaches_its_milestone_despite_float_error(ctx):
+    """0.7 + 0.1 is 0.7999999999999999 in floating point: a milestone at 0.8 is reached all the same."""
+    goal_id = unique("cents").lower()
+    goal = {
+        "id": goal_id,
+        "kind": "crew",
+        "name": "Eighty cents",
+        "goal": {"event": "purchase", "sum": "amount", "target": 0.8},
+        "period": "weekly",
+        "milestones": [{"at": 100, "reward": {"points": 7}}],
+    }
+    now = _now()
+    with serving_goals(ctx, [goal]):
+        span = team_goals.span_at(ctx.content.get("teams").goals[0], now)
+        a, b = await new_members(ctx, 2, now - timedelta(days=60))
+        team_id = await new_team(ctx, "crew", [a, b], span.starts_at - timedelta(days=1))
+        at = now - timedelta(seconds=1)
+        await deliver(ctx, event(a, "purchase", at, amount=0.7))
+        await deliver(ctx, event(b, "purchase", at, amount=0.1))
+        await settle(ctx)
+        assert await _milestones(ctx, goal_id, team_id) == [(100, "paid")]
+        entries = await paid(ctx, [a, b], goal_id)
+        assert {m: points(x) for m, x in entries.items()} == {a: 7, b: 7}
