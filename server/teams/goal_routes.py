@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, get
-from litestar.params import Parameter
 
 from server.context import Context
 from server.teams.goal_schemas import TeamGoalsOut
 from server.teams.goals import team_goals
+from server.teams.schemas import TeamIdPath
 from server.teams.service import check_team_id
 
 
@@ -18,9 +16,7 @@ class TeamGoalsController(Controller):
     tags = ["teams"]
 
     @get("/{team_id:str}/goals", operation_id="getTeamGoals")
-    async def get_team_goals(
-        self, ctx: Context, current_member: str, team_id: Annotated[str, Parameter(max_length=64)]
-    ) -> TeamGoalsOut:
+    async def get_team_goals(self, ctx: Context, current_member: str, team_id: TeamIdPath) -> TeamGoalsOut:
         """The team's goals now: progress, milestones with what I earned (or why not), my
         contribution, share and rank, and each member's contribution (a community team: the top
         ten and me). For the team's members; a community team's for every member."""
