@@ -9,16 +9,18 @@ a. Contributions (`--part contributions`). The real server (`python -m server.cl
    minutes for 30,000 members, and is not what is measured). The load is batches of
    `--batch-size` (100) purchases of random members, sent over `--concurrency` keep-alive loopback
    connections (closed loop) for `--seconds` after a `--warmup`: every purchase is a contribution
-   to its member's team. Measured twice on the same
-   database and members, the server restarted between the two with another content directory
-   (a copy of content/ whose teams.yaml declares the bench's kind):
+   to its member's team. Measured three times on the same database and members, the server
+   restarted between them with another content directory (a copy of content/ whose teams.yaml
+   declares the bench's kind):
    1. baseline: no team goals (teams.yaml `goals: []`): the same event path without teams;
-   2. teams: one weekly team goal on the bench's kind counting purchases, three a member (milestones
-      at 5%, 50% and 100%: the busiest teams reach the first during a run and their members are
-      paid).
-   Target: the teams' accepted events/s at least 80% of the baseline's.
-   Checks: the outbox drained; the teams' totals (`team_goal_totals`) add up to the purchases the
-   server accepted in the teams phase; `engage ledger verify`; `engage leaderboards check`.
+   2. counting: one weekly team goal on the bench's kind counting purchases, with a target no run
+      reaches: what counting a contribution costs;
+   3. teams: one weekly team goal counting purchases, three a member (milestones at 5%, 50% and
+      100%: most teams reach the first during a run, and its contributors are paid: about 0.6
+      payouts a contribution, near what a whole week of such a goal pays).
+   Target: the teams' accepted events/s (3.) at least 80% of the baseline's.
+   Checks: the outbox drained; the teams' totals (`team_goal_totals`) of each goal add up to the
+   purchases stored in its phase; `engage ledger verify`; `engage leaderboards check`.
 
 b. Live progress (`--part live`). The same server, content whose community kind (`everyone`: one
    team of every member) has a goal counting purchases with a target no run reaches, and
@@ -26,14 +28,16 @@ b. Live progress (`--part live`). The same server, content whose community kind 
    receive times). Every `--interval` seconds (longer than the goal's coalescing window, so that
    each progress is sent at once) one purchase goes to `POST /v1/events`; latency is from just
    before that request is written to the moment each socket reads the `team.goal_progress` it
-   caused (matched by its `progress`). The baseline: bench/broadcast_app.py, a bare Litestar app
-   under uvicorn with the same websocket settings, whose `POST /broadcast` does one Redis PUBLISH
-   that its one subscriber writes to each of its 5,000 sockets; measured the same way, one
-   broadcast per `--baseline-interval`. Target: the p99 of the progress at most 1.5 times the
-   bare broadcast's p99. Check: every socket read every message (nothing lost, nothing doubled).
+   caused (matched by its `progress`), after two unmeasured warm-up messages. The baseline:
+   bench/broadcast_app.py, a bare Litestar app under uvicorn with the same websocket settings,
+   whose `POST /broadcast` does one Redis PUBLISH that its one subscriber writes to each of its
+   5,000 sockets; measured the same way, one broadcast per `--baseline-interval`. Target: the
+   p99 of the progress at most 1.5 times the bare broadcast's p99. Check: every socket read every
+   message (nothing lost, nothing doubled).
 
-`--profile` samples the server with py-spy over each measured window of the teams phase and the
-progress phase (bench/results/teams.<part>.pyspy.txt) and prints where its CPU went.
+`--profile` samples the server with py-spy over each measured window (collapsed stacks in
+bench/results/teams.contributions.<phase>.pyspy.txt and teams.live.pyspy.txt) and prints where
+its CPU went.
 
     python -m bench.teams [--part both|contributions|live] [--database auto|postgres|sqlite]
                           [--teams 1000] [--team-size 30] [--sockets 5000] [--seconds 15]
@@ -90,6 +94,7 @@ TARGET_CONTRIBUTION_RATIO = 0.80  # teams' events/s of the same path without tea
 TARGET_P99_RATIO = 1.5  # team.goal_progress p99 over a bare broadcast's, 5,000 sockets
 KIND = "bench"
 GOAL = "bench-orders"
+COUNTING_GOAL = "bench-counting"  # a target out of reach: counting, no milestone, no payout
 COMMUNITY_GOAL = "bench-everyone"
 SOCKETS_PER_CLIENT = 2_500
 WARMUP_MESSAGES = 2  # sent before the measured ones, on both paths
@@ -116,14 +121,14 @@ def write_content(dest: Path, goals: list[dict[str, Any]]) -> Path:
     return dest
 
 
-def team_goal(team_size: int) -> dict[str, Any]:
-    """A weekly goal of about three orders a member, whose first milestone the busiest teams reach
-    during a run (its members are paid then)."""
+def team_goal(count: int, goal_id: str = GOAL) -> dict[str, Any]:
+    """A weekly goal of `count` orders (by default three a member), whose first milestone the
+    busiest teams reach during a run (its contributors are paid then)."""
     return {
-        "id": GOAL,
+        "id": goal_id,
         "kind": KIND,
         "name": "Bench orders",
-        "goal": {"event": "purchase", "count": 3 * team_size},
+        "goal": {"event": "purchase", "count": count},
         "period": "weekly",
         "zone": "UTC",
         "milestones": [
@@ -245,7 +250,8 @@ def contributions(args: argparse.Namespace) -> dict[str, Any]:
         secret = f"bench-{rid}-{os.urandom(8).hex()}"
         dirs = {
             "baseline": write_content(data_dir / "plain", []),
-            "teams": write_content(data_dir / "teams", [team_goal(args.team_size)]),
+            "counting": write_content(data_dir / "counting", [team_goal(1_000_000, COUNTING_GOAL)]),
+            "teams": write_content(data_dir / "teams", [team_goal(args.goal_count or 3 * args.team_size)]),
         }
         envs = {
             phase: engage_env(db, redis_url, prefix, data_dir, jwt_secret=secret, ENGAGE_CONTENT_DIR=str(d))
@@ -274,21 +280,22 @@ def contributions(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         phases: dict[str, Any] = {}
-        for phase in ("baseline", "teams"):
+        for phase in PHASES:
             server = serve(phase)
             print(f"  {phase}: load running ({args.warmup:g} s warm-up + {args.seconds:g} s) ...", flush=True)
-            profile = Profile(
-                server.pid, RESULTS_DIR / "teams.contributions.pyspy.txt", args.warmup, args.seconds
-            )
+            stacks = RESULTS_DIR / f"teams.contributions.{phase}.pyspy.txt"
+            profile = Profile(server.pid, stacks, args.warmup, args.seconds)
             tag = f"c{rid}{phase[0]}"
-            with profile if args.profile and phase == "teams" else contextlib.nullcontext():
+            with profile if args.profile else contextlib.nullcontext():
                 figures = measure_events(server.port, api_key, members, args, tag, server.pid)
-            if args.profile and phase == "teams":
+            if args.profile:
                 figures["profile"] = profile.summary()
             figures["tag"] = tag
             phases[phase] = figures
+            if phase == "counting":
+                counted = totals_add_up(db, tag, COUNTING_GOAL)
             if phase == "teams":
-                done = [checks.outbox_drained(db), totals_add_up(db, tag)]
+                done = [checks.outbox_drained(db), counted, totals_add_up(db, tag, GOAL)]
                 server.stop()
                 done += checks.cli_checks(envs[phase])
                 out["checks"] = checks.as_json(done)
@@ -298,6 +305,8 @@ def contributions(args: argparse.Namespace) -> dict[str, Any]:
                 server.stop()
         out["phases"] = phases
         base, teams = phases["baseline"]["events_per_s"], phases["teams"]["events_per_s"]
+        counting = phases["counting"]["events_per_s"]
+        out["counting_ratio"] = round(counting / base, 4) if base else None
         out["ratio"] = round(teams / base, 4) if base else None
         out["target"] = {
             "ratio": TARGET_CONTRIBUTION_RATIO,
@@ -306,7 +315,9 @@ def contributions(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-_OF_GOAL = f"goal_id = '{GOAL}'"
+# The measurements, in order: the same path without team goals, with a goal whose target no run
+# reaches (counting only), and with the goal whose first milestone teams reach (counting and paying).
+PHASES = ("baseline", "counting", "teams")
 
 
 def place_by_sql(db: Any, team_ids: list[str], members: list[str]) -> None:
@@ -361,14 +372,15 @@ def _sqlite_time(value: Any) -> Any:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
 
 
-def totals_add_up(db: Any, tag: str) -> checks.Check:
-    """Every purchase the teams phase stored counted once in its team's total."""
+def totals_add_up(db: Any, tag: str, goal_id: str) -> checks.Check:
+    """Every purchase a phase stored counted once in its team's total of the phase's goal."""
+    of_goal = f"goal_id = '{goal_id}'"
     rows = sql_rows(
         db,
         {
             "stored": "SELECT count(*) FROM member_events WHERE event_id LIKE {p} AND type = 'purchase'",
-            "totals": f"SELECT coalesce(sum(total), 0), count(*) FROM team_goal_totals WHERE {_OF_GOAL}",
-            "paid": f"SELECT count(*), coalesce(sum(paid), 0) FROM team_goal_milestones WHERE {_OF_GOAL}",
+            "totals": f"SELECT coalesce(sum(total), 0), count(*) FROM team_goal_totals WHERE {of_goal}",
+            "paid": f"SELECT count(*), coalesce(sum(paid), 0) FROM team_goal_milestones WHERE {of_goal}",
         },
         tag + "-%",
     )
@@ -376,7 +388,7 @@ def totals_add_up(db: Any, tag: str) -> checks.Check:
     total, teams = float(rows["totals"][0][0]), int(rows["totals"][0][1])
     milestones, paid = (int(x) for x in rows["paid"][0])
     return checks.Check(
-        "team totals = purchases",
+        f"team totals = purchases ({goal_id})",
         stored == int(total),
         f"{stored:,} purchases stored, {total:,.0f} counted in {teams:,} teams' totals; "
         f"{milestones:,} milestones reached, {paid:,} members paid",
@@ -676,7 +688,7 @@ def clients_main(argv: list[str]) -> None:
 def report(results: dict[str, Any]) -> None:
     c = results.get("contributions")
     if c:
-        base, teams = c["phases"]["baseline"], c["phases"]["teams"]
+        base, counting, teams = (c["phases"][p] for p in PHASES)
         shape = results["args"]
         print_table(
             f"\nContributions on the event path ({c['database']}, {c['teams']:,} teams of {c['team_size']}, "
@@ -693,7 +705,16 @@ def report(results: dict[str, Any]) -> None:
                     sum(base["errors"].values()),
                 ],
                 [
-                    "teams: 1 team goal",
+                    "teams: a goal, counting only",
+                    counting["events_per_s"],
+                    _pct(c["counting_ratio"]),
+                    counting["latency"]["p50_ms"],
+                    counting["latency"]["p99_ms"],
+                    counting["server_cpu_ms_per_event"],
+                    sum(counting["errors"].values()),
+                ],
+                [
+                    "teams: a goal, paying milestones",
                     teams["events_per_s"],
                     _pct(c["ratio"]),
                     teams["latency"]["p50_ms"],
@@ -703,7 +724,7 @@ def report(results: dict[str, Any]) -> None:
                 ],
             ],
         )
-        for name, phase in (("baseline", base), ("teams", teams)):
+        for name, phase in zip(PHASES, (base, counting, teams), strict=True):
             print(f"  CPU ({name}): {describe_cpu(phase['cpu'], {})}")
             warning = foreign_load_warning(phase["cpu"])
             if warning:
@@ -712,8 +733,9 @@ def report(results: dict[str, Any]) -> None:
             f"  target: teams >= {TARGET_CONTRIBUTION_RATIO:.0%} of the baseline's events/s: "
             f"{'MET' if c['target']['met'] else 'NOT MET'} ({_pct(c['ratio'])})"
         )
-        if teams.get("profile"):
-            print_profile(teams["profile"], "teams phase")
+        for name, phase in zip(PHASES, (base, counting, teams), strict=True):
+            if phase.get("profile"):
+                print_profile(phase["profile"], f"{name} phase")
         checks.print_checks(c["_checks"], "Checks (contributions)")
     lv = results.get("live")
     if lv:
@@ -771,6 +793,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--database", choices=["auto", "postgres", "sqlite"], default="auto")
     p.add_argument("--teams", type=int, default=1_000)
     p.add_argument("--team-size", type=int, default=30)
+    p.add_argument(
+        "--goal-count",
+        type=int,
+        default=0,
+        help="the team goal's target (default: 3 orders a member; 1000000: no milestone reached)",
+    )
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=15.0)
