@@ -534,6 +534,8 @@ class Hub:
             except (RedisError, OSError) as exc:
                 failure = exc
                 log.warning("realtime_team_subscribe_failed", error=type(exc).__name__)
+            except Exception:  # a bug here must not stop every later socket hearing its teams
+                log.exception("realtime_team_refresh_failed", members=len(dirty))
             for w in waiters:
                 if w.done():
                     continue
