@@ -736,11 +736,23 @@ def payout_key(goal_id: str, period: str, team_id: str, at: int, member_id: str)
 
 async def apply_payouts(ctx: Context, items: list[tuple[int, dict[str, Any]]], retry: bool) -> None:
     """Outbox effect: pay the milestones just reached, a few batches now and the rest by the job
-    (a community team's, all by the job: the request whose event reached it does not wait)."""
+    (a community team's, all by the job: the request whose event reached it does not wait).
+
+    The milestones a unit of work reached are paid together: their first batches in one
+    transaction, so that a unit that reached ten costs about what ten members' awards cost, not
+    ten payments' statements each."""
     content = teams_content(ctx)
-    for _, p in items:
-        if not _is_community(content, p["team_id"]):
-            await pay_milestone(ctx, (p["goal_id"], p["period"], p["team_id"], int(p["at"])), PAY_INLINE)
+    keys = sorted(
+        {
+            (p["goal_id"], p["period"], p["team_id"], int(p["at"]))
+            for _, p in items
+            if not _is_community(content, p["team_id"])
+        }
+    )
+    if len(keys) == 1:
+        await pay_milestone(ctx, keys[0], PAY_INLINE)
+    elif keys:
+        await pay_milestones(ctx, keys, PAY_INLINE)
 
 
 def _pk(key: tuple[str, str, str, int]) -> Any:
@@ -748,32 +760,72 @@ def _pk(key: tuple[str, str, str, int]) -> Any:
     return sa.and_(m.goal_id == key[0], m.period == key[1], m.team_id == key[2], m.at == key[3])
 
 
-async def pay_milestone(ctx: Context, key: tuple[str, str, str, int], batches: int | None = None) -> bool:
-    """Pay a reached milestone from where its payment stands; True when it is all paid. Returns
-    False at once when another payer holds it."""
-    token = uuid.uuid4().hex
+async def _claim(
+    ctx: Context, keys: list[tuple[str, str, str, int]], token: str
+) -> list[tuple[str, str, str, int]]:
+    """Hold these milestones for a payer (one statement): those being paid and held by no live payer."""
     now = utcnow()
     m = MILESTONES.c
     async with ctx.db.transaction() as session:
         claimed = await session.execute(
             sa.update(MILESTONES)
-            .where(_pk(key), m.status == "paying", sa.or_(m.claimed_until.is_(None), m.claimed_until < now))
+            .where(
+                sa.tuple_(m.goal_id, m.period, m.team_id, m.at).in_(keys),
+                m.status == "paying",
+                sa.or_(m.claimed_until.is_(None), m.claimed_until < now),
+            )
             .values(claimed_by=token, claimed_until=now + CLAIM)
-            .returning(m.at)
+            .returning(m.goal_id, m.period, m.team_id, m.at)
         )
-        if claimed.first() is None:
-            return False
+        return sorted((r.goal_id, r.period, r.team_id, r.at) for r in claimed)
+
+
+async def _release(ctx: Context, keys: list[tuple[str, str, str, int]], token: str) -> None:
+    """Let the job go on at once with what this payer leaves."""
+    if not keys:
+        return
+    m = MILESTONES.c
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            sa.update(MILESTONES)
+            .where(sa.tuple_(m.goal_id, m.period, m.team_id, m.at).in_(keys), m.claimed_by == token)
+            .values(claimed_until=None)
+        )
+
+
+async def pay_milestone(ctx: Context, key: tuple[str, str, str, int], batches: int | None = None) -> bool:
+    """Pay a reached milestone from where its payment stands; True when it is all paid. Returns
+    False at once when another payer holds it."""
+    token = uuid.uuid4().hex
+    if not await _claim(ctx, [key], token):
+        return False
     done = 0
     while batches is None or done < batches:
         finished = await _pay_batch(ctx, key, token)
         done += 1
         if finished:
             return True
-    async with ctx.db.transaction() as session:  # let the job go on at once
-        await session.execute(
-            sa.update(MILESTONES).where(_pk(key), m.claimed_by == token).values(claimed_until=None)
-        )
+    await _release(ctx, [key], token)
     return False
+
+
+async def pay_milestones(ctx: Context, keys: list[tuple[str, str, str, int]], batches: int) -> None:
+    """Pay several reached milestones, `batches` batches of each at most: the first batch of all
+    of them in one transaction (`_pay_batches`), the rest one milestone at a time; what is left
+    goes to the job. Those another payer holds are left to it."""
+    token = uuid.uuid4().hex
+    held = await _claim(ctx, keys, token)
+    if not held:
+        return
+    left = await _pay_batches(ctx, held, token)
+    unfinished = []
+    for key in left:
+        done = 1
+        while done < batches and not await _pay_batch(ctx, key, token):
+            done += 1
+        if done >= batches:
+            unfinished.append(key)
+    await _release(ctx, unfinished, token)
 
 
 class _Lost(Exception):
@@ -781,62 +833,104 @@ class _Lost(Exception):
 
 
 async def _pay_batch(ctx: Context, key: tuple[str, str, str, int], token: str) -> bool:
-    """One batch of members in one transaction: their postings and the cursor move together.
+    """One batch of members in one transaction: their postings and the cursor move together."""
+    left = await _pay_batches(ctx, [key], token)
+    return not left
 
-    The batch's members are held first, in the order every unit of work holds members (no
-    deadlock with their events), and what they contributed is read under that hold; the
-    milestone's row is written last, on condition that this payer still holds it."""
-    goal_id, period, team_id, at = key
+
+async def _pay_batches(
+    ctx: Context, keys: list[tuple[str, str, str, int]], token: str
+) -> list[tuple[str, str, str, int]]:
+    """The next batch of members of each of these milestones in one transaction: their postings
+    (one `post_each`) and the cursors move together. Returns the milestones not finished.
+
+    The batches' members are held first, all together and in the order every unit of work holds
+    members (no deadlock with their events), and what they contributed is read under that hold;
+    the milestones' rows are written last, on condition that this payer still holds them (if it
+    lost one, the whole transaction is rolled back and the others released to the job)."""
     m = MILESTONES.c
     now = utcnow()
+    left: list[tuple[str, str, str, int]] = []
     try:
         async with ctx.db.transaction() as session:
-            row = (
-                await session.execute(
-                    sa.select(m.phase, m.cursor, m.reached_at, m.period_start, m.paid).where(
-                        _pk(key), m.claimed_by == token, m.status == "paying"
+            rows = {
+                (r.goal_id, r.period, r.team_id, r.at): r
+                for r in await session.execute(
+                    sa.select(
+                        m.goal_id,
+                        m.period,
+                        m.team_id,
+                        m.at,
+                        m.phase,
+                        m.cursor,
+                        m.reached_at,
+                        m.period_start,
+                        m.paid,
+                    ).where(
+                        sa.tuple_(m.goal_id, m.period, m.team_id, m.at).in_(keys),
+                        m.claimed_by == token,
+                        m.status == "paying",
                     )
                 )
-            ).first()
-            if row is None:
-                return True  # another payer took it over, or it is paid
-            goal = goal_of(ctx, goal_id)
-            milestone = next((x for x in goal.milestones if x.at == at), None) if goal else None
-            if goal is None or milestone is None:
-                log.warning("team_milestone_not_in_content", goal_id=goal_id, at=at)
-                await _set(session, key, status="dropped", paid_at=now)
-                return True
-            community = _is_community(teams_content(ctx), goal.kind)
-            phase, cursor = row.phase, row.cursor
-            visited, batch = await _batch(ctx, session, key, community, phase, cursor)
+            }
+            plans: list[tuple[tuple[str, str, str, int], Any, TeamGoal, Milestone, bool]] = []
+            for key in keys:
+                row = rows.get(key)
+                if row is None:
+                    continue  # another payer took it over, or it is paid
+                goal = goal_of(ctx, key[0])
+                milestone = next((x for x in goal.milestones if x.at == key[3]), None) if goal else None
+                if goal is None or milestone is None:
+                    log.warning("team_milestone_not_in_content", goal_id=key[0], at=key[3])
+                    await _set(session, key, status="dropped", paid_at=now)
+                    continue
+                plans.append((key, row, goal, milestone, _is_community(teams_content(ctx), goal.kind)))
+            visits = await _batches(
+                ctx, session, [(key, community, row.phase, row.cursor) for key, row, _, _, community in plans]
+            )
             postings: list[ledger.Posting] = []
             badges: list[tuple[str, str, str]] = []
-            for member_id, amount, joined_at in batch:
-                decision = decide(goal, milestone, amount, joined_at, row.period_start, row.reached_at)
-                _queue_reward(postings, badges, (goal_id, period, team_id), at, member_id, decision)
+            updates: list[tuple[tuple[str, str, str, int], Any, dict[str, Any], bool]] = []
+            for (key, row, goal, milestone, community), (visited, batch) in zip(plans, visits, strict=True):
+                goal_id, period, team_id, at = key
+                mine: list[ledger.Posting] = []
+                my_badges: list[tuple[str, str, str]] = []
+                for member_id, amount, joined_at in batch:
+                    decision = decide(goal, milestone, amount, joined_at, row.period_start, row.reached_at)
+                    _queue_reward(mine, my_badges, (goal_id, period, team_id), at, member_id, decision)
+                postings += mine
+                badges += my_badges
+                values: dict[str, Any] = {
+                    "cursor": visited[-1] if visited else row.cursor,
+                    "paid": row.paid + len({p.member_id for p in mine} | {b[0] for b in my_badges}),
+                    "claimed_until": now + CLAIM,
+                }
+                finished = len(visited) < BATCH
+                if finished and community and row.phase == "team" and _pays_others(milestone):
+                    values.update(phase="others", cursor="")
+                    finished = False
+                elif finished:
+                    values.update(status="paid", paid_at=now, claimed_by=None, claimed_until=None)
+                updates.append((key, row, values, finished))
             await _post(ctx, session, postings, badges)
-            values: dict[str, Any] = {
-                "cursor": visited[-1] if visited else cursor,
-                "paid": row.paid + len({p.member_id for p in postings} | {b[0] for b in badges}),
-                "claimed_until": now + CLAIM,
-            }
-            finished = len(visited) < BATCH
-            if finished and community and phase == "team" and _pays_others(milestone):
-                values.update(phase="others", cursor="")
-                finished = False
-            elif finished:
-                values.update(status="paid", paid_at=now, claimed_by=None, claimed_until=None)
-            moved = await session.execute(
-                sa.update(MILESTONES)
-                .where(_pk(key), m.claimed_by == token, m.cursor == cursor, m.phase == phase)
-                .values(**values)
-                .returning(m.at)
-            )
-            if moved.first() is None:
-                raise _Lost
-            return finished
+            for key, row, values, finished in updates:
+                moved = await session.execute(
+                    sa.update(MILESTONES)
+                    .where(_pk(key), m.claimed_by == token, m.cursor == row.cursor, m.phase == row.phase)
+                    .values(**values)
+                    .returning(m.at)
+                )
+                if moved.first() is None:
+                    raise _Lost
+                if not finished:
+                    left.append(key)
+            return left
     except _Lost:
-        return True
+        if len(keys) == 1:
+            return []
+        # One was taken over meanwhile: nothing of this batch was paid; the job pays the others.
+        await _release(ctx, keys, token)
+        return []
 
 
 async def pay_leaver(ctx: Context, session: AsyncSession, placement: members.Placement) -> None:
@@ -879,6 +973,44 @@ async def pay_leaver(ctx: Context, session: AsyncSession, placement: members.Pla
 
 
 teams.LEAVING.append(pay_leaver)
+
+
+async def _batches(
+    ctx: Context, session: AsyncSession, plans: list[tuple[tuple[str, str, str, int], bool, str, str]]
+) -> list[tuple[list[str], list[tuple[str, float, datetime | None]]]]:
+    """`_batch` of several milestones (key, community, phase, cursor), their members held together."""
+    if len(plans) == 1:
+        return [await _batch(ctx, session, *plans[0])]
+    rosters: list[list[members.Placement] | None] = []
+    for key, community, _, cursor in plans:
+        rosters.append(
+            None if community else await members.team_members_after(session, key[2], cursor, BATCH)
+        )
+    # every team's members held in one statement, in the one order
+    await lock_members(session, [p.member_id for roster in rosters if roster for p in roster])
+    c = CONTRIBUTIONS.c
+    teams_ = sorted({key[:3] for (key, *_), roster in zip(plans, rosters, strict=True) if roster})
+    visiting = sorted({p.member_id for roster in rosters if roster for p in roster})
+    amounts: dict[tuple[str, str, str, str], float] = {}
+    if visiting:
+        found = await session.execute(
+            sa.select(c.goal_id, c.period, c.team_id, c.member_id, c.amount).where(
+                sa.tuple_(c.goal_id, c.period, c.team_id).in_(teams_), c.member_id.in_(visiting)
+            )
+        )
+        amounts = {(r.goal_id, r.period, r.team_id, r.member_id): r.amount for r in found}
+    out = []
+    for (key, community, phase, cursor), roster in zip(plans, rosters, strict=True):
+        if roster is None:  # a community team's (its members held by `_batch`, after these)
+            out.append(await _batch(ctx, session, key, community, phase, cursor))
+            continue
+        out.append(
+            (
+                [p.member_id for p in roster],
+                [(p.member_id, amounts.get((*key[:3], p.member_id), 0.0), p.joined_at) for p in roster],
+            )
+        )
+    return out
 
 
 async def _batch(
