@@ -665,8 +665,10 @@ async def _flush(ctx: Context, key: GoalKey) -> None:
             await asyncio.sleep(delay / 1000 + 0.02)
             sent, value = await ctx.redis.auto.evalsha(_FLUSH_SHA, _FLUSH, keys, [PROGRESS_EVERY])
             if sent == 1:
-                async with ctx.db.transaction() as session:
-                    send_team_live(ctx, session, key[2], "team.goal_progress", json.loads(value))
+                # Published at once, without the outbox's SQL transaction: a coalesced progress
+                # lost to a Redis outage is carried by the next one (a milestone's, which must
+                # arrive, always goes through the outbox).
+                await ctx.hub.publish_team(key[2], "team.goal_progress", json.loads(value))
                 return
             if int(value) < 0:
                 return
