@@ -815,6 +815,8 @@ async def pay_milestones(ctx: Context, keys: list[tuple[str, str, str, int]], ba
     """Pay several reached milestones, `batches` batches of each at most: the first batch of all
     of them in one transaction (`_pay_batches`), the rest one milestone at a time; what is left
     goes to the job. Those another payer holds are left to it."""
+    if batches < 1:
+        return
     token = uuid.uuid4().hex
     held = await _claim(ctx, keys, token)
     if not held:
