@@ -854,7 +854,6 @@ async def _pay_batches(
     lost one, the whole transaction is rolled back and the others released to the job)."""
     m = MILESTONES.c
     now = utcnow()
-    left: list[tuple[str, str, str, int]] = []
     try:
         async with ctx.db.transaction() as session:
             rows = {
@@ -870,6 +869,7 @@ async def _pay_batches(
                         m.reached_at,
                         m.period_start,
                         m.paid,
+                        m.claimed_by,
                     ).where(
                         sa.tuple_(m.goal_id, m.period, m.team_id, m.at).in_(keys),
                         m.claimed_by == token,
@@ -917,7 +917,8 @@ async def _pay_batches(
                     values.update(status="paid", paid_at=now, claimed_by=None, claimed_until=None)
                 updates.append((key, row, values, finished))
             await _post(ctx, session, postings, badges)
-            for key, row, values, finished in updates:
+            if len(updates) == 1:
+                key, row, values, finished = updates[0]
                 moved = await session.execute(
                     sa.update(MILESTONES)
                     .where(_pk(key), m.claimed_by == token, m.cursor == row.cursor, m.phase == row.phase)
@@ -926,15 +927,69 @@ async def _pay_batches(
                 )
                 if moved.first() is None:
                     raise _Lost
-                if not finished:
-                    left.append(key)
-            return left
+            elif updates:
+                # Held here, last, and checked still this payer's where this batch began; then
+                # written in one statement.
+                still = await session.execute(
+                    sa.select(m.goal_id, m.period, m.team_id, m.at, m.cursor, m.phase)
+                    .where(sa.tuple_(m.goal_id, m.period, m.team_id, m.at).in_([u[0] for u in updates]))
+                    .where(m.claimed_by == token)
+                    .with_for_update()
+                )
+                begun = {(r.goal_id, r.period, r.team_id, r.at): (r.cursor, r.phase) for r in still}
+                if any(begun.get(key) != (row.cursor, row.phase) for key, row, _, _ in updates):
+                    raise _Lost
+                await (await session.connection()).execute(
+                    _SAVE_MILESTONE,
+                    [
+                        {
+                            "k_goal": key[0],
+                            "k_period": key[1],
+                            "k_team": key[2],
+                            "k_at": key[3],
+                            **_kept(row, values),
+                        }
+                        for key, row, values, _ in updates
+                    ],
+                )
+            return [key for key, _, _, finished in updates if not finished]
     except _Lost:
         if len(keys) == 1:
             return []
         # One was taken over meanwhile: nothing of this batch was paid; the job pays the others.
         await _release(ctx, keys, token)
         return []
+
+
+_SAVE_MILESTONE = (
+    sa.update(MILESTONES)
+    .where(
+        MILESTONES.c.goal_id == sa.bindparam("k_goal"),
+        MILESTONES.c.period == sa.bindparam("k_period"),
+        MILESTONES.c.team_id == sa.bindparam("k_team"),
+        MILESTONES.c.at == sa.bindparam("k_at"),
+    )
+    .values(
+        **{
+            c: sa.bindparam(c)
+            for c in ("cursor", "paid", "claimed_until", "phase", "status", "paid_at", "claimed_by")
+        }
+    )
+)
+
+
+def _kept(row: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """A milestone's row after a batch: what the batch set, the rest as it was (the columns of
+    one statement for all)."""
+    return {
+        "cursor": row.cursor,
+        "paid": row.paid,
+        "phase": row.phase,
+        "status": "paying",
+        "paid_at": None,
+        "claimed_by": row.claimed_by,
+        **values,
+    }
 
 
 async def pay_leaver(ctx: Context, session: AsyncSession, placement: members.Placement) -> None:
@@ -986,10 +1041,20 @@ async def _batches(
     if len(plans) == 1:
         return [await _batch(ctx, session, *plans[0])]
     rosters: list[list[members.Placement] | None] = []
-    for key, community, _, cursor in plans:
-        rosters.append(
-            None if community else await members.team_members_after(session, key[2], cursor, BATCH)
+    if all(community or cursor == "" for _, community, _, cursor in plans):
+        # first batches (what the effect pays): every team's roster in one statement
+        teams_now = await members.rosters(
+            session, [key[2] for key, community, _, _ in plans if not community]
         )
+        for key, community, _, _ in plans:
+            rosters.append(
+                None if community else sorted(teams_now[key[2]], key=lambda p: p.member_id)[:BATCH]
+            )
+    else:
+        for key, community, _, cursor in plans:
+            rosters.append(
+                None if community else await members.team_members_after(session, key[2], cursor, BATCH)
+            )
     # every team's members held in one statement, in the one order
     await lock_members(session, [p.member_id for roster in rosters if roster for p in roster])
     c = CONTRIBUTIONS.c
