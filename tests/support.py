@@ -408,3 +408,11 @@ async def board_standings(
     assert [e["rank"] for e in entries] == list(range(1, len(entries) + 1)), entries
     assert len(entries) == page["total"], page
     return entries
+
+
+def pinned(ctx: Any, store: Any) -> Any:
+    """`store` (content a test serves in place of what is published) marked as the version serving,
+    so that the served app's content watcher, which switches to any newer published version, does
+    not take it away mid-test because a test before this one published content."""
+    store.version = ctx.content.version
+    return store

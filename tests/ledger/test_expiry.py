@@ -29,7 +29,7 @@ from server.ledger.expiry import ExpiryReport, expire_points
 from server.ledger.models import LedgerEntry, PointsExpiryNotice
 from server.members.service import ensure_member
 from tests.conftest import server_env
-from tests.support import ROOT, unique
+from tests.support import ROOT, pinned, unique
 
 YEAR = timedelta(days=365)
 TICK = timedelta(microseconds=1)
@@ -49,7 +49,7 @@ def _store(ctx: Context, after_days: int | None, warn_days: int) -> ContentStore
 @contextlib.contextmanager
 def _rule(ctx: Context, after_days: int | None = 365, warn_days: int = 30) -> Iterator[None]:
     before = ctx.content
-    ctx.content = _store(ctx, after_days, warn_days)
+    ctx.content = pinned(ctx, _store(ctx, after_days, warn_days))
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ from server.content.loader import ContentStore, read_files, validate_files
 from server.context import Context
 from server.events import dispatch
 from server.events.dispatch import DomainEvent
-from tests.support import ROOT, unique
+from tests.support import ROOT, pinned, unique
 
 
 def quest_files(quests_yaml: str, **others: str) -> dict[str, str]:
@@ -46,7 +46,7 @@ def store_of(quests_yaml: str, **others: str) -> ContentStore:
 def serving(ctx: Context, store: ContentStore) -> Iterator[ContentStore]:
     """Serve `store` for the length of a test, then what served before."""
     before = ctx.content
-    ctx.content = store
+    ctx.content = pinned(ctx, store)
     try:
         yield store
     finally:

@@ -20,7 +20,7 @@ from server.members.models import Member
 from server.members.service import new_handle
 from server.teams import goals as team_goals
 from server.teams.models import Team, TeamGoalMilestone
-from tests.support import ROOT, unique
+from tests.support import ROOT, pinned, unique
 from tests.tasks.quest_support import deliver, event
 
 __all__ = ["deliver", "event"]
@@ -51,7 +51,7 @@ def goals_store(goals: list[dict[str, Any]]) -> ContentStore:
 @contextlib.contextmanager
 def serving_goals(ctx: Context, goals: list[dict[str, Any]]) -> Iterator[ContentStore]:
     before = ctx.content
-    ctx.content = goals_store(goals)
+    ctx.content = pinned(ctx, goals_store(goals))
     try:
         yield ctx.content
     finally:

@@ -12,7 +12,7 @@ import yaml
 
 from server.content.loader import read_files, validate_files
 from server.context import Context
-from tests.support import ROOT, unique
+from tests.support import ROOT, pinned, unique
 
 # Beside the demo's kinds (store, squad, club, everyone).
 TEST_KINDS: list[dict[str, Any]] = [
@@ -35,7 +35,7 @@ def serving_test_kinds(ctx: Context) -> Iterator[None]:
     store, issues = validate_files(files, "test")
     assert not issues, "\n".join(map(str, issues))
     before = ctx.content
-    ctx.content = store
+    ctx.content = pinned(ctx, store)
     try:
         yield
     finally:

@@ -22,7 +22,7 @@ from server.ledger.models import LedgerEntry
 from server.referrals.models import Referral
 from server.teams.models import Assist, AssistHelp
 from tests.e2e.helpers import live
-from tests.support import ROOT, manager_token, unique
+from tests.support import ROOT, manager_token, pinned, unique
 from tests.teams.support import handle_of, make_team, member, problem
 
 HELP_GOAL = {
@@ -72,7 +72,7 @@ def serving_assists(ctx: Context, *, bursts: bool = False, **overrides: Any) -> 
     store, issues = validate_files(files, "test")
     assert not issues, "\n".join(map(str, issues))
     before = ctx.content
-    ctx.content = store
+    ctx.content = pinned(ctx, store)
     try:
         yield
     finally:

@@ -19,7 +19,7 @@ from server.content.loader import read_files, validate_files
 from server.context import Context
 from server.db import utcnow
 from server.ledger.models import LedgerEntry
-from tests.support import ROOT
+from tests.support import ROOT, pinned
 from tests.tasks.quest_support import deliver, event
 from tests.teams.support import handle_of, member, problem
 
@@ -52,7 +52,7 @@ def serving_friend_quests(ctx: Context) -> Iterator[None]:
     store, issues = validate_files(files, "test")
     assert not issues, "\n".join(map(str, issues))
     before = ctx.content
-    ctx.content = store
+    ctx.content = pinned(ctx, store)
     try:
         yield
     finally:
