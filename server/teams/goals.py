@@ -668,7 +668,8 @@ async def _flush(ctx: Context, key: GoalKey) -> None:
                 # Published at once, without the outbox's SQL transaction: a coalesced progress
                 # lost to a Redis outage is carried by the next one (a milestone's, which must
                 # arrive, always goes through the outbox).
-                await ctx.hub.publish_team(key[2], "team.goal_progress", json.loads(value))
+                data = {"team_id": key[2], **json.loads(value)}  # as send_team_live's messages
+                await ctx.hub.publish_team(key[2], "team.goal_progress", data)
                 return
             if int(value) < 0:
                 return
