@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 # one after their run failed). The domains declare their effects in the reaction pipeline
 # (`server.events.pipeline.Reactions.effects`).
 Effect = Callable[[Any, list[tuple[int, dict[str, Any]]], bool], Awaitable[None]]
+# The effects members see (a member's and a team's live messages, and which teams a member's
+# sockets hear), applied before the others, each kind still in the order it was first queued.
+SEEN_FIRST = frozenset({"live", "team_membership", "team_live"})
 
 
 class OutboxRow(TableModel, table=True):
@@ -146,7 +149,8 @@ class Outbox:
         first_seen: dict[str, int] = {}
         for r in rows:
             first_seen.setdefault(r.kind, len(first_seen))
-        ordered = sorted(rows, key=lambda r: first_seen[r.kind])  # stable: each kind keeps its order
+        # Live messages first: they are what members wait for; board writes and dispatch can follow.
+        ordered = sorted(rows, key=lambda r: (r.kind not in SEEN_FIRST, first_seen[r.kind]))  # stable
         for kind, group in itertools.groupby(ordered, key=lambda r: r.kind):
             run = list(group)
             items = [(r.id, r.payload) for r in run]
