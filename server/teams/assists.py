@@ -727,7 +727,8 @@ async def review_help(
 ) -> AssistHelp:
     """A manager's decision on a held help, in the caller's transaction. Approved: counted on the
     request if it is still open (`counted`), else paid to the helper alone (`approved`: the
-    request ended meanwhile). Rejected: never counted, never paid."""
+    request ended meanwhile), and a friend who joined to help becomes the asker's referral as
+    an unheld help's would. Rejected: never counted, never paid."""
     rules = teams_content(ctx).assist
     now = utcnow()
     check_assist_id(assist_id)
@@ -750,6 +751,10 @@ async def review_help(
     else:
         h.status = "approved"
         await ledger.post_many(ctx, session, _reward_postings(rules, a, helper_id))
+    if approve and h.new_member and rules.referral_claim:
+        # As an unheld help from a friend who joined to help: the asker's referral, if the
+        # referral program's own rules (and its fraud checks) allow it.
+        await referrals.claim_for(ctx, session, helper_id, a.member_id, by="assist", now=now)
     session.add(h)
     return h
 

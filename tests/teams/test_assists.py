@@ -423,3 +423,32 @@ async def test_a_quest_helped_in_a_period_that_is_over_takes_nothing(ctx, http, 
         await session.execute(sa.update(Assist).where(Assist.id == a["assist_id"]).values(period="2020-W01"))
     assert (await help_on(http, as_member(ben), a["assist_id"])).status_code == 200
     assert (await quest(http, as_member(anna), "weekly-spend"))["progress"] == 0
+
+
+async def test_an_approved_help_from_a_new_member_is_the_askers_referral(ctx, http, as_brand, as_member):
+    """A newcomer's help held by the sign-up burst and then approved by a manager counts as the
+    asker's referral, as it would have unheld; a rejected one does not."""
+    with serving_assists(ctx, bursts=True):
+        anna = await member(http, as_brand)
+        a = await ask(http, as_member(anna), ticket=True)
+        newcomers = [unique("new") for _ in range(5)]
+        statuses = [(await help_on(http, as_member(n), a["assist_id"])).json()["status"] for n in newcomers]
+        assert statuses == ["counted", "counted", "counted", "held", "held"]
+        editor = await manager_token(ctx, role="editor")
+        approved, rejected = newcomers[3], newcomers[4]
+        r = await http.post(
+            f"/v1/admin/assists/{a['assist_id']}/helps/{approved}/approve",
+            json={"reason": "a real friend"},
+            headers=bearer(editor),
+        )
+        assert r.status_code == 200 and r.json()["status"] == "counted", r.text
+        r = await http.post(
+            f"/v1/admin/assists/{a['assist_id']}/helps/{rejected}/reject",
+            json={"reason": "a second account"},
+            headers=bearer(editor),
+        )
+        assert r.status_code == 200, r.text
+        async with ctx.db.session() as session:
+            made = await session.get(Referral, approved)
+            assert made is not None and made.referrer_id == anna and made.claimed_by == "assist"
+            assert await session.get(Referral, rejected) is None
