@@ -410,9 +410,14 @@ async def board_standings(
     return entries
 
 
+# Newer than any version a test run publishes: the content watcher never switches away from it.
+PINNED_VERSION = 2**62
+
+
 def pinned(ctx: Any, store: Any) -> Any:
-    """`store` (content a test serves in place of what is published) marked as the version serving,
-    so that the served app's content watcher, which switches to any newer published version, does
-    not take it away mid-test because a test before this one published content."""
-    store.version = ctx.content.version
+    """`store` (content a test serves in place of what is published) marked as newer than any
+    published version, so that the served app's content watcher, which switches to any newer
+    published version (or to the newest it accepts when what serves has no version), does not
+    take it away mid-test. The test puts back what served before, and the watcher goes on."""
+    store.version = PINNED_VERSION
     return store
