@@ -14,6 +14,15 @@ Period = Literal["once", "daily", "weekly", "monthly"]
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31}  # the most local days a period holds
 
 
+def check_zone(value: str) -> str:
+    """A zone content names (a window's, a period's): an IANA name, else a content error."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"`{value}` is not an IANA time zone (like Europe/Paris)") from None
+    return value
+
+
 def local_day(zone: str, at: datetime) -> date:
     return at.astimezone(ZoneInfo(zone)).date()
 
@@ -65,11 +74,7 @@ class Window(Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"`{value}` is not an IANA time zone (like Europe/Paris)") from None
-        return value
+        return check_zone(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import string
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from server.content.goals import ID_RE, Goal, Reward, Strict
 from server.content.loader import ContentIssue, ContentStore
+from server.content.periods import check_zone
 from server.events.catalog import check_event_use
 
 # The event a help is about the asker: team goals count it, the quests' steps take its amount.
@@ -172,11 +172,7 @@ class FriendQuest(Strict):
     @field_validator("zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"`{value}` is not an IANA time zone (for example Europe/Paris)") from None
-        return value
+        return check_zone(value)
 
     @model_validator(mode="after")
     def _counts(self) -> FriendQuest:

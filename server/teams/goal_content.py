@@ -23,13 +23,12 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
 from server.content.goals import ID_RE, Goal, Reward, Strict, TextOrPlural
 from server.content.loader import ContentIssue, ContentStore
-from server.content.periods import Period, Window
+from server.content.periods import Period, Window, check_zone
 from server.events.catalog import check_event_use
 
 # `distinct: member`: the members of the team who did it (at least once in the period).
@@ -83,11 +82,7 @@ class TeamGoal(Strict):
     @field_validator("zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"`{value}` is not an IANA time zone (like Europe/Paris)") from None
-        return value
+        return check_zone(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> TeamGoal:
